@@ -1,0 +1,332 @@
+//! The command line: one clap struct per command, and the exit-code contract
+//! (validate 0/1; plan 0 nothing to do, 2 pending, 1 error; apply 0/1, 3 refused).
+
+mod export;
+mod output;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::model::{parse_tree, Kind, Limits};
+use crate::plan::PlanOptions;
+use crate::source::{directory, DirectorySource, DEFAULT_MAX_FILE_SIZE};
+use crate::store::{AnyStore, AuditQuery, DriftPolicy, Store};
+use crate::sync::{self, ApplyOptions, SyncError};
+
+pub use output::Style;
+
+/// Exit codes.
+pub const OK: u8 = 0;
+pub const ERROR: u8 = 1;
+pub const PENDING: u8 = 2;
+pub const REFUSED: u8 = 3;
+
+/// Keeps an access-control database exactly as declared in Git or Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "accord", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter (tracing syntax), e.g. `info` or `accord=debug`.
+    #[arg(long, global = true, env = "ACCORD_LOG", default_value = "warn")]
+    pub log: String,
+    /// Colored output: auto (only on a terminal), always or never.
+    #[arg(long, global = true, env = "ACCORD_COLOR", value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check files or folders of YAML; print every error as FILE:LINE:COLUMN: message.
+    Validate(ValidateArgs),
+    /// Show what apply would change (exit 0 nothing, 2 changes or drift pending, 1 error).
+    Plan(PlanArgs),
+    /// Apply the source to the database in one transaction, with an audit trail.
+    Apply(ApplyArgs),
+    /// Show the audit log, newest first.
+    Audit(AuditArgs),
+    /// Write the database's current state as YAML (to bootstrap a repository).
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Files or folders (folders are searched for *.yaml and *.yml).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Largest YAML file accepted, in bytes.
+    #[arg(long, env = "ACCORD_MAX_FILE_SIZE", default_value_t = DEFAULT_MAX_FILE_SIZE)]
+    pub max_file_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// Database URL: sqlite://PATH (created when missing) or postgres://USER@HOST:PORT/DB.
+    #[arg(long, env = "ACCORD_DATABASE_URL", default_value = "sqlite://accord.db")]
+    pub database: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The folder of YAML to reconcile.
+    #[arg(long, env = "ACCORD_SOURCE")]
+    pub source: PathBuf,
+    /// The name this source's rows are owned under.
+    #[arg(long, env = "ACCORD_SOURCE_NAME", default_value = "default")]
+    pub source_name: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Leave managed rows that are no longer declared in place.
+    #[arg(long)]
+    pub no_prune: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Apply even when the deletion guard refuses.
+    #[arg(long)]
+    pub force: bool,
+    /// What to do with managed rows edited or deleted by hand.
+    #[arg(long, env = "ACCORD_DRIFT", default_value = "correct", value_parser = ["correct", "report"])]
+    pub drift: String,
+    /// Refuse a plan that deletes more than this share of the source's rows.
+    #[arg(long, env = "ACCORD_MAX_DELETE_PERCENT", default_value_t = 25, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub max_delete_percent: u32,
+    /// Who the audit log names; defaults to user@host.
+    #[arg(long, env = "ACCORD_ACTOR")]
+    pub actor: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// How many entries, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Only this source.
+    #[arg(long)]
+    pub source_name: Option<String>,
+    /// Only this kind (Organization, Permit, Enrollment).
+    #[arg(long, value_parser = parse_kind)]
+    pub kind: Option<Kind>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Folder to write (must be empty or absent).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Only rows managed by this source.
+    #[arg(long)]
+    pub managed_by: Option<String>,
+}
+
+fn parse_kind(text: &str) -> Result<Kind, String> {
+    Kind::ALL
+        .into_iter()
+        .find(|k| k.as_str().eq_ignore_ascii_case(text))
+        .ok_or_else(|| format!("unknown kind `{text}`, expected Organization, Permit or Enrollment"))
+}
+
+/// Runs a command and returns its exit code. `default_actor` is `user@host`.
+pub fn run(cli: Cli, default_actor: &str) -> u8 {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let style = Style {
+        color: match cli.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => std::io::stdout().is_terminal(),
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ERROR;
+        }
+    };
+    match cli.command {
+        Command::Validate(args) => validate(&args),
+        Command::Plan(args) => runtime.block_on(plan(&args, style)),
+        Command::Apply(args) => runtime.block_on(apply(&args, style, default_actor)),
+        Command::Audit(args) => runtime.block_on(audit(&args, style)),
+        Command::Export(args) => runtime.block_on(export::export(&args)),
+    }
+}
+
+fn validate(args: &ValidateArgs) -> u8 {
+    let snapshot = match directory::read_paths(&args.paths, args.limits.max_file_size) {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ERROR;
+        }
+    };
+    let mut errors = snapshot.problems;
+    match parse_tree(&snapshot.files, Limits::default()) {
+        Ok(desired) if errors.is_empty() => {
+            eprintln!(
+                "ok: {} objects ({} organizations, {} permits, {} enrollments) in {} files",
+                desired.len(),
+                desired.count(Kind::Organization),
+                desired.count(Kind::Permit),
+                desired.count(Kind::Enrollment),
+                snapshot.files.len()
+            );
+            return OK;
+        }
+        Ok(_) => {}
+        Err(parse_errors) => errors.extend(parse_errors),
+    }
+    errors.sort();
+    output::print_diagnostics(&errors);
+    ERROR
+}
+
+async fn connect(url: &str) -> Option<AnyStore> {
+    match AnyStore::connect(url).await {
+        Ok(store) => Some(store),
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
+}
+
+fn report_sync_error(error: &SyncError) -> u8 {
+    match error {
+        SyncError::Invalid(diagnostics) => {
+            output::print_diagnostics(diagnostics);
+            eprintln!("error: {error}");
+            ERROR
+        }
+        SyncError::Refused(_) => {
+            eprintln!("error: {error}");
+            REFUSED
+        }
+        other => {
+            eprintln!("error: {other}");
+            ERROR
+        }
+    }
+}
+
+async fn prepare(args: &PlanArgs, store: &AnyStore) -> Result<sync::Prepared, SyncError> {
+    let source = DirectorySource::new(&args.source, args.limits.max_file_size);
+    let options = PlanOptions {
+        prune: !args.no_prune,
+    };
+    sync::prepare(store, &source, &args.source_name, Limits::default(), options).await
+}
+
+async fn plan(args: &PlanArgs, style: Style) -> u8 {
+    let Some(store) = connect(&args.database.database).await else {
+        return ERROR;
+    };
+    let prepared = match prepare(args, &store).await {
+        Ok(prepared) => prepared,
+        Err(e) => return report_sync_error(&e),
+    };
+    match args.output {
+        OutputFormat::Text => output::print_plan(&prepared, &args.source_name, style),
+        OutputFormat::Json => output::print_plan_json(&prepared),
+    }
+    if prepared.plan.is_pending() {
+        PENDING
+    } else {
+        OK
+    }
+}
+
+async fn apply(args: &ApplyArgs, style: Style, default_actor: &str) -> u8 {
+    let Some(store) = connect(&args.plan.database.database).await else {
+        return ERROR;
+    };
+    let prepared = match prepare(&args.plan, &store).await {
+        Ok(prepared) => prepared,
+        Err(e) => return report_sync_error(&e),
+    };
+    let options = ApplyOptions {
+        actor: args.actor.clone().unwrap_or_else(|| default_actor.to_owned()),
+        drift: args.drift.parse().unwrap_or(DriftPolicy::Correct),
+        max_delete_percent: args.max_delete_percent,
+        force: args.force,
+    };
+    match sync::apply(&store, &prepared, &args.plan.source_name, &options).await {
+        Ok(record) => {
+            match args.plan.output {
+                OutputFormat::Text => output::print_applied(&prepared, &record, options.drift, style),
+                OutputFormat::Json => output::print_plan_json(&prepared),
+            }
+            OK
+        }
+        Err(e) => {
+            if matches!(e, SyncError::Refused(_)) && args.plan.output == OutputFormat::Text {
+                output::print_summary(&prepared.plan.summary(), "would");
+            }
+            report_sync_error(&e)
+        }
+    }
+}
+
+async fn audit(args: &AuditArgs, style: Style) -> u8 {
+    let Some(store) = connect(&args.database.database).await else {
+        return ERROR;
+    };
+    let query = AuditQuery {
+        source: args.source_name.clone(),
+        kind: args.kind,
+        since: None,
+        limit: args.limit,
+    };
+    match store.audit(&query).await {
+        Ok(entries) => {
+            match args.output {
+                OutputFormat::Text => output::print_audit(&entries, style),
+                OutputFormat::Json => output::print_json(&entries),
+            }
+            OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ERROR
+        }
+    }
+}

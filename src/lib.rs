@@ -1,0 +1,11 @@
+//! accord keeps the organizations, permits and enrollments of an
+//! access-control database exactly as declared, and shows — with a diff —
+//! whenever someone changes them behind its back.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod model;
+pub mod plan;
+pub mod source;
+pub mod store;
+pub mod sync;

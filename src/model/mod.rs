@@ -1,0 +1,310 @@
+//! The objects accord manages — organizations, permits and enrollments — in the
+//! shape users write them (`*Spec`) and in the normalized shape that is stored,
+//! compared and hashed. No I/O here.
+
+pub mod de;
+pub mod parse;
+pub mod render;
+pub mod validate;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use parse::{parse_tree, Diagnostic, SourceFile};
+pub use yaml::{Limits, Mark};
+
+/// The app of an object that names none.
+pub const DEFAULT_APP: &str = "unnamed";
+/// The `apiVersion` of typed manifests (and of the CRDs).
+pub const API_VERSION: &str = "accord.dev/v1alpha1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    Organization,
+    Permit,
+    Enrollment,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Organization, Kind::Permit, Kind::Enrollment];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Organization => "Organization",
+            Kind::Permit => "Permit",
+            Kind::Enrollment => "Enrollment",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The identity of an object: `(kind, app, id)`; an organization's id is its slug.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    pub kind: Kind,
+    pub app: String,
+    pub id: String,
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.app, self.id)
+    }
+}
+
+// ---- the shapes users write --------------------------------------------------
+
+/// A permission grant, as written in a file or a `Permit` manifest's `spec`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PermitSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(alias = "permission")]
+    pub permission_id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slugs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    #[serde(default, alias = "appHost", skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+}
+
+/// A role assignment to one user or contact (or a wildcard of contacts).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnrollmentSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<String>,
+    #[serde(default, alias = "appHost", skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrganizationSpec {
+    /// Required in native files; a manifest may leave it to `metadata.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slug: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, alias = "appHost", skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_models: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<Member>,
+    /// `false` suspends reconciliation of this organization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitops: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Budget {
+    pub monthly_tokens: u64,
+}
+
+/// A member of an organization: grants `user-svc:org:<slug>:<role>`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Member {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_limit: Option<u64>,
+}
+
+// ---- the normalized shapes ---------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Permit {
+    pub id: String,
+    pub app: String,
+    pub permission_id: String,
+    /// Sorted and without duplicates: lists are sets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slugs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Enrollment {
+    pub id: String,
+    pub app: String,
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Organization {
+    pub slug: String,
+    pub app: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_models: Vec<String>,
+    /// Sorted by subject and role, without duplicates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<Member>,
+}
+
+/// One object in normalized form: what is stored, compared and hashed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Object {
+    Organization(Organization),
+    Permit(Permit),
+    Enrollment(Enrollment),
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Organization(_) => Kind::Organization,
+            Object::Permit(_) => Kind::Permit,
+            Object::Enrollment(_) => Kind::Enrollment,
+        }
+    }
+
+    pub fn app(&self) -> &str {
+        match self {
+            Object::Organization(o) => &o.app,
+            Object::Permit(p) => &p.app,
+            Object::Enrollment(e) => &e.app,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Object::Organization(o) => &o.slug,
+            Object::Permit(p) => &p.id,
+            Object::Enrollment(e) => &e.id,
+        }
+    }
+
+    pub fn key(&self) -> Key {
+        Key {
+            kind: self.kind(),
+            app: self.app().to_owned(),
+            id: self.id().to_owned(),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// A stable hash of the content, recorded with every row accord writes so
+    /// that a later hand edit is told apart from a new commit.
+    pub fn content_hash(&self) -> String {
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        let hash = blake3::hash(&bytes);
+        hash.to_hex()[..32].to_owned()
+    }
+
+    /// Puts lists in canonical order so that order and duplicates carry no meaning.
+    pub fn normalize(&mut self) {
+        fn set(list: &mut Vec<String>) {
+            list.sort_unstable();
+            list.dedup();
+        }
+        match self {
+            Object::Permit(p) => {
+                set(&mut p.slugs);
+                set(&mut p.roles);
+            }
+            Object::Enrollment(_) => {}
+            Object::Organization(o) => {
+                set(&mut o.allowed_models);
+                o.members.sort();
+                o.members.dedup();
+            }
+        }
+    }
+}
+
+/// A short stable id for an object declared without one, derived from the
+/// fields that make it what it is, so the same grant keeps its id across commits.
+pub fn derived_id(prefix: &str, parts: &[&str]) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update(b"\n");
+    }
+    format!("{prefix}{}", &hasher.finalize().to_hex()[..16])
+}
+
+/// Where a declaration was read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub file: Arc<str>,
+    pub mark: Mark,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.mark)
+    }
+}
+
+/// An object as declared by a source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Declaration {
+    pub object: Object,
+    pub origin: Origin,
+    /// `gitops: false` on an organization: accord leaves it alone.
+    pub suspended: bool,
+}
+
+/// Everything one source declares, by key.
+#[derive(Clone, Debug, Default)]
+pub struct DesiredState {
+    pub objects: BTreeMap<Key, Declaration>,
+}
+
+impl DesiredState {
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    pub fn count(&self, kind: Kind) -> usize {
+        self.objects.keys().filter(|k| k.kind == kind).count()
+    }
+}

@@ -1,0 +1,389 @@
+//! The planner: a pure function from what a source declares and what the
+//! database holds to the changes that would make them agree. No I/O.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::model::render;
+use crate::model::{Declaration, DesiredState, Key, Object, Origin};
+
+/// One row of the database as the planner sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveRow {
+    pub object: Object,
+    /// The source that owns the row; `None` for rows nobody manages.
+    pub managed_by: Option<String>,
+    /// The content hash accord recorded when it last wrote the row.
+    pub applied_hash: Option<String>,
+    /// `false` when an operator suspended the organization in the database.
+    pub gitops: bool,
+}
+
+/// What accord remembers about a key a source manages, kept apart from the
+/// row itself so a row deleted by hand is still known to be missing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Managed {
+    /// The live hash last reported as drift (report mode audits drift once).
+    pub reported_hash: Option<String>,
+}
+
+/// The rows in a source's scope and the keys it manages.
+#[derive(Clone, Debug, Default)]
+pub struct LiveState {
+    pub rows: HashMap<Key, LiveRow>,
+    pub managed: HashMap<Key, Managed>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+    Drift,
+    Conflict,
+    Suspended,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+            Action::Drift => "drift",
+            Action::Conflict => "conflict",
+            Action::Suspended => "suspended",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A top-level field whose value differs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub before: Value,
+    pub after: Value,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub action: Action,
+    pub key: Key,
+    /// The row as it is now (for drift: as someone left it).
+    pub before: Option<Object>,
+    /// The object as declared.
+    pub after: Option<Object>,
+    pub fields: Vec<FieldChange>,
+    /// Why: the other owner of a conflict, what kind of drift, where declared.
+    pub note: String,
+    pub origin: Option<Origin>,
+    /// For drift: the hash of the live row (`None` when it was deleted), and
+    /// whether that exact state was already reported.
+    pub drift_hash: Option<String>,
+    pub drift_reported: bool,
+}
+
+impl Change {
+    fn new(action: Action, key: Key, before: Option<Object>, after: Option<Object>) -> Change {
+        let fields = field_changes(before.as_ref(), after.as_ref());
+        Change {
+            action,
+            key,
+            before,
+            after,
+            fields,
+            note: String::new(),
+            origin: None,
+            drift_hash: None,
+            drift_reported: false,
+        }
+    }
+
+    fn note(mut self, note: impl Into<String>) -> Change {
+        self.note = note.into();
+        self
+    }
+
+    /// A unified diff of the object rendered as YAML, before → after.
+    pub fn diff(&self) -> String {
+        render::object_diff(self.before.as_ref(), self.after.as_ref())
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub delete: usize,
+    pub drift: usize,
+    pub conflict: usize,
+    pub suspended: usize,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// Sorted by key.
+    pub changes: Vec<Change>,
+    /// Keys the source no longer manages and whose rows are gone or belong to
+    /// someone else: only the ownership record is dropped.
+    pub forget: Vec<Key>,
+    /// How many keys the source managed before this plan.
+    pub managed: usize,
+}
+
+impl Plan {
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for change in &self.changes {
+            *match change.action {
+                Action::Create => &mut s.create,
+                Action::Update => &mut s.update,
+                Action::Delete => &mut s.delete,
+                Action::Drift => &mut s.drift,
+                Action::Conflict => &mut s.conflict,
+                Action::Suspended => &mut s.suspended,
+            } += 1;
+        }
+        s
+    }
+
+    /// Whether anything is waiting: changes, drift or conflicts (suspended
+    /// objects are left alone by choice, so they are not pending).
+    pub fn is_pending(&self) -> bool {
+        self.changes.iter().any(|c| c.action != Action::Suspended)
+    }
+
+    pub fn count(&self, action: Action) -> usize {
+        self.changes.iter().filter(|c| c.action == action).count()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct PlanOptions {
+    /// Delete managed rows that the source no longer declares.
+    pub prune: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions { prune: true }
+    }
+}
+
+/// Computes what `source` must do to make the database match `desired`.
+pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: PlanOptions) -> Plan {
+    let owned_by_source = |row: &LiveRow| row.managed_by.as_deref() == Some(source);
+    let mut managed: HashSet<&Key> = live.managed.keys().collect();
+    managed.extend(
+        live.rows
+            .iter()
+            .filter(|(_, row)| owned_by_source(row))
+            .map(|(key, _)| key),
+    );
+
+    let mut changes: Vec<Change> = desired
+        .objects
+        .par_iter()
+        .filter_map(|(key, declaration)| {
+            plan_declared(key, declaration, live, managed.contains(key), source)
+        })
+        .collect();
+
+    let mut forget = Vec::new();
+    for &key in &managed {
+        if desired.objects.contains_key(key) {
+            continue;
+        }
+        match live.rows.get(key) {
+            Some(row) if owned_by_source(row) || row.managed_by.is_none() => {
+                if !row.gitops {
+                    changes.push(
+                        Change::new(Action::Suspended, key.clone(), Some(row.object.clone()), None)
+                            .note("suspended in the database; not pruned"),
+                    );
+                } else if options.prune {
+                    changes.push(
+                        Change::new(Action::Delete, key.clone(), Some(row.object.clone()), None)
+                            .note("no longer declared"),
+                    );
+                }
+            }
+            _ => forget.push(key.clone()),
+        }
+    }
+    changes.sort_by(|a, b| a.key.cmp(&b.key));
+    forget.sort();
+    Plan {
+        changes,
+        forget,
+        managed: managed.len(),
+    }
+}
+
+fn plan_declared(
+    key: &Key,
+    declaration: &Declaration,
+    live: &LiveState,
+    is_managed: bool,
+    source: &str,
+) -> Option<Change> {
+    let desired = &declaration.object;
+    let row = live.rows.get(key);
+    let with_origin = |mut change: Change| {
+        change.origin = Some(declaration.origin.clone());
+        Some(change)
+    };
+    let before = row.map(|r| r.object.clone());
+    if declaration.suspended {
+        return with_origin(
+            Change::new(Action::Suspended, key.clone(), before, Some(desired.clone()))
+                .note("gitops: false; left alone"),
+        );
+    }
+    let Some(row) = row else {
+        return if is_managed {
+            let mut change = Change::new(Action::Drift, key.clone(), None, Some(desired.clone()))
+                .note("deleted by hand");
+            change.drift_reported = live
+                .managed
+                .get(key)
+                .is_some_and(|m| m.reported_hash.as_deref() == Some(DELETED));
+            change.drift_hash = Some(DELETED.to_owned());
+            with_origin(change)
+        } else {
+            with_origin(Change::new(Action::Create, key.clone(), None, Some(desired.clone())))
+        };
+    };
+    if !row.gitops {
+        return with_origin(
+            Change::new(Action::Suspended, key.clone(), before, Some(desired.clone()))
+                .note("suspended in the database; left alone"),
+        );
+    }
+    match row.managed_by.as_deref() {
+        Some(owner) if owner == source => {}
+        None if is_managed => {}
+        Some(other) => {
+            return with_origin(
+                Change::new(Action::Conflict, key.clone(), before, Some(desired.clone()))
+                    .note(format!("owned by source `{other}`")),
+            );
+        }
+        None => {
+            return with_origin(
+                Change::new(Action::Conflict, key.clone(), before, Some(desired.clone()))
+                    .note("the row exists and no source manages it; accord does not take over rows it did not create"),
+            );
+        }
+    }
+    let live_hash = row.object.content_hash();
+    let untouched = row.managed_by.is_some() && row.applied_hash.as_deref() == Some(&live_hash);
+    if untouched {
+        return (row.object != *desired).then(|| {
+            Change::new(Action::Update, key.clone(), before, Some(desired.clone()))
+        })
+        .and_then(with_origin);
+    }
+    if row.object == *desired {
+        // Edited by hand to exactly what is declared: nothing to put back,
+        // only the record of what accord wrote is stale.
+        return with_origin(
+            Change::new(Action::Update, key.clone(), before, Some(desired.clone()))
+                .note("already matches; recording it as applied"),
+        );
+    }
+    let note = if row.managed_by.is_none() {
+        "ownership removed by hand"
+    } else {
+        "edited by hand"
+    };
+    let mut change =
+        Change::new(Action::Drift, key.clone(), before, Some(desired.clone())).note(note);
+    change.drift_reported = live
+        .managed
+        .get(key)
+        .is_some_and(|m| m.reported_hash.as_deref() == Some(live_hash.as_str()));
+    change.drift_hash = Some(live_hash);
+    with_origin(change)
+}
+
+/// The `drift_hash` recorded for a managed row that was deleted by hand.
+pub const DELETED: &str = "deleted";
+
+fn field_changes(before: Option<&Object>, after: Option<&Object>) -> Vec<FieldChange> {
+    let (Some(before), Some(after)) = (before, after) else {
+        return Vec::new();
+    };
+    let (Value::Object(b), Value::Object(a)) = (before.to_json(), after.to_json()) else {
+        return Vec::new();
+    };
+    let mut fields: Vec<&String> = b.keys().chain(a.keys()).collect();
+    fields.sort();
+    fields.dedup();
+    fields
+        .into_iter()
+        .filter_map(|field| {
+            let old = b.get(field).cloned().unwrap_or(Value::Null);
+            let new = a.get(field).cloned().unwrap_or(Value::Null);
+            (old != new).then(|| FieldChange {
+                field: field.clone(),
+                before: old,
+                after: new,
+            })
+        })
+        .collect()
+}
+
+/// Why a plan was refused by the deletion guard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuardRefusal {
+    pub deletes: usize,
+    pub managed: usize,
+    pub max_percent: u32,
+}
+
+impl fmt::Display for GuardRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let percent = self.deletes as f64 * 100.0 / self.managed.max(1) as f64;
+        if self.deletes == self.managed {
+            write!(
+                f,
+                "refusing to delete all {} rows this source manages; pass --force if that is intended",
+                self.managed
+            )
+        } else {
+            write!(
+                f,
+                "refusing to delete {} of {} rows this source manages ({percent:.1}%, more than the {}% allowed); pass --force if that is intended",
+                self.deletes, self.managed, self.max_percent
+            )
+        }
+    }
+}
+
+/// The deletion guard: an emptied folder or a wrong path must not wipe the database.
+pub fn guard(plan: &Plan, max_delete_percent: u32) -> Result<(), GuardRefusal> {
+    let deletes = plan.count(Action::Delete);
+    let managed = plan.managed;
+    let too_many = deletes as u128 * 100 > max_delete_percent as u128 * managed as u128;
+    if deletes > 0 && (deletes >= managed || too_many) {
+        Err(GuardRefusal {
+            deletes,
+            managed,
+            max_percent: max_delete_percent,
+        })
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,149 @@
+//! Converting between table rows and objects, the same for both backends.
+//! Rows are read leniently: a value someone wrote by hand that accord would
+//! never write still becomes an object (which then differs, i.e. drift)
+//! rather than an error that stops every sync.
+
+use std::collections::HashMap;
+
+use crate::model::{Budget, Enrollment, Key, Kind, Member, Object, Organization, Permit};
+use crate::plan::{LiveRow, LiveState, Managed};
+
+pub type OrgRow = (
+    String,
+    String,
+    Option<String>,
+    Option<i64>,
+    String,
+    bool,
+    Option<String>,
+    Option<String>,
+);
+pub type MemberRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<i64>,
+);
+pub type PermitRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
+pub type EnrollmentRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+pub type ManagedRow = (String, String, String, Option<String>);
+
+/// A stored JSON list as a sorted set; anything else as a one-element list
+/// holding the raw text, so a broken hand edit shows up in the diff.
+pub fn list_from_json(text: &str) -> Vec<String> {
+    let mut list = match serde_json::from_str::<Vec<String>>(text) {
+        Ok(list) => list,
+        Err(_) => vec![text.to_owned()],
+    };
+    list.sort_unstable();
+    list.dedup();
+    list
+}
+
+pub fn list_to_json(list: &[String]) -> String {
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
+}
+
+fn unsigned(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+pub fn assemble(
+    orgs: Vec<OrgRow>,
+    members: Vec<MemberRow>,
+    permits: Vec<PermitRow>,
+    enrollments: Vec<EnrollmentRow>,
+    managed: Vec<ManagedRow>,
+) -> LiveState {
+    let mut rows = HashMap::with_capacity(orgs.len() + permits.len() + enrollments.len());
+    let mut members_by_org: HashMap<(String, String), Vec<Member>> = HashMap::new();
+    for (app, slug, user_id, contact_id, role, token_limit) in members {
+        members_by_org.entry((app, slug)).or_default().push(Member {
+            contact_id,
+            user_id,
+            role,
+            token_limit: token_limit.map(unsigned),
+        });
+    }
+    for (app, slug, name, monthly_tokens, models, gitops, managed_by, applied_hash) in orgs {
+        let members = members_by_org
+            .remove(&(app.clone(), slug.clone()))
+            .unwrap_or_default();
+        let mut object = Object::Organization(Organization {
+            slug,
+            app,
+            name,
+            budget: monthly_tokens.map(|t| Budget {
+                monthly_tokens: unsigned(t),
+            }),
+            allowed_models: list_from_json(&models),
+            members,
+        });
+        object.normalize();
+        insert(&mut rows, object, managed_by, applied_hash, gitops);
+    }
+    for (app, id, permission_id, slugs, roles, managed_by, applied_hash) in permits {
+        let object = Object::Permit(Permit {
+            id,
+            app,
+            permission_id,
+            slugs: list_from_json(&slugs),
+            roles: list_from_json(&roles),
+        });
+        insert(&mut rows, object, managed_by, applied_hash, true);
+    }
+    for (app, id, role, user_id, contact_id, managed_by, applied_hash) in enrollments {
+        let object = Object::Enrollment(Enrollment {
+            id,
+            app,
+            role,
+            user_id,
+            contact_id,
+        });
+        insert(&mut rows, object, managed_by, applied_hash, true);
+    }
+    let managed = managed
+        .into_iter()
+        .filter_map(|(kind, app, id, reported_hash)| {
+            let kind = Kind::parse(&kind)?;
+            Some((Key { kind, app, id }, Managed { reported_hash }))
+        })
+        .collect();
+    LiveState { rows, managed }
+}
+
+fn insert(
+    rows: &mut HashMap<Key, LiveRow>,
+    object: Object,
+    managed_by: Option<String>,
+    applied_hash: Option<String>,
+    gitops: bool,
+) {
+    rows.insert(
+        object.key(),
+        LiveRow {
+            object,
+            managed_by,
+            applied_hash,
+            gitops,
+        },
+    );
+}
