@@ -12,9 +12,7 @@ fn main() -> ExitCode {
 
 /// `user@host` of whoever runs the command, the default audit actor.
 fn default_actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let user = whoami::username().unwrap_or_else(|_| "unknown".into());
+    let host = whoami::hostname().unwrap_or_else(|_| "unknown".into());
     format!("{user}@{host}")
 }
