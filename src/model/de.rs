@@ -38,10 +38,13 @@ impl de::Error for DeError {
     }
 }
 
-/// serde quotes names with backticks and says "a string" for visitors; the
-/// messages read well as they are, apart from serde's own "invalid type" prefix.
+/// serde's messages read well, apart from its "invalid type" prefix and Rust
+/// type names.
 fn tidy(message: String) -> String {
-    message.replacen("invalid type: ", "wrong type: found ", 1)
+    message
+        .replacen("invalid type: ", "wrong type: found ", 1)
+        .replacen("invalid value: ", "wrong value: found ", 1)
+        .replace("expected u64", "expected a whole number (0 or more)")
 }
 
 /// Deserializes `T` from `node`.

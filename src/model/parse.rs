@@ -283,17 +283,16 @@ impl FileParser {
             }
         };
         let name = match node.get("metadata") {
-            Some(meta) => match from_node::<Metadata>(meta) {
+            Some(meta_node) => match from_node::<Metadata>(meta_node) {
                 Ok(meta) => match kubernetes_name(&meta.name) {
                     Ok(()) => Some(meta.name),
                     Err(message) => {
-                        let mark = meta_name_mark(meta);
-                        self.error(mark, message);
+                        self.error(field_mark(meta_node, "name"), message);
                         None
                     }
                 },
                 Err(e) => {
-                    self.de_error(meta.mark, e);
+                    self.de_error(meta_node.mark, e);
                     None
                 }
             },
@@ -540,10 +539,6 @@ impl FileParser {
 /// The place of `field` in a mapping, or of the mapping itself when absent.
 fn field_mark(node: &Node, field: &str) -> Mark {
     node.get(field).map_or(node.mark, |n| n.mark)
-}
-
-fn meta_name_mark(_meta: Metadata) -> Mark {
-    Mark::START
 }
 
 /// Kubernetes object names (RFC 1123 subdomains).
