@@ -288,14 +288,13 @@ fn plan_declared(
         }
     }
     let live_hash = row.object.content_hash();
-    let untouched = row.managed_by.is_some() && row.applied_hash.as_deref() == Some(&live_hash);
-    if untouched {
-        return (row.object != *desired).then(|| {
-            Change::new(Action::Update, key.clone(), before, Some(desired.clone()))
-        })
-        .and_then(with_origin);
+    let disowned = row.managed_by.is_none();
+    if !disowned && row.applied_hash.as_deref() == Some(&live_hash) {
+        return (row.object != *desired)
+            .then(|| Change::new(Action::Update, key.clone(), before, Some(desired.clone())))
+            .and_then(with_origin);
     }
-    if row.object == *desired {
+    if !disowned && row.object == *desired {
         // Edited by hand to exactly what is declared: nothing to put back,
         // only the record of what accord wrote is stale.
         return with_origin(
@@ -303,7 +302,7 @@ fn plan_declared(
                 .note("already matches; recording it as applied"),
         );
     }
-    let note = if row.managed_by.is_none() {
+    let note = if disowned {
         "ownership removed by hand"
     } else {
         "edited by hand"

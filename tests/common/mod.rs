@@ -1,1 +1,2 @@
 pub mod builders;
+pub mod db;
