@@ -209,8 +209,13 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
             Some(row) if owned_by_source(row) || row.managed_by.is_none() => {
                 if !row.gitops {
                     changes.push(
-                        Change::new(Action::Suspended, key.clone(), Some(row.object.clone()), None)
-                            .note("suspended in the database; not pruned"),
+                        Change::new(
+                            Action::Suspended,
+                            key.clone(),
+                            Some(row.object.clone()),
+                            None,
+                        )
+                        .note("suspended in the database; not pruned"),
                     );
                 } else if options.prune {
                     changes.push(
@@ -247,8 +252,13 @@ fn plan_declared(
     let before = row.map(|r| r.object.clone());
     if declaration.suspended {
         return with_origin(
-            Change::new(Action::Suspended, key.clone(), before, Some(desired.clone()))
-                .note("gitops: false; left alone"),
+            Change::new(
+                Action::Suspended,
+                key.clone(),
+                before,
+                Some(desired.clone()),
+            )
+            .note("gitops: false; left alone"),
         );
     }
     let Some(row) = row else {
@@ -262,13 +272,23 @@ fn plan_declared(
             change.drift_hash = Some(DELETED.to_owned());
             with_origin(change)
         } else {
-            with_origin(Change::new(Action::Create, key.clone(), None, Some(desired.clone())))
+            with_origin(Change::new(
+                Action::Create,
+                key.clone(),
+                None,
+                Some(desired.clone()),
+            ))
         };
     };
     if !row.gitops {
         return with_origin(
-            Change::new(Action::Suspended, key.clone(), before, Some(desired.clone()))
-                .note("suspended in the database; left alone"),
+            Change::new(
+                Action::Suspended,
+                key.clone(),
+                before,
+                Some(desired.clone()),
+            )
+            .note("suspended in the database; left alone"),
         );
     }
     match row.managed_by.as_deref() {

@@ -71,9 +71,12 @@ fn typed_manifests_of_all_three_kinds_are_read() {
     assert_eq!(p.permission_id, "payment-svc:process");
     assert_eq!(p.slugs, ["order-service"]);
     // spec.id wins over metadata.name; spec.app places it.
-    let Object::Enrollment(e) =
-        get(&state, Kind::Enrollment, "production.mycompany.com", "Prod_Admin.1")
-    else {
+    let Object::Enrollment(e) = get(
+        &state,
+        Kind::Enrollment,
+        "production.mycompany.com",
+        "Prod_Admin.1",
+    ) else {
         panic!("not an enrollment")
     };
     assert_eq!(e.user_id.as_deref(), Some("usr_123"));
@@ -82,7 +85,11 @@ fn typed_manifests_of_all_three_kinds_are_read() {
     };
     assert_eq!(o.name.as_deref(), Some("Acme Corp"));
     assert_eq!(o.budget.as_ref().map(|b| b.monthly_tokens), Some(1_000_000));
-    assert_eq!(o.allowed_models, ["gpt-4o", "gpt-4o-mini"], "a set: sorted, no duplicates");
+    assert_eq!(
+        o.allowed_models,
+        ["gpt-4o", "gpt-4o-mini"],
+        "a set: sorted, no duplicates"
+    );
     assert_eq!(o.members.len(), 2);
 }
 
@@ -96,7 +103,9 @@ fn native_object_with_1backend_aliases_is_a_permit_in_that_app() {
         .map(|(_, d)| &d.object)
         .collect();
     assert_eq!(permits.len(), 1);
-    let Object::Permit(p) = permits[0] else { panic!() };
+    let Object::Permit(p) = permits[0] else {
+        panic!()
+    };
     assert_eq!(p.permission_id, "chat-svc:message:create");
     assert_eq!(p.slugs, ["chat-bot"]);
     assert!(p.id.starts_with("perm-"), "derived id: {}", p.id);
@@ -118,7 +127,12 @@ fn bundle_items_inherit_the_app_unless_they_name_one() {
     let state = fixture_tree();
     get(&state, Kind::Permit, "tenant-a.example.com", "reports");
     get(&state, Kind::Permit, "tenant-b.example.com", "reports");
-    get(&state, Kind::Organization, "tenant-a.example.com", "tenant-a");
+    get(
+        &state,
+        Kind::Organization,
+        "tenant-a.example.com",
+        "tenant-a",
+    );
     assert_eq!(
         state
             .objects
@@ -132,10 +146,25 @@ fn bundle_items_inherit_the_app_unless_they_name_one() {
 
 #[test]
 fn permit_without_id_gets_a_stable_derived_id() {
-    let a = parse_ok(&[("a.yaml", "permissionId: x:y\nroles: [r:b, r:a]\nslugs: [s2, s1]\n")]);
-    let b = parse_ok(&[("b.yaml", "slugs: [s1, s2, s1]\nroles: [r:a, r:b]\npermissionId: x:y\n")]);
-    let c = parse_ok(&[("c.yaml", "permissionId: x:y\nroles: [r:a]\nslugs: [s1, s2]\n")]);
-    let id = |s: &DesiredState| s.objects.keys().next().map(|k| k.id.clone()).unwrap_or_default();
+    let a = parse_ok(&[(
+        "a.yaml",
+        "permissionId: x:y\nroles: [r:b, r:a]\nslugs: [s2, s1]\n",
+    )]);
+    let b = parse_ok(&[(
+        "b.yaml",
+        "slugs: [s1, s2, s1]\nroles: [r:a, r:b]\npermissionId: x:y\n",
+    )]);
+    let c = parse_ok(&[(
+        "c.yaml",
+        "permissionId: x:y\nroles: [r:a]\nslugs: [s1, s2]\n",
+    )]);
+    let id = |s: &DesiredState| {
+        s.objects
+            .keys()
+            .next()
+            .map(|k| k.id.clone())
+            .unwrap_or_default()
+    };
     assert!(id(&a).starts_with("perm-"));
     assert_eq!(id(&a), id(&b), "order and duplicates do not change the id");
     assert_ne!(id(&a), id(&c), "a different grant has a different id");
@@ -146,7 +175,13 @@ fn enrollment_without_id_gets_a_stable_derived_id_from_role_and_subject() {
     let a = parse_ok(&[("a.yaml", "role: a:b\nuserId: u1\n")]);
     let b = parse_ok(&[("a.yaml", "userId: u1\nrole: a:b\n")]);
     let c = parse_ok(&[("a.yaml", "role: a:b\ncontactId: u1@x.com\n")]);
-    let id = |s: &DesiredState| s.objects.keys().next().map(|k| k.id.clone()).unwrap_or_default();
+    let id = |s: &DesiredState| {
+        s.objects
+            .keys()
+            .next()
+            .map(|k| k.id.clone())
+            .unwrap_or_default()
+    };
     assert!(id(&a).starts_with("enr-"));
     assert_eq!(id(&a), id(&b));
     assert_ne!(id(&a), id(&c));
@@ -154,7 +189,10 @@ fn enrollment_without_id_gets_a_stable_derived_id_from_role_and_subject() {
 
 #[test]
 fn lists_are_sets() {
-    let a = parse_ok(&[("a.yaml", "id: p\npermissionId: x:y\nroles: [b:b, a:a, b:b]\n")]);
+    let a = parse_ok(&[(
+        "a.yaml",
+        "id: p\npermissionId: x:y\nroles: [b:b, a:a, b:b]\n",
+    )]);
     let b = parse_ok(&[("a.yaml", "id: p\npermissionId: x:y\nroles: [a:a, b:b]\n")]);
     let object = |s: &DesiredState| s.objects.values().next().map(|d| d.object.clone());
     assert_eq!(object(&a), object(&b));
@@ -163,14 +201,25 @@ fn lists_are_sets() {
 #[test]
 fn unknown_field_is_an_error_at_the_key_listing_the_expected_ones() {
     let error = one_error("id: p\npermissionId: x:y\nroles: [a:b]\nrolez: [c:d]\n");
-    assert!(error.starts_with("f.yaml:4:1: unknown field `rolez`"), "{error}");
-    assert!(error.contains("permissionId") && error.contains("roles"), "{error}");
+    assert!(
+        error.starts_with("f.yaml:4:1: unknown field `rolez`"),
+        "{error}"
+    );
+    assert!(
+        error.contains("permissionId") && error.contains("roles"),
+        "{error}"
+    );
 }
 
 #[test]
 fn unknown_field_in_a_nested_member_is_located_there() {
-    let error = one_error("slug: acme\nmembers:\n  - contactId: a@b.com\n    role: admin\n    tokenLimt: 3\n");
-    assert!(error.starts_with("f.yaml:5:5: unknown field `tokenLimt`"), "{error}");
+    let error = one_error(
+        "slug: acme\nmembers:\n  - contactId: a@b.com\n    role: admin\n    tokenLimt: 3\n",
+    );
+    assert!(
+        error.starts_with("f.yaml:5:5: unknown field `tokenLimt`"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -178,7 +227,10 @@ fn wrong_type_is_an_error_at_the_value() {
     let error = one_error("id: p\npermissionId: x:y\nroles: a:b\n");
     assert!(error.starts_with("f.yaml:3:8: wrong type"), "{error}");
     let error = one_error("id: 42\npermissionId: x:y\nroles: [a:b]\n");
-    assert!(error.starts_with("f.yaml:1:5: wrong type: found integer"), "{error}");
+    assert!(
+        error.starts_with("f.yaml:1:5: wrong type: found integer"),
+        "{error}"
+    );
     let error = one_error("slug: acme\nbudget:\n  monthlyTokens: lots\n");
     assert!(error.starts_with("f.yaml:3:18: wrong type"), "{error}");
 }
@@ -186,14 +238,32 @@ fn wrong_type_is_an_error_at_the_value() {
 #[test]
 fn bad_patterns_are_errors_at_the_offending_value() {
     let cases = [
-        ("id: p\npermissionId: payments\nroles: [a:b]\n", "f.yaml:2:15: invalid permissionId"),
-        ("id: p\npermissionId: x:y\nroles: [a:b, admin]\n", "f.yaml:3:14: invalid role `admin`"),
-        ("id: -p\npermissionId: x:y\nroles: [a:b]\n", "f.yaml:1:5: invalid id"),
-        ("id: p\npermissionId: x:y\nslugs: [\"bad slug\"]\n", "f.yaml:3:9: invalid slug"),
-        ("role: a:b\ncontactId: not-an-email\n", "f.yaml:2:12: invalid contactId"),
+        (
+            "id: p\npermissionId: payments\nroles: [a:b]\n",
+            "f.yaml:2:15: invalid permissionId",
+        ),
+        (
+            "id: p\npermissionId: x:y\nroles: [a:b, admin]\n",
+            "f.yaml:3:14: invalid role `admin`",
+        ),
+        (
+            "id: -p\npermissionId: x:y\nroles: [a:b]\n",
+            "f.yaml:1:5: invalid id",
+        ),
+        (
+            "id: p\npermissionId: x:y\nslugs: [\"bad slug\"]\n",
+            "f.yaml:3:9: invalid slug",
+        ),
+        (
+            "role: a:b\ncontactId: not-an-email\n",
+            "f.yaml:2:12: invalid contactId",
+        ),
         ("role: admin\nuserId: u1\n", "f.yaml:1:7: invalid role"),
         ("slug: Acme\n", "f.yaml:1:7: invalid slug `Acme`"),
-        ("slug: acme\nmembers:\n  - contactId: a@b.com\n    role: \"ad min\"\n", "f.yaml:4:11: invalid member role"),
+        (
+            "slug: acme\nmembers:\n  - contactId: a@b.com\n    role: \"ad min\"\n",
+            "f.yaml:4:11: invalid member role",
+        ),
     ];
     for (text, expected) in cases {
         let error = one_error(text);
@@ -204,15 +274,24 @@ fn bad_patterns_are_errors_at_the_offending_value() {
 #[test]
 fn enrollment_with_both_or_neither_subject_is_an_error() {
     let error = one_error("role: a:b\nuserId: u1\ncontactId: a@b.com\n");
-    assert!(error.starts_with("f.yaml:3:12: an enrollment has exactly one of"), "{error}");
+    assert!(
+        error.starts_with("f.yaml:3:12: an enrollment has exactly one of"),
+        "{error}"
+    );
     let error = one_error("- role: a:b\n");
-    assert!(error.starts_with("f.yaml:1:3: an enrollment needs exactly one of"), "{error}");
+    assert!(
+        error.starts_with("f.yaml:1:3: an enrollment needs exactly one of"),
+        "{error}"
+    );
 }
 
 #[test]
 fn permit_that_grants_nothing_is_an_error() {
     let error = one_error("- id: p\n  permissionId: x:y\n  slugs: []\n");
-    assert!(error.starts_with("f.yaml:1:3: a permit must grant something"), "{error}");
+    assert!(
+        error.starts_with("f.yaml:1:3: a permit must grant something"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -245,9 +324,18 @@ fn every_error_of_a_tree_is_reported_in_one_run() {
         ("c.yaml", "key: [unclosed\n"),
     ]);
     assert_eq!(errors.len(), 4, "{errors:#?}");
-    assert!(errors[0].starts_with("a.yaml:2:17: invalid permissionId"), "{errors:#?}");
-    assert!(errors[1].starts_with("a.yaml:6:3: unknown field `rolez`"), "{errors:#?}");
-    assert!(errors[2].starts_with("b.yaml:1:1: an enrollment needs"), "{errors:#?}");
+    assert!(
+        errors[0].starts_with("a.yaml:2:17: invalid permissionId"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[1].starts_with("a.yaml:6:3: unknown field `rolez`"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[2].starts_with("b.yaml:1:1: an enrollment needs"),
+        "{errors:#?}"
+    );
     assert!(errors[3].starts_with("c.yaml:"), "{errors:#?}");
     assert!(errors[3].contains("invalid YAML"), "{errors:#?}");
 }
@@ -255,15 +343,28 @@ fn every_error_of_a_tree_is_reported_in_one_run() {
 #[test]
 fn documents_that_are_not_objects_say_what_was_expected() {
     let error = one_error("just a string\n");
-    assert!(error.starts_with("f.yaml:1:1: found a string, expected a Permit"), "{error}");
+    assert!(
+        error.starts_with("f.yaml:1:1: found a string, expected a Permit"),
+        "{error}"
+    );
     let error = one_error("name: nothing to tell\n");
-    assert!(error.starts_with("f.yaml:1:1: cannot tell what this object is"), "{error}");
-    let error = one_error("apiVersion: accord.dev/v1alpha1\nkind: Grant\nmetadata: {name: x}\nspec: {}\n");
+    assert!(
+        error.starts_with("f.yaml:1:1: cannot tell what this object is"),
+        "{error}"
+    );
+    let error =
+        one_error("apiVersion: accord.dev/v1alpha1\nkind: Grant\nmetadata: {name: x}\nspec: {}\n");
     assert!(error.starts_with("f.yaml:2:7: unknown kind"), "{error}");
     let error = one_error("apiVersion: v1\nkind: Permit\nmetadata: {name: x}\nspec: {permissionId: x:y, roles: [a:b]}\n");
-    assert!(error.starts_with("f.yaml:1:13: unsupported apiVersion"), "{error}");
+    assert!(
+        error.starts_with("f.yaml:1:13: unsupported apiVersion"),
+        "{error}"
+    );
     let error = one_error("app: x\npermits: []\nroles: []\n");
-    assert!(error.starts_with("f.yaml:3:1: unknown field `roles` in an app bundle"), "{error}");
+    assert!(
+        error.starts_with("f.yaml:3:1: unknown field `roles` in an app bundle"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -292,7 +393,9 @@ fn alias_bomb_fails_fast_with_a_clear_error() {
     let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..12 {
         let p = i - 1;
-        text.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+        text.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
     }
     let started = Instant::now();
     let error = one_error(&text);
@@ -311,7 +414,9 @@ fn very_deep_nesting_fails_cleanly() {
         error.contains("nesting deeper than") || error.contains("recursion limit"),
         "{error}"
     );
-    let text = (0..200).map(|i| format!("{}k{i}:\n", "  ".repeat(i))).collect::<String>();
+    let text = (0..200)
+        .map(|i| format!("{}k{i}:\n", "  ".repeat(i)))
+        .collect::<String>();
     let error = one_error(&text);
     assert!(error.contains("nesting deeper than 64"), "{error}");
 }
@@ -323,7 +428,10 @@ fn non_utf8_bytes_are_located() {
         bytes: b"id: p\npermissionId: x\xff:y\n".to_vec(),
     }];
     let errors = parse_tree(&files, Limits::default()).expect_err("rejected");
-    assert_eq!(errors[0].to_string(), "bin.yaml:2:16: file is not valid UTF-8");
+    assert_eq!(
+        errors[0].to_string(),
+        "bin.yaml:2:16: file is not valid UTF-8"
+    );
 }
 
 struct Tree {
@@ -363,18 +471,27 @@ fn only_yaml_files_are_read_and_hidden_entries_are_skipped() {
     let names: Vec<&str> = snapshot.files.iter().map(|f| &*f.path).collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names[0].ends_with("config/a.yaml") && names[1].ends_with("config/sub/b.yml"));
-    assert_eq!(parse_tree(&snapshot.files, Limits::default()).map(|s| s.len()).ok(), Some(2));
+    assert_eq!(
+        parse_tree(&snapshot.files, Limits::default())
+            .map(|s| s.len())
+            .ok(),
+        Some(2)
+    );
 }
 
 #[test]
 fn file_over_the_size_cap_is_refused_without_reading_it() {
     let tree = Tree::new();
-    tree.write("big.yaml", &vec![b'#'; 4096]).write("ok.yaml", b"slug: acme\n");
+    tree.write("big.yaml", &vec![b'#'; 4096])
+        .write("ok.yaml", b"slug: acme\n");
     let snapshot = read_paths(&[tree.root()], 1024).expect("read");
     assert_eq!(snapshot.files.len(), 1);
     assert_eq!(snapshot.problems.len(), 1);
     let problem = snapshot.problems[0].to_string();
-    assert!(problem.contains("big.yaml:1:1: file is 4096 bytes, over the 1024 byte limit"), "{problem}");
+    assert!(
+        problem.contains("big.yaml:1:1: file is 4096 bytes, over the 1024 byte limit"),
+        "{problem}"
+    );
 }
 
 #[cfg(unix)]
@@ -391,10 +508,15 @@ fn symlinks_are_never_followed_out_of_the_source_root() {
     let snapshot = read_paths(&[tree.root()], 1 << 20).expect("read");
     let problems: Vec<String> = snapshot.problems.iter().map(ToString::to_string).collect();
     assert_eq!(problems.len(), 2, "{problems:?}");
-    assert!(problems.iter().all(|p| p.contains("symlink leads out of the source root")));
+    assert!(problems
+        .iter()
+        .all(|p| p.contains("symlink leads out of the source root")));
     // Only the real file is read: the inside link would be a duplicate.
     assert_eq!(snapshot.files.len(), 1);
-    assert!(!snapshot.files.iter().any(|f| String::from_utf8_lossy(&f.bytes).contains("stolen")));
+    assert!(!snapshot
+        .files
+        .iter()
+        .any(|f| String::from_utf8_lossy(&f.bytes).contains("stolen")));
 }
 
 #[test]
@@ -404,7 +526,11 @@ fn the_revision_is_a_content_hash_of_the_tree() {
     let b = Tree::new();
     b.write("x.yaml", b"slug: acme\n");
     let rev = |t: &Tree| read_paths(&[t.root()], 1 << 20).expect("read").revision;
-    assert_eq!(rev(&a), rev(&b), "same content, same revision wherever it lives");
+    assert_eq!(
+        rev(&a),
+        rev(&b),
+        "same content, same revision wherever it lives"
+    );
     b.write("x.yaml", b"slug: acme2\n");
     assert_ne!(rev(&a), rev(&b));
 }
@@ -414,8 +540,14 @@ fn manifest_name_that_kubernetes_would_refuse_points_to_spec_id() {
     let error = one_error(
         "apiVersion: accord.dev/v1alpha1\nkind: Permit\nmetadata:\n  name: Bad_Name\nspec:\n  permissionId: x:y\n  roles: [a:b]\n",
     );
-    assert!(error.starts_with("f.yaml:4:9: metadata.name `Bad_Name` is not a valid Kubernetes name"), "{error}");
+    assert!(
+        error.starts_with("f.yaml:4:9: metadata.name `Bad_Name` is not a valid Kubernetes name"),
+        "{error}"
+    );
     assert!(error.contains("spec.id"), "{error}");
     let error = one_error("slug: acme\nbudget:\n  monthlyTokens: -5\n");
-    assert_eq!(error, "f.yaml:3:18: wrong value: found integer `-5`, expected a whole number (0 or more)");
+    assert_eq!(
+        error,
+        "f.yaml:3:18: wrong value: found integer `-5`, expected a whole number (0 or more)"
+    );
 }

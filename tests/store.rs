@@ -11,7 +11,9 @@ use common::db::{Backend, TestDb};
 
 async fn open(backend: Backend) -> (TestDb, AnyStore) {
     let db = TestDb::new(backend).await;
-    let store = AnyStore::connect(&db.url).await.expect("connect and migrate");
+    let store = AnyStore::connect(&db.url)
+        .await
+        .expect("connect and migrate");
     (db, store)
 }
 
@@ -53,10 +55,19 @@ fn sample() -> Vec<Object> {
             .member("jane@acme.com", "admin")
             .member("bob@acme.com", "user")
             .build(),
-        permit("pay").slugs(["order-service"]).roles(["payment-svc:processor"]).build(),
+        permit("pay")
+            .slugs(["order-service"])
+            .roles(["payment-svc:processor"])
+            .build(),
         permit("pay").app("tenant.example.com").build(),
-        enrollment("admin").role("payment-svc:admin").user("usr_1").build(),
-        enrollment("everyone").role("docs-svc:reader").contact("*").build(),
+        enrollment("admin")
+            .role("payment-svc:admin")
+            .user("usr_1")
+            .build(),
+        enrollment("everyone")
+            .role("docs-svc:reader")
+            .contact("*")
+            .build(),
     ]
 }
 
@@ -70,188 +81,288 @@ async fn audit(store: &AnyStore) -> Vec<accord::store::AuditEntry> {
         .expect("audit")
 }
 
-both_backends!(applied_objects_load_back_identical_and_owned, |backend| async move {
-    let (db, store) = open(backend).await;
-    let desired = desired_objects(sample());
-    let (plan, record) = sync(&store, &desired).await;
-    assert_eq!(plan.summary().create, 5);
-    assert_eq!(record.audited, 5);
+both_backends!(
+    applied_objects_load_back_identical_and_owned,
+    |backend| async move {
+        let (db, store) = open(backend).await;
+        let desired = desired_objects(sample());
+        let (plan, record) = sync(&store, &desired).await;
+        assert_eq!(plan.summary().create, 5);
+        assert_eq!(record.audited, 5);
 
-    let live = store.load(Some("git")).await.expect("load");
-    assert_eq!(live.rows.len(), 5);
-    assert_eq!(live.managed.len(), 5);
-    for (key, declaration) in &desired.objects {
-        let row = live.rows.get(key).expect("row written");
-        assert_eq!(row.object, declaration.object, "{key}");
-        assert_eq!(row.managed_by.as_deref(), Some("git"));
-        assert_eq!(row.applied_hash, Some(declaration.object.content_hash()));
+        let live = store.load(Some("git")).await.expect("load");
+        assert_eq!(live.rows.len(), 5);
+        assert_eq!(live.managed.len(), 5);
+        for (key, declaration) in &desired.objects {
+            let row = live.rows.get(key).expect("row written");
+            assert_eq!(row.object, declaration.object, "{key}");
+            assert_eq!(row.managed_by.as_deref(), Some("git"));
+            assert_eq!(row.applied_hash, Some(declaration.object.content_hash()));
+        }
+        assert_eq!(
+            db.scalar("SELECT COUNT(*) FROM organization_members").await,
+            2
+        );
+        // A second plan has nothing to do.
+        assert!(plan_for(&store, &desired, "git").await.changes.is_empty());
     }
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM organization_members").await, 2);
-    // A second plan has nothing to do.
-    assert!(plan_for(&store, &desired, "git").await.changes.is_empty());
-});
+);
 
-both_backends!(migrations_are_applied_once_and_reconnecting_is_harmless, |backend| async move {
-    let (db, store) = open(backend).await;
-    sync(&store, &desired_objects(sample())).await;
-    drop(store);
-    let again = AnyStore::connect(&db.url).await.expect("reconnect");
-    assert_eq!(again.load(None).await.expect("load").rows.len(), 5);
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM _sqlx_migrations").await, 1);
-});
-
-both_backends!(updates_replace_content_and_members_and_deletes_prune, |backend| async move {
-    let (db, store) = open(backend).await;
-    sync(&store, &desired_objects(sample())).await;
-    let mut changed = sample();
-    changed[0] = org("acme").name("Acme Corp").member("carol@acme.com", "admin").build();
-    changed[1] = permit("pay").slugs(["order-service", "refund-worker"]).build();
-    changed.pop(); // drop the `everyone` enrollment
-    let desired = desired_objects(changed);
-    let (plan, _) = sync(&store, &desired).await;
-    let s = plan.summary();
-    assert_eq!((s.create, s.update, s.delete), (0, 2, 1));
-    let live = store.load(Some("git")).await.expect("load");
-    for (key, declaration) in &desired.objects {
-        assert_eq!(live.rows.get(key).map(|r| &r.object), Some(&declaration.object));
+both_backends!(
+    migrations_are_applied_once_and_reconnecting_is_harmless,
+    |backend| async move {
+        let (db, store) = open(backend).await;
+        sync(&store, &desired_objects(sample())).await;
+        drop(store);
+        let again = AnyStore::connect(&db.url).await.expect("reconnect");
+        assert_eq!(again.load(None).await.expect("load").rows.len(), 5);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM _sqlx_migrations").await, 1);
     }
-    assert_eq!(live.rows.len(), 4);
-    assert_eq!(live.managed.len(), 4, "the pruned key is no longer managed");
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM organization_members").await, 1);
-    let actions: Vec<String> = audit(&store).await.iter().map(|e| e.action.clone()).collect();
-    assert_eq!(actions.iter().filter(|a| *a == "update").count(), 2);
-    assert_eq!(actions.iter().filter(|a| *a == "delete").count(), 1);
-});
+);
 
-both_backends!(audit_rows_carry_who_what_when_and_a_diff, |backend| async move {
-    let (_db, store) = open(backend).await;
-    sync(&store, &desired_objects(vec![permit("pay").build()])).await;
-    sync(&store, &desired_objects(vec![permit("pay").roles(["svc:admin"]).build()])).await;
-    let entries = audit(&store).await;
-    assert_eq!(entries.len(), 2);
-    let update = &entries[0];
-    assert!(update.seq > entries[1].seq, "newest first");
-    assert_eq!(update.action, "update");
-    assert_eq!((update.kind.as_str(), update.app.as_str(), update.id.as_str()), ("Permit", "unnamed", "pay"));
-    assert_eq!(update.actor, "tester@host");
-    assert_eq!(update.source, "git");
-    assert_eq!(update.revision, "rev-1");
-    assert_eq!(update.before.as_ref().and_then(|b| b["roles"][0].as_str()), Some("svc:reader"));
-    assert_eq!(update.after.as_ref().and_then(|a| a["roles"][0].as_str()), Some("svc:admin"));
-    assert!(update.diff.contains("-- svc:reader\n+- svc:admin"), "{}", update.diff);
-    assert!(entries[1].before.is_none());
-});
-
-both_backends!(the_database_refuses_to_change_the_audit_log, |backend| async move {
-    let (db, store) = open(backend).await;
-    sync(&store, &desired_objects(sample())).await;
-    let update = db.exec("UPDATE audit_log SET actor = 'someone-else'").await;
-    assert!(update.is_err_and(|e| e.to_string().contains("append-only")));
-    let delete = db.exec("DELETE FROM audit_log").await;
-    assert!(delete.is_err_and(|e| e.to_string().contains("append-only")));
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log").await, 5);
-    if backend == Backend::Postgres {
-        assert!(db.exec("TRUNCATE audit_log CASCADE").await.is_err());
+both_backends!(
+    updates_replace_content_and_members_and_deletes_prune,
+    |backend| async move {
+        let (db, store) = open(backend).await;
+        sync(&store, &desired_objects(sample())).await;
+        let mut changed = sample();
+        changed[0] = org("acme")
+            .name("Acme Corp")
+            .member("carol@acme.com", "admin")
+            .build();
+        changed[1] = permit("pay")
+            .slugs(["order-service", "refund-worker"])
+            .build();
+        changed.pop(); // drop the `everyone` enrollment
+        let desired = desired_objects(changed);
+        let (plan, _) = sync(&store, &desired).await;
+        let s = plan.summary();
+        assert_eq!((s.create, s.update, s.delete), (0, 2, 1));
+        let live = store.load(Some("git")).await.expect("load");
+        for (key, declaration) in &desired.objects {
+            assert_eq!(
+                live.rows.get(key).map(|r| &r.object),
+                Some(&declaration.object)
+            );
+        }
+        assert_eq!(live.rows.len(), 4);
+        assert_eq!(live.managed.len(), 4, "the pruned key is no longer managed");
+        assert_eq!(
+            db.scalar("SELECT COUNT(*) FROM organization_members").await,
+            1
+        );
+        let actions: Vec<String> = audit(&store)
+            .await
+            .iter()
+            .map(|e| e.action.clone())
+            .collect();
+        assert_eq!(actions.iter().filter(|a| *a == "update").count(), 2);
+        assert_eq!(actions.iter().filter(|a| *a == "delete").count(), 1);
     }
-});
+);
 
-both_backends!(a_failure_mid_apply_leaves_the_database_unchanged, |backend| async move {
-    let (db, store) = open(backend).await;
-    sync(&store, &desired_objects(sample())).await;
-    let before = store.load(Some("git")).await.expect("load");
-    // Rows, members and ownership records are written before the audit rows;
-    // failing the audit insert must roll all of them back.
-    db.fail_inserts_into("audit_log").await;
-    let mut changed = sample();
-    changed[1] = permit("pay").roles(["svc:admin"]).build();
-    changed.remove(0);
-    changed.push(permit("new").build());
-    let desired = desired_objects(changed);
-    let plan = plan_for(&store, &desired, "git").await;
-    assert_eq!(plan.summary().create, 1);
-    let result = store
-        .apply(ApplyRequest {
-            source: "git",
-            revision: "rev-2",
-            actor: "tester",
-            drift: DriftPolicy::Correct,
-            plan: &plan,
-        })
+both_backends!(
+    audit_rows_carry_who_what_when_and_a_diff,
+    |backend| async move {
+        let (_db, store) = open(backend).await;
+        sync(&store, &desired_objects(vec![permit("pay").build()])).await;
+        sync(
+            &store,
+            &desired_objects(vec![permit("pay").roles(["svc:admin"]).build()]),
+        )
         .await;
-    let error = result.err().expect("the injected failure surfaces");
-    assert!(error.to_string().contains("injected failure"), "{error}");
-    let after = store.load(Some("git")).await.expect("load");
-    assert_eq!(after.rows, before.rows);
-    assert_eq!(after.managed, before.managed);
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM sync_runs").await, 1);
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM organization_members").await, 2);
-    // Once the fault is gone the same plan applies whole.
-    db.stop_failing("audit_log").await;
-    sync(&store, &desired).await;
-    assert_eq!(store.load(Some("git")).await.expect("load").rows.len(), 5);
-});
+        let entries = audit(&store).await;
+        assert_eq!(entries.len(), 2);
+        let update = &entries[0];
+        assert!(update.seq > entries[1].seq, "newest first");
+        assert_eq!(update.action, "update");
+        assert_eq!(
+            (
+                update.kind.as_str(),
+                update.app.as_str(),
+                update.id.as_str()
+            ),
+            ("Permit", "unnamed", "pay")
+        );
+        assert_eq!(update.actor, "tester@host");
+        assert_eq!(update.source, "git");
+        assert_eq!(update.revision, "rev-1");
+        assert_eq!(
+            update.before.as_ref().and_then(|b| b["roles"][0].as_str()),
+            Some("svc:reader")
+        );
+        assert_eq!(
+            update.after.as_ref().and_then(|a| a["roles"][0].as_str()),
+            Some("svc:admin")
+        );
+        assert!(
+            update.diff.contains("-- svc:reader\n+- svc:admin"),
+            "{}",
+            update.diff
+        );
+        assert!(entries[1].before.is_none());
+    }
+);
 
-both_backends!(hand_edits_and_hand_deletes_are_drift_and_get_corrected, |backend| async move {
-    let (db, store) = open(backend).await;
-    let desired = desired_objects(sample());
-    sync(&store, &desired).await;
-    db.exec("UPDATE permits SET roles = '[\"payment-svc:admin\"]' WHERE id = 'pay' AND app = 'unnamed'")
+both_backends!(
+    the_database_refuses_to_change_the_audit_log,
+    |backend| async move {
+        let (db, store) = open(backend).await;
+        sync(&store, &desired_objects(sample())).await;
+        let update = db.exec("UPDATE audit_log SET actor = 'someone-else'").await;
+        assert!(update.is_err_and(|e| e.to_string().contains("append-only")));
+        let delete = db.exec("DELETE FROM audit_log").await;
+        assert!(delete.is_err_and(|e| e.to_string().contains("append-only")));
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log").await, 5);
+        if backend == Backend::Postgres {
+            assert!(db.exec("TRUNCATE audit_log CASCADE").await.is_err());
+        }
+    }
+);
+
+both_backends!(
+    a_failure_mid_apply_leaves_the_database_unchanged,
+    |backend| async move {
+        let (db, store) = open(backend).await;
+        sync(&store, &desired_objects(sample())).await;
+        let before = store.load(Some("git")).await.expect("load");
+        // Rows, members and ownership records are written before the audit rows;
+        // failing the audit insert must roll all of them back.
+        db.fail_inserts_into("audit_log").await;
+        let mut changed = sample();
+        changed[1] = permit("pay").roles(["svc:admin"]).build();
+        changed.remove(0);
+        changed.push(permit("new").build());
+        let desired = desired_objects(changed);
+        let plan = plan_for(&store, &desired, "git").await;
+        assert_eq!(plan.summary().create, 1);
+        let result = store
+            .apply(ApplyRequest {
+                source: "git",
+                revision: "rev-2",
+                actor: "tester",
+                drift: DriftPolicy::Correct,
+                plan: &plan,
+            })
+            .await;
+        let error = result.expect_err("the injected failure surfaces");
+        assert!(error.to_string().contains("injected failure"), "{error}");
+        let after = store.load(Some("git")).await.expect("load");
+        assert_eq!(after.rows, before.rows);
+        assert_eq!(after.managed, before.managed);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM sync_runs").await, 1);
+        assert_eq!(
+            db.scalar("SELECT COUNT(*) FROM organization_members").await,
+            2
+        );
+        // Once the fault is gone the same plan applies whole.
+        db.stop_failing("audit_log").await;
+        sync(&store, &desired).await;
+        assert_eq!(store.load(Some("git")).await.expect("load").rows.len(), 5);
+    }
+);
+
+both_backends!(
+    hand_edits_and_hand_deletes_are_drift_and_get_corrected,
+    |backend| async move {
+        let (db, store) = open(backend).await;
+        let desired = desired_objects(sample());
+        sync(&store, &desired).await;
+        db.exec("UPDATE permits SET roles = '[\"payment-svc:admin\"]' WHERE id = 'pay' AND app = 'unnamed'")
         .await
         .expect("edit");
-    db.exec("DELETE FROM enrollments WHERE id = 'everyone'").await.expect("delete");
-    db.exec("UPDATE organization_members SET role = 'admin' WHERE contact_id = 'bob@acme.com'")
-        .await
-        .expect("edit member");
-    db.exec("UPDATE permits SET managed_by = NULL WHERE app = 'tenant.example.com'")
-        .await
-        .expect("disown");
-    let (plan, _) = sync(&store, &desired).await;
-    let drifted: Vec<(Kind, &str, &str)> = plan
-        .changes
-        .iter()
-        .filter(|c| c.action == Action::Drift)
-        .map(|c| (c.key.kind, c.key.app.as_str(), c.note.as_str()))
-        .collect();
-    assert_eq!(
-        drifted,
-        [
-            (Kind::Organization, "unnamed", "edited by hand"),
-            (Kind::Permit, "tenant.example.com", "ownership removed by hand"),
-            (Kind::Permit, "unnamed", "edited by hand"),
-            (Kind::Enrollment, "unnamed", "deleted by hand"),
-        ]
-    );
-    assert!(plan_for(&store, &desired, "git").await.changes.is_empty(), "all corrected");
-    let corrected = audit(&store).await.iter().filter(|e| e.action == "drift_corrected").count();
-    assert_eq!(corrected, 4);
-});
-
-both_backends!(reordering_a_list_by_hand_is_not_drift, |backend| async move {
-    let (db, store) = open(backend).await;
-    let desired = desired_objects(vec![permit("p").roles(["a:a", "b:b"]).build()]);
-    sync(&store, &desired).await;
-    db.exec("UPDATE permits SET roles = '[\"b:b\",\"a:a\",\"a:a\"]'").await.expect("edit");
-    assert!(plan_for(&store, &desired, "git").await.changes.is_empty());
-});
-
-both_backends!(report_mode_audits_drift_once_and_leaves_it, |backend| async move {
-    let (db, store) = open(backend).await;
-    let desired = desired_objects(sample());
-    sync(&store, &desired).await;
-    db.exec("UPDATE enrollments SET role = 'payment-svc:root' WHERE id = 'admin'").await.expect("edit");
-    for _ in 0..3 {
-        let (plan, _) = sync_with(&store, &desired, "git", DriftPolicy::Report).await;
-        assert_eq!(plan.summary().drift, 1, "still listed until it goes away");
+        db.exec("DELETE FROM enrollments WHERE id = 'everyone'")
+            .await
+            .expect("delete");
+        db.exec("UPDATE organization_members SET role = 'admin' WHERE contact_id = 'bob@acme.com'")
+            .await
+            .expect("edit member");
+        db.exec("UPDATE permits SET managed_by = NULL WHERE app = 'tenant.example.com'")
+            .await
+            .expect("disown");
+        let (plan, _) = sync(&store, &desired).await;
+        let drifted: Vec<(Kind, &str, &str)> = plan
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::Drift)
+            .map(|c| (c.key.kind, c.key.app.as_str(), c.note.as_str()))
+            .collect();
+        assert_eq!(
+            drifted,
+            [
+                (Kind::Organization, "unnamed", "edited by hand"),
+                (
+                    Kind::Permit,
+                    "tenant.example.com",
+                    "ownership removed by hand"
+                ),
+                (Kind::Permit, "unnamed", "edited by hand"),
+                (Kind::Enrollment, "unnamed", "deleted by hand"),
+            ]
+        );
+        assert!(
+            plan_for(&store, &desired, "git").await.changes.is_empty(),
+            "all corrected"
+        );
+        let corrected = audit(&store)
+            .await
+            .iter()
+            .filter(|e| e.action == "drift_corrected")
+            .count();
+        assert_eq!(corrected, 4);
     }
-    let detected = audit(&store).await.iter().filter(|e| e.action == "drift_detected").count();
-    assert_eq!(detected, 1);
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM enrollments WHERE role = 'payment-svc:root'").await, 1);
-    // A different hand edit is new drift, reported again.
-    db.exec("UPDATE enrollments SET role = 'payment-svc:god' WHERE id = 'admin'").await.expect("edit");
-    sync_with(&store, &desired, "git", DriftPolicy::Report).await;
-    let detected = audit(&store).await.iter().filter(|e| e.action == "drift_detected").count();
-    assert_eq!(detected, 2);
-});
+);
+
+both_backends!(
+    reordering_a_list_by_hand_is_not_drift,
+    |backend| async move {
+        let (db, store) = open(backend).await;
+        let desired = desired_objects(vec![permit("p").roles(["a:a", "b:b"]).build()]);
+        sync(&store, &desired).await;
+        db.exec("UPDATE permits SET roles = '[\"b:b\",\"a:a\",\"a:a\"]'")
+            .await
+            .expect("edit");
+        assert!(plan_for(&store, &desired, "git").await.changes.is_empty());
+    }
+);
+
+both_backends!(
+    report_mode_audits_drift_once_and_leaves_it,
+    |backend| async move {
+        let (db, store) = open(backend).await;
+        let desired = desired_objects(sample());
+        sync(&store, &desired).await;
+        db.exec("UPDATE enrollments SET role = 'payment-svc:root' WHERE id = 'admin'")
+            .await
+            .expect("edit");
+        for _ in 0..3 {
+            let (plan, _) = sync_with(&store, &desired, "git", DriftPolicy::Report).await;
+            assert_eq!(plan.summary().drift, 1, "still listed until it goes away");
+        }
+        let detected = audit(&store)
+            .await
+            .iter()
+            .filter(|e| e.action == "drift_detected")
+            .count();
+        assert_eq!(detected, 1);
+        assert_eq!(
+            db.scalar("SELECT COUNT(*) FROM enrollments WHERE role = 'payment-svc:root'")
+                .await,
+            1
+        );
+        // A different hand edit is new drift, reported again.
+        db.exec("UPDATE enrollments SET role = 'payment-svc:god' WHERE id = 'admin'")
+            .await
+            .expect("edit");
+        sync_with(&store, &desired, "git", DriftPolicy::Report).await;
+        let detected = audit(&store)
+            .await
+            .iter()
+            .filter(|e| e.action == "drift_detected")
+            .count();
+        assert_eq!(detected, 2);
+    }
+);
 
 both_backends!(unmanaged_rows_are_never_touched, |backend| async move {
     let (db, store) = open(backend).await;
@@ -274,7 +385,13 @@ both_backends!(unmanaged_rows_are_never_touched, |backend| async move {
 
 both_backends!(two_sources_conflict_on_one_key, |backend| async move {
     let (_db, store) = open(backend).await;
-    sync_with(&store, &desired_objects(vec![permit("shared").build()]), "git", DriftPolicy::Correct).await;
+    sync_with(
+        &store,
+        &desired_objects(vec![permit("shared").build()]),
+        "git",
+        DriftPolicy::Correct,
+    )
+    .await;
     let desired = desired_objects(vec![permit("shared").roles(["svc:admin"]).build()]);
     let (plan, _) = sync_with(&store, &desired, "kubernetes", DriftPolicy::Correct).await;
     assert_eq!(plan.summary().conflict, 1);
@@ -284,43 +401,95 @@ both_backends!(two_sources_conflict_on_one_key, |backend| async move {
     assert_eq!(row.managed_by.as_deref(), Some("git"), "the owner keeps it");
 });
 
-both_backends!(large_applies_are_chunked_under_the_bind_limits, |backend| async move {
-    let (db, store) = open(backend).await;
-    let objects: Vec<Object> = (0..12_000)
-        .map(|i| permit(&format!("p{i:05}")).slugs([format!("svc-{i}")]).build())
-        .chain((0..500).map(|i| {
-            let mut o = org(&format!("org-{i}"));
-            for m in 0..10 {
-                o = o.member(&format!("u{m}@org{i}.com"), "user");
-            }
-            o.build()
-        }))
-        .collect();
-    let desired = desired_objects(objects);
-    let (_, record) = sync(&store, &desired).await;
-    assert_eq!(record.audited, 12_500);
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM permits").await, 12_000);
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM organization_members").await, 5_000);
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM managed_objects").await, 12_500);
-    assert!(plan_for(&store, &desired, "git").await.changes.is_empty());
-    // And a prune of all of them (forced past the guard by calling the store directly).
-    let (plan, _) = sync(&store, &desired_objects(vec![])).await;
-    assert_eq!(plan.summary().delete, 12_500);
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM permits").await, 0);
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM organization_members").await, 0);
-});
+both_backends!(
+    large_applies_are_chunked_under_the_bind_limits,
+    |backend| async move {
+        let (db, store) = open(backend).await;
+        let objects: Vec<Object> = (0..12_000)
+            .map(|i| {
+                permit(&format!("p{i:05}"))
+                    .slugs([format!("svc-{i}")])
+                    .build()
+            })
+            .chain((0..500).map(|i| {
+                let mut o = org(&format!("org-{i}"));
+                for m in 0..10 {
+                    o = o.member(&format!("u{m}@org{i}.com"), "user");
+                }
+                o.build()
+            }))
+            .collect();
+        let desired = desired_objects(objects);
+        let (_, record) = sync(&store, &desired).await;
+        assert_eq!(record.audited, 12_500);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM permits").await, 12_000);
+        assert_eq!(
+            db.scalar("SELECT COUNT(*) FROM organization_members").await,
+            5_000
+        );
+        assert_eq!(
+            db.scalar("SELECT COUNT(*) FROM managed_objects").await,
+            12_500
+        );
+        assert!(plan_for(&store, &desired, "git").await.changes.is_empty());
+        // And a prune of all of them (forced past the guard by calling the store directly).
+        let (plan, _) = sync(&store, &desired_objects(vec![])).await;
+        assert_eq!(plan.summary().delete, 12_500);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM permits").await, 0);
+        assert_eq!(
+            db.scalar("SELECT COUNT(*) FROM organization_members").await,
+            0
+        );
+    }
+);
 
-both_backends!(audit_can_be_filtered_by_source_and_kind, |backend| async move {
-    let (_db, store) = open(backend).await;
-    sync_with(&store, &desired_objects(sample()), "git", DriftPolicy::Correct).await;
-    sync_with(&store, &desired_objects(vec![permit("k8s").build()]), "kubernetes", DriftPolicy::Correct).await;
-    let query = |source: Option<&str>, kind: Option<Kind>, limit: u32| AuditQuery {
-        source: source.map(str::to_owned),
-        kind,
-        since: None,
-        limit,
-    };
-    assert_eq!(store.audit(&query(Some("kubernetes"), None, 100)).await.expect("audit").len(), 1);
-    assert_eq!(store.audit(&query(Some("git"), Some(Kind::Permit), 100)).await.expect("audit").len(), 2);
-    assert_eq!(store.audit(&query(None, None, 3)).await.expect("audit").len(), 3);
-});
+both_backends!(
+    audit_can_be_filtered_by_source_and_kind,
+    |backend| async move {
+        let (_db, store) = open(backend).await;
+        sync_with(
+            &store,
+            &desired_objects(sample()),
+            "git",
+            DriftPolicy::Correct,
+        )
+        .await;
+        sync_with(
+            &store,
+            &desired_objects(vec![permit("k8s").build()]),
+            "kubernetes",
+            DriftPolicy::Correct,
+        )
+        .await;
+        let query = |source: Option<&str>, kind: Option<Kind>, limit: u32| AuditQuery {
+            source: source.map(str::to_owned),
+            kind,
+            since: None,
+            limit,
+        };
+        assert_eq!(
+            store
+                .audit(&query(Some("kubernetes"), None, 100))
+                .await
+                .expect("audit")
+                .len(),
+            1
+        );
+        assert_eq!(
+            store
+                .audit(&query(Some("git"), Some(Kind::Permit), 100))
+                .await
+                .expect("audit")
+                .len(),
+            2
+        );
+        assert_eq!(
+            store
+                .audit(&query(None, None, 3))
+                .await
+                .expect("audit")
+                .len(),
+            3
+        );
+    }
+);

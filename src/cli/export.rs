@@ -46,7 +46,9 @@ pub async fn export(args: &super::ExportArgs) -> u8 {
 }
 
 /// Rows grouped by app, each kind sorted by id, as YAML-ready values.
-fn bundles<'a>(rows: impl Iterator<Item = &'a LiveRow>) -> BTreeMap<String, Vec<(Kind, String, Value)>> {
+fn bundles<'a>(
+    rows: impl Iterator<Item = &'a LiveRow>,
+) -> BTreeMap<String, Vec<(Kind, String, Value)>> {
     let mut by_app: BTreeMap<String, Vec<(Kind, String, Value)>> = BTreeMap::new();
     for row in rows {
         let mut value = row.object.to_json();
@@ -57,11 +59,10 @@ fn bundles<'a>(rows: impl Iterator<Item = &'a LiveRow>) -> BTreeMap<String, Vec<
                 map.insert("gitops".into(), Value::Bool(false));
             }
         }
-        by_app.entry(row.object.app().to_owned()).or_default().push((
-            row.object.kind(),
-            row.object.id().to_owned(),
-            value,
-        ));
+        by_app
+            .entry(row.object.app().to_owned())
+            .or_default()
+            .push((row.object.kind(), row.object.id().to_owned(), value));
     }
     for items in by_app.values_mut() {
         items.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
@@ -69,9 +70,13 @@ fn bundles<'a>(rows: impl Iterator<Item = &'a LiveRow>) -> BTreeMap<String, Vec<
     by_app
 }
 
-fn write_tree(out: &Path, bundles: &BTreeMap<String, Vec<(Kind, String, Value)>>) -> Result<(), String> {
+fn write_tree(
+    out: &Path,
+    bundles: &BTreeMap<String, Vec<(Kind, String, Value)>>,
+) -> Result<(), String> {
     if out.exists() {
-        let mut entries = fs::read_dir(out).map_err(|e| format!("cannot read {}: {e}", out.display()))?;
+        let mut entries =
+            fs::read_dir(out).map_err(|e| format!("cannot read {}: {e}", out.display()))?;
         if entries.next().is_some() {
             return Err(format!(
                 "{} is not empty; export writes a fresh tree and will not mix with existing files",

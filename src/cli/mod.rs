@@ -77,7 +77,11 @@ pub struct LimitArgs {
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
     /// Database URL: sqlite://PATH (created when missing) or postgres://USER@HOST:PORT/DB.
-    #[arg(long, env = "ACCORD_DATABASE_URL", default_value = "sqlite://accord.db")]
+    #[arg(
+        long,
+        env = "ACCORD_DATABASE_URL",
+        default_value = "sqlite://accord.db"
+    )]
     pub database: String,
 }
 
@@ -157,7 +161,9 @@ fn parse_kind(text: &str) -> Result<Kind, String> {
     Kind::ALL
         .into_iter()
         .find(|k| k.as_str().eq_ignore_ascii_case(text))
-        .ok_or_else(|| format!("unknown kind `{text}`, expected Organization, Permit or Enrollment"))
+        .ok_or_else(|| {
+            format!("unknown kind `{text}`, expected Organization, Permit or Enrollment")
+        })
 }
 
 /// Runs a command and returns its exit code. `default_actor` is `user@host`.
@@ -175,7 +181,10 @@ pub fn run(cli: Cli, default_actor: &str) -> u8 {
             ColorChoice::Auto => std::io::stdout().is_terminal(),
         },
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -253,7 +262,14 @@ async fn prepare(args: &PlanArgs, store: &AnyStore) -> Result<sync::Prepared, Sy
     let options = PlanOptions {
         prune: !args.no_prune,
     };
-    sync::prepare(store, &source, &args.source_name, Limits::default(), options).await
+    sync::prepare(
+        store,
+        &source,
+        &args.source_name,
+        Limits::default(),
+        options,
+    )
+    .await
 }
 
 async fn plan(args: &PlanArgs, style: Style) -> u8 {
@@ -284,7 +300,10 @@ async fn apply(args: &ApplyArgs, style: Style, default_actor: &str) -> u8 {
         Err(e) => return report_sync_error(&e),
     };
     let options = ApplyOptions {
-        actor: args.actor.clone().unwrap_or_else(|| default_actor.to_owned()),
+        actor: args
+            .actor
+            .clone()
+            .unwrap_or_else(|| default_actor.to_owned()),
         drift: args.drift.parse().unwrap_or(DriftPolicy::Correct),
         max_delete_percent: args.max_delete_percent,
         force: args.force,
@@ -292,7 +311,9 @@ async fn apply(args: &ApplyArgs, style: Style, default_actor: &str) -> u8 {
     match sync::apply(&store, &prepared, &args.plan.source_name, &options).await {
         Ok(record) => {
             match args.plan.output {
-                OutputFormat::Text => output::print_applied(&prepared, &record, options.drift, style),
+                OutputFormat::Text => {
+                    output::print_applied(&prepared, &record, options.drift, style)
+                }
                 OutputFormat::Json => output::print_plan_json(&prepared),
             }
             OK

@@ -108,7 +108,10 @@ pub fn parse_file(
             let valid = &bytes[..e.valid_up_to()];
             let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
             let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-            let col = String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1;
+            let col = String::from_utf8_lossy(&valid[line_start..])
+                .chars()
+                .count()
+                + 1;
             parser.error(
                 Mark {
                     line: line as u32,
@@ -175,7 +178,10 @@ impl FileParser {
                 self.native(item, None);
             }
         } else if root.as_map().is_none() {
-            self.error(root.mark, format!("found {}, {NATIVE_HINT}", root.describe()));
+            self.error(
+                root.mark,
+                format!("found {}, {NATIVE_HINT}", root.describe()),
+            );
         } else if root.get("apiVersion").is_some() || root.get("kind").is_some() {
             self.manifest(root);
         } else if ["permits", "enrollments", "organizations"]
@@ -191,7 +197,10 @@ impl FileParser {
     /// A native object whose kind is told by its fields.
     fn native(&mut self, node: &Node, app: Option<&str>) {
         if node.as_map().is_none() {
-            self.error(node.mark, format!("found {}, {NATIVE_HINT}", node.describe()));
+            self.error(
+                node.mark,
+                format!("found {}, {NATIVE_HINT}", node.describe()),
+            );
             return;
         }
         let kind = if node.get("permissionId").is_some() || node.get("permission").is_some() {
@@ -201,7 +210,10 @@ impl FileParser {
         } else if node.get("role").is_some() {
             Kind::Enrollment
         } else {
-            self.error(node.mark, format!("cannot tell what this object is: {NATIVE_HINT}"));
+            self.error(
+                node.mark,
+                format!("cannot tell what this object is: {NATIVE_HINT}"),
+            );
             return;
         };
         self.object(kind, node, app, None);
@@ -218,7 +230,10 @@ impl FileParser {
                     Some(text) => app = Some(text),
                     None => self.error(
                         value.mark,
-                        format!("wrong type: found {}, expected the app name", value.describe()),
+                        format!(
+                            "wrong type: found {}, expected the app name",
+                            value.describe()
+                        ),
                     ),
                 }
             }
@@ -237,7 +252,10 @@ impl FileParser {
             let Some(items) = list.as_seq() else {
                 self.error(
                     list.mark,
-                    format!("wrong type: found {}, expected a list of {field}", list.describe()),
+                    format!(
+                        "wrong type: found {}, expected a list of {field}",
+                        list.describe()
+                    ),
                 );
                 continue;
             };
@@ -258,7 +276,10 @@ impl FileParser {
         match node.get("apiVersion") {
             Some(v) if v.as_str() == Some(API_VERSION) => {}
             Some(v) => {
-                self.error(v.mark, format!("unsupported apiVersion, expected `{API_VERSION}`"));
+                self.error(
+                    v.mark,
+                    format!("unsupported apiVersion, expected `{API_VERSION}`"),
+                );
                 ok = false;
             }
             None => {
@@ -326,10 +347,12 @@ impl FileParser {
     fn object(&mut self, kind: Kind, node: &Node, app: Option<&str>, name: Option<&str>) {
         let before = self.diagnostics.len();
         let built = match kind {
-            Kind::Permit => from_node::<PermitSpec>(node)
-                .map(|spec| self.permit(node, spec, app, name)),
-            Kind::Enrollment => from_node::<EnrollmentSpec>(node)
-                .map(|spec| self.enrollment(node, spec, app, name)),
+            Kind::Permit => {
+                from_node::<PermitSpec>(node).map(|spec| self.permit(node, spec, app, name))
+            }
+            Kind::Enrollment => {
+                from_node::<EnrollmentSpec>(node).map(|spec| self.enrollment(node, spec, app, name))
+            }
             Kind::Organization => from_node::<OrganizationSpec>(node)
                 .map(|spec| self.organization(node, spec, app, name)),
         };
@@ -351,7 +374,13 @@ impl FileParser {
     }
 
     /// Checks `value` with `rule`, reporting at the field's place.
-    fn check(&mut self, node: &Node, field: &str, value: &str, rule: fn(&str) -> Result<(), String>) {
+    fn check(
+        &mut self,
+        node: &Node,
+        field: &str,
+        value: &str,
+        rule: fn(&str) -> Result<(), String>,
+    ) {
         if let Err(message) = rule(value) {
             self.error(field_mark(node, field), message);
         }
@@ -380,7 +409,10 @@ impl FileParser {
         let app = own
             .or_else(|| inherited.map(str::to_owned))
             .unwrap_or_else(|| DEFAULT_APP.to_owned());
-        let at = node.get("app").or_else(|| node.get("appHost")).unwrap_or(node);
+        let at = node
+            .get("app")
+            .or_else(|| node.get("appHost"))
+            .unwrap_or(node);
         if let Err(message) = validate::app(&app) {
             self.error(at.mark, message);
         }
@@ -401,7 +433,11 @@ impl FileParser {
         name: Option<&str>,
     ) -> Option<(Object, bool)> {
         let app = self.app(node, spec.app, app);
-        let field = if node.get("permissionId").is_some() { "permissionId" } else { "permission" };
+        let field = if node.get("permissionId").is_some() {
+            "permissionId"
+        } else {
+            "permission"
+        };
         self.check(node, field, &spec.permission_id, validate::permission);
         self.check_list(node, "slugs", &spec.slugs, validate::slug);
         self.check_list(node, "roles", &spec.roles, validate::permit_role);
@@ -455,11 +491,17 @@ impl FileParser {
             }
             (Some(_), Some(_)) => {
                 let mark = field_mark(node, "contactId").max(field_mark(node, "userId"));
-                self.error(mark, "an enrollment has exactly one of `userId`, `contactId`, not both");
+                self.error(
+                    mark,
+                    "an enrollment has exactly one of `userId`, `contactId`, not both",
+                );
                 return None;
             }
             (None, None) => {
-                self.error(node.mark, "an enrollment needs exactly one of `userId`, `contactId`");
+                self.error(
+                    node.mark,
+                    "an enrollment needs exactly one of `userId`, `contactId`",
+                );
                 return None;
             }
         };
@@ -491,15 +533,26 @@ impl FileParser {
             return None;
         };
         self.check(node, "slug", &slug, validate::org_slug);
-        self.check_list(node, "allowedModels", &spec.allowed_models, validate::model_name);
-        let member_nodes = node.get("members").and_then(Node::as_seq).unwrap_or_default();
+        self.check_list(
+            node,
+            "allowedModels",
+            &spec.allowed_models,
+            validate::model_name,
+        );
+        let member_nodes = node
+            .get("members")
+            .and_then(Node::as_seq)
+            .unwrap_or_default();
         let mut seen: BTreeMap<(Option<&str>, Option<&str>, &str), usize> = BTreeMap::new();
         for (i, member) in spec.members.iter().enumerate() {
             let at = member_nodes.get(i).unwrap_or(node);
             match (&member.user_id, &member.contact_id) {
                 (Some(user), None) => self.check(at, "userId", user, validate::user_id),
                 (None, Some(contact)) => self.check(at, "contactId", contact, validate::contact_id),
-                _ => self.error(at.mark, "a member needs exactly one of `userId`, `contactId`"),
+                _ => self.error(
+                    at.mark,
+                    "a member needs exactly one of `userId`, `contactId`",
+                ),
             }
             self.check(at, "role", &member.role, validate::member_role);
             let subject = (

@@ -101,7 +101,8 @@ fn inline(value: &Value) -> String {
 /// double-quoted (a JSON string is a valid YAML scalar).
 fn scalar(s: &str) -> String {
     let plain_ok = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/@:".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/@:".contains(&b))
         && s.as_bytes()[0].is_ascii_alphanumeric()
         && !s.ends_with(':')
         && matches!(super::yaml::resolve_plain(s), super::yaml::Resolved::Str(_));

@@ -26,7 +26,9 @@ pub fn id(value: &str) -> Result<(), String> {
 
 /// Apps (tenants): a host-like name such as `production.mycompany.com`.
 pub fn app(value: &str) -> Result<(), String> {
-    if chars_ok(value, 253, is_alnum, |b| is_alnum(b) || b"._:-".contains(&b)) {
+    if chars_ok(value, 253, is_alnum, |b| {
+        is_alnum(b) || b"._:-".contains(&b)
+    }) {
         Ok(())
     } else {
         Err(format!(
@@ -57,9 +59,12 @@ fn role_segments_ok(value: &str, allow_wildcard: bool) -> bool {
     segments.len() >= 2
         && segments.iter().all(|s| {
             (allow_wildcard && *s == "*")
-                || chars_ok(s, 128, |b| is_alnum(b) || b"_.@-".contains(&b), |b| {
-                    is_alnum(b) || b"_.@-".contains(&b)
-                })
+                || chars_ok(
+                    s,
+                    128,
+                    |b| is_alnum(b) || b"_.@-".contains(&b),
+                    |b| is_alnum(b) || b"_.@-".contains(&b),
+                )
         })
         && value.len() <= 512
 }
@@ -98,7 +103,9 @@ pub fn slug(value: &str) -> Result<(), String> {
 }
 
 pub fn user_id(value: &str) -> Result<(), String> {
-    if chars_ok(value, 128, is_alnum, |b| is_alnum(b) || b"._:@-".contains(&b)) {
+    if chars_ok(value, 128, is_alnum, |b| {
+        is_alnum(b) || b"._:@-".contains(&b)
+    }) {
         Ok(())
     } else {
         Err(format!(
@@ -161,7 +168,9 @@ pub fn member_role(value: &str) -> Result<(), String> {
 }
 
 pub fn model_name(value: &str) -> Result<(), String> {
-    if chars_ok(value, 128, is_alnum, |b| is_alnum(b) || b"._:/-".contains(&b)) {
+    if chars_ok(value, 128, is_alnum, |b| {
+        is_alnum(b) || b"._:/-".contains(&b)
+    }) {
         Ok(())
     } else {
         Err(format!("invalid model name `{value}`"))
@@ -202,10 +211,23 @@ mod tests {
 
     #[test]
     fn contacts_are_email_like_or_wildcards() {
-        for ok in ["*", "*@acme.com", "jane@acme.com", "jane.doe+x@mail.acme.com"] {
+        for ok in [
+            "*",
+            "*@acme.com",
+            "jane@acme.com",
+            "jane.doe+x@mail.acme.com",
+        ] {
             assert!(contact_id(ok).is_ok(), "{ok}");
         }
-        for bad in ["jane", "@acme.com", "jane@", "j*@acme.com", "*@", "a@b@c", "a b@c.com"] {
+        for bad in [
+            "jane",
+            "@acme.com",
+            "jane@",
+            "j*@acme.com",
+            "*@",
+            "a@b@c",
+            "a b@c.com",
+        ] {
             assert!(contact_id(bad).is_err(), "{bad}");
         }
     }

@@ -43,7 +43,10 @@ pub struct Node {
 pub enum Value {
     /// A scalar with its text; `plain` is false for quoted and block scalars,
     /// which are always strings.
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
     /// An alias shares the anchored node instead of copying it; the expansion
@@ -410,7 +413,10 @@ mod tests {
 
     fn one(text: &str) -> Node {
         let docs = load(text, Limits::default()).expect("valid yaml");
-        docs.into_iter().next().and_then(|d| d.root).expect("a root")
+        docs.into_iter()
+            .next()
+            .and_then(|d| d.root)
+            .expect("a root")
     }
 
     #[test]
@@ -425,12 +431,21 @@ mod tests {
     #[test]
     fn plain_scalars_resolve_by_the_core_schema() {
         let root = one("a: 12\nb: true\nc: ~\nd: '12'\ne: x12\nf: 1.5\n");
-        assert_eq!(root.get("a").and_then(Node::resolve), Some(Resolved::Int(12)));
-        assert_eq!(root.get("b").and_then(Node::resolve), Some(Resolved::Bool(true)));
+        assert_eq!(
+            root.get("a").and_then(Node::resolve),
+            Some(Resolved::Int(12))
+        );
+        assert_eq!(
+            root.get("b").and_then(Node::resolve),
+            Some(Resolved::Bool(true))
+        );
         assert!(root.get("c").is_some_and(Node::is_null));
         assert_eq!(root.get("d").and_then(Node::as_str), Some("12"));
         assert_eq!(root.get("e").and_then(Node::as_str), Some("x12"));
-        assert_eq!(root.get("f").and_then(Node::resolve), Some(Resolved::Float(1.5)));
+        assert_eq!(
+            root.get("f").and_then(Node::resolve),
+            Some(Resolved::Float(1.5))
+        );
     }
 
     #[test]
@@ -457,27 +472,38 @@ mod tests {
     #[test]
     fn small_aliases_are_shared() {
         let root = one("base: &r [a:b, c:d]\nother: *r\n");
-        assert_eq!(root.get("other").and_then(Node::as_seq).map(<[_]>::len), Some(2));
+        assert_eq!(
+            root.get("other").and_then(Node::as_seq).map(<[_]>::len),
+            Some(2)
+        );
     }
 
     #[test]
     fn deep_nesting_is_refused_at_the_limit() {
         let text = format!("{}{}", "[".repeat(100), "]".repeat(100));
         let err = load(&text, Limits::default()).err().expect("refused");
-        assert!(err.message.contains("nesting deeper than 64"), "{}", err.message);
+        assert!(
+            err.message.contains("nesting deeper than 64"),
+            "{}",
+            err.message
+        );
         assert_eq!(err.mark, Mark { line: 1, col: 65 });
     }
 
     #[test]
     fn duplicate_keys_are_errors() {
-        let err = load("a: 1\nb: 2\na: 3\n", Limits::default()).err().expect("dup");
+        let err = load("a: 1\nb: 2\na: 3\n", Limits::default())
+            .err()
+            .expect("dup");
         assert_eq!(err.mark, Mark { line: 3, col: 1 });
         assert!(err.message.contains("duplicate key `a`"));
     }
 
     #[test]
     fn syntax_errors_are_located() {
-        let err = load("a: [1, 2\nb: 3\n", Limits::default()).err().expect("bad");
+        let err = load("a: [1, 2\nb: 3\n", Limits::default())
+            .err()
+            .expect("bad");
         assert!(err.message.starts_with("invalid YAML"), "{}", err.message);
         assert!(err.mark.line >= 1);
     }

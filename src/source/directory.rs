@@ -165,7 +165,10 @@ impl Walk {
             Err(e) => self.problem(path, format!("cannot read file: {e}")),
             Ok(_) if bytes.len() as u64 > self.max_file_size => self.problem(
                 path,
-                format!("file is over the {} byte limit (--max-file-size)", self.max_file_size),
+                format!(
+                    "file is over the {} byte limit (--max-file-size)",
+                    self.max_file_size
+                ),
             ),
             Ok(_) => self.files.push((
                 relative,

@@ -18,7 +18,9 @@ pub use sql::{PostgresStore, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("unsupported database URL `{0}`: expected sqlite://PATH or postgres://USER@HOST:PORT/DB")]
+    #[error(
+        "unsupported database URL `{0}`: expected sqlite://PATH or postgres://USER@HOST:PORT/DB"
+    )]
     UnsupportedUrl(String),
     #[error("cannot connect to {url}: {source}")]
     Connect {
@@ -49,7 +51,9 @@ impl std::str::FromStr for DriftPolicy {
         match s {
             "correct" => Ok(DriftPolicy::Correct),
             "report" => Ok(DriftPolicy::Report),
-            other => Err(format!("unknown drift policy `{other}`, expected correct or report")),
+            other => Err(format!(
+                "unknown drift policy `{other}`, expected correct or report"
+            )),
         }
     }
 }
@@ -134,13 +138,22 @@ pub struct AuditQuery {
 pub trait Store: Send + Sync {
     /// The rows in scope and the keys `source` manages. With `source` = None,
     /// every row and no ownership records (for export).
-    fn load(&self, source: Option<&str>) -> impl Future<Output = Result<LiveState, StoreError>> + Send;
+    fn load(
+        &self,
+        source: Option<&str>,
+    ) -> impl Future<Output = Result<LiveState, StoreError>> + Send;
 
     /// Applies the plan, its audit rows and the sync record in one transaction.
-    fn apply(&self, request: ApplyRequest<'_>) -> impl Future<Output = Result<SyncRecord, StoreError>> + Send;
+    fn apply(
+        &self,
+        request: ApplyRequest<'_>,
+    ) -> impl Future<Output = Result<SyncRecord, StoreError>> + Send;
 
     /// The newest audit rows first.
-    fn audit(&self, query: &AuditQuery) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
+    fn audit(
+        &self,
+        query: &AuditQuery,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
 }
 
 /// A store chosen by URL at run time.
@@ -210,7 +223,10 @@ mod tests {
             redact("postgres://accord:s3cret@db:5432/accord"),
             "postgres://accord:***@db:5432/accord"
         );
-        assert_eq!(redact("postgres://accord@db/accord"), "postgres://accord@db/accord");
+        assert_eq!(
+            redact("postgres://accord@db/accord"),
+            "postgres://accord@db/accord"
+        );
         assert_eq!(redact("sqlite://accord.db"), "sqlite://accord.db");
     }
 }

@@ -8,11 +8,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::QueryBuilder;
 
 use super::rows::{self, EnrollmentRow, ManagedRow, MemberRow, OrgRow, PermitRow};
-use super::{redact, ApplyRequest, AuditAction, AuditEntry, AuditQuery, DriftPolicy, Store, StoreError, SyncRecord};
+use super::{
+    redact, ApplyRequest, AuditAction, AuditEntry, AuditQuery, DriftPolicy, Store, StoreError,
+    SyncRecord,
+};
 use crate::model::{Key, Kind, Object};
 use crate::plan::{Action, Change, LiveState};
 
@@ -124,8 +129,10 @@ impl<'a> Writes<'a> {
             match audit_action {
                 AuditAction::Delete => w.deletes.push(&change.key),
                 AuditAction::DriftDetected => {
-                    w.reported
-                        .push((&change.key, change.drift_hash.as_deref().unwrap_or_default()));
+                    w.reported.push((
+                        &change.key,
+                        change.drift_hash.as_deref().unwrap_or_default(),
+                    ));
                 }
                 _ => {
                     if let Some(after) = &change.after {
@@ -147,7 +154,10 @@ impl<'a> Writes<'a> {
 fn group_keys<'a>(keys: impl Iterator<Item = &'a Key>) -> BTreeMap<(Kind, &'a str), Vec<&'a str>> {
     let mut groups: BTreeMap<(Kind, &str), Vec<&str>> = BTreeMap::new();
     for key in keys {
-        groups.entry((key.kind, &key.app)).or_default().push(&key.id);
+        groups
+            .entry((key.kind, &key.app))
+            .or_default()
+            .push(&key.id);
     }
     groups
 }
