@@ -31,7 +31,9 @@ fn postgres_server() -> String {
 
 /// `url` with its database name replaced by `name`.
 fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let authority_end = base.find("://").map_or(0, |i| i + 3);
     let base = match base[authority_end..].find('/') {
         Some(slash) => &base[..authority_end + slash],
@@ -88,11 +90,17 @@ impl TestDb {
         match self.backend {
             Backend::Sqlite => {
                 let mut conn = SqliteConnection::connect(&self.url).await?;
-                Ok(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut conn).await?.rows_affected())
+                Ok(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut conn)
+                    .await?
+                    .rows_affected())
             }
             Backend::Postgres => {
                 let mut conn = PgConnection::connect(&self.url).await?;
-                Ok(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut conn).await?.rows_affected())
+                Ok(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut conn)
+                    .await?
+                    .rows_affected())
             }
         }
     }
@@ -102,11 +110,15 @@ impl TestDb {
         let result = match self.backend {
             Backend::Sqlite => {
                 let mut conn = SqliteConnection::connect(&self.url).await.expect("connect");
-                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(&mut conn).await
+                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .fetch_one(&mut conn)
+                    .await
             }
             Backend::Postgres => {
                 let mut conn = PgConnection::connect(&self.url).await.expect("connect");
-                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(&mut conn).await
+                sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .fetch_one(&mut conn)
+                    .await
             }
         };
         result.unwrap_or_else(|e| panic!("{sql}: {e}"))
