@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -29,6 +30,8 @@ pub struct LiveRow {
 pub struct Managed {
     /// The live hash last reported as drift (report mode audits drift once).
     pub reported_hash: Option<String>,
+    /// The file that declared it when it was last applied.
+    pub declared_in: Option<Arc<str>>,
 }
 
 /// The rows in a source's scope and the keys it manages.
@@ -88,6 +91,8 @@ pub struct Change {
     /// Why: the other owner of a conflict, what kind of drift, where declared.
     pub note: String,
     pub origin: Option<Origin>,
+    /// The file that declares (or, for a delete, last declared) the object.
+    pub declared_in: Option<Arc<str>>,
     /// For drift: the hash of the live row (`None` when it was deleted), and
     /// whether that exact state was already reported.
     pub drift_hash: Option<String>,
@@ -105,6 +110,7 @@ impl Change {
             fields,
             note: String::new(),
             origin: None,
+            declared_in: None,
             drift_hash: None,
             drift_reported: false,
         }
@@ -218,10 +224,11 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
                         .note("suspended in the database; not pruned"),
                     );
                 } else if options.prune {
-                    changes.push(
+                    let mut change =
                         Change::new(Action::Delete, key.clone(), Some(row.object.clone()), None)
-                            .note("no longer declared"),
-                    );
+                            .note("no longer declared");
+                    change.declared_in = live.managed.get(key).and_then(|m| m.declared_in.clone());
+                    changes.push(change);
                 }
             }
             _ => forget.push(key.clone()),
@@ -247,6 +254,7 @@ fn plan_declared(
     let row = live.rows.get(key);
     let with_origin = |mut change: Change| {
         change.origin = Some(declaration.origin.clone());
+        change.declared_in = Some(declaration.origin.file.clone());
         Some(change)
     };
     let before = row.map(|r| r.object.clone());

@@ -93,13 +93,13 @@ pub async fn apply(
         plan::guard(&prepared.plan, options.max_delete_percent).map_err(SyncError::Refused)?;
     }
     let record = store
-        .apply(ApplyRequest {
-            source: source_name,
-            revision: &prepared.revision,
-            actor: &options.actor,
-            drift: options.drift,
-            plan: &prepared.plan,
-        })
+        .apply(ApplyRequest::new(
+            source_name,
+            &prepared.revision,
+            &options.actor,
+            options.drift,
+            &prepared.plan,
+        ))
         .await?;
     tracing::info!(
         source = source_name,

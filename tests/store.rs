@@ -30,13 +30,7 @@ async fn sync_with(
 ) -> (Plan, SyncRecord) {
     let plan = plan_for(store, desired, source).await;
     let record = store
-        .apply(ApplyRequest {
-            source,
-            revision: "rev-1",
-            actor: "tester@host",
-            drift,
-            plan: &plan,
-        })
+        .apply(ApplyRequest::new(source, "rev-1", "tester@host", drift, &plan))
         .await
         .expect("apply");
     (plan, record)
@@ -116,7 +110,14 @@ both_backends!(
         drop(store);
         let again = AnyStore::connect(&db.url).await.expect("reconnect");
         assert_eq!(again.load(None).await.expect("load").rows.len(), 5);
-        assert_eq!(db.scalar("SELECT COUNT(*) FROM _sqlx_migrations").await, 1);
+        let folder = match backend {
+        Backend::Sqlite => "migrations/sqlite",
+        Backend::Postgres => "migrations/postgres",
+    };
+    let files = std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(folder))
+        .expect("migrations folder")
+        .count() as i64;
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM _sqlx_migrations").await, files);
     }
 );
 
@@ -237,13 +238,7 @@ both_backends!(
         let plan = plan_for(&store, &desired, "git").await;
         assert_eq!(plan.summary().create, 1);
         let result = store
-            .apply(ApplyRequest {
-                source: "git",
-                revision: "rev-2",
-                actor: "tester",
-                drift: DriftPolicy::Correct,
-                plan: &plan,
-            })
+            .apply(ApplyRequest::new("git", "rev-2", "tester", DriftPolicy::Correct, &plan))
             .await;
         let error = result.expect_err("the injected failure surfaces");
         assert!(error.to_string().contains("injected failure"), "{error}");

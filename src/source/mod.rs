@@ -2,13 +2,17 @@
 //! one revision (read whole, once) and any problems met while reading them.
 
 pub mod directory;
+pub mod git;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::model::{Diagnostic, SourceFile};
 
 pub use directory::DirectorySource;
+pub use git::GitSource;
 
 /// The default cap on one file's size.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 10 * 1024 * 1024;
@@ -22,6 +26,9 @@ pub struct Snapshot {
     /// Files that could not be taken (too large, unreadable, a symlink out of
     /// the root), located like parse errors. Any of them rejects the revision.
     pub problems: Vec<Diagnostic>,
+    /// Things an operator should know that do not stop the sync, such as a
+    /// force-push.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,9 +41,32 @@ pub enum SourceError {
     },
     #[error("the source reader stopped unexpectedly: {0}")]
     Task(String),
+    #[error("git: {0}")]
+    Git(String),
 }
 
 pub trait Source: Send + Sync {
     /// The current revision, read whole.
     fn read(&self) -> impl Future<Output = Result<Snapshot, SourceError>> + Send;
+
+    /// The current revision when it differs from `known`, else `None`; a
+    /// source that can tell cheaply (Git: the commit id) skips reading files.
+    fn poll(
+        &self,
+        known: Option<&str>,
+    ) -> impl Future<Output = Result<Option<Snapshot>, SourceError>> + Send {
+        async move {
+            let snapshot = self.read().await?;
+            Ok((known != Some(snapshot.revision.as_str())).then_some(snapshot))
+        }
+    }
+
+    /// Who last changed each of `files` at `revision`, for the audit log.
+    fn authors(
+        &self,
+        _revision: &str,
+        _files: Vec<Arc<str>>,
+    ) -> impl Future<Output = HashMap<Arc<str>, String>> + Send {
+        async { HashMap::new() }
+    }
 }

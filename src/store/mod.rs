@@ -63,9 +63,42 @@ impl std::str::FromStr for DriftPolicy {
 pub struct ApplyRequest<'a> {
     pub source: &'a str,
     pub revision: &'a str,
+    /// Who runs the sync: named on drift rows and on anything not attributed below.
     pub actor: &'a str,
+    /// Who last changed each declaring file (Git: the commit author), for
+    /// creates and updates of objects declared there.
+    pub authors: &'a std::collections::HashMap<std::sync::Arc<str>, String>,
+    /// Named on deletes, which have no file left (Git: the commit's author).
+    pub change_author: Option<&'a str>,
     pub drift: DriftPolicy,
     pub plan: &'a Plan,
+}
+
+impl<'a> ApplyRequest<'a> {
+    /// A request with no per-file authors: `actor` is named on every row.
+    pub fn new(source: &'a str, revision: &'a str, actor: &'a str, drift: DriftPolicy, plan: &'a Plan) -> Self {
+        static NONE: std::sync::LazyLock<std::collections::HashMap<std::sync::Arc<str>, String>> =
+            std::sync::LazyLock::new(Default::default);
+        ApplyRequest {
+            source,
+            revision,
+            actor,
+            authors: &NONE,
+            change_author: None,
+            drift,
+            plan,
+        }
+    }
+}
+
+/// An organization's GitOps switch as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgSwitch {
+    pub app: String,
+    pub slug: String,
+    pub gitops: bool,
+    pub managed_by: Option<String>,
 }
 
 /// The record of one applied sync (a `sync_runs` row).
@@ -154,6 +187,69 @@ pub trait Store: Send + Sync {
         &self,
         query: &AuditQuery,
     ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
+
+    /// Whether the database answers.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Turns reconciliation of an organization on or off (in every app, or one).
+    fn set_gitops(
+        &self,
+        slug: &str,
+        app: Option<&str>,
+        enabled: bool,
+    ) -> impl Future<Output = Result<Vec<OrgSwitch>, StoreError>> + Send;
+
+    /// The organization's switch in every app it exists in.
+    fn gitops(
+        &self,
+        slug: &str,
+        app: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<OrgSwitch>, StoreError>> + Send;
+
+    /// Takes the per-source lock that keeps replicas from syncing one source
+    /// at once; `None` when another holds it. (PostgreSQL: an advisory lock,
+    /// released with the lock or its connection; SQLite serves one process.)
+    fn lock_source(
+        &self,
+        source: &str,
+    ) -> impl Future<Output = Result<Option<SourceLock>, StoreError>> + Send;
+}
+
+/// A held per-source lock; `release` it, or dropping it closes the connection
+/// that holds it, which releases it too.
+pub struct SourceLock {
+    held: Option<(sqlx::pool::PoolConnection<sqlx::Postgres>, i64)>,
+}
+
+impl SourceLock {
+    pub async fn release(mut self) {
+        if let Some((mut conn, key)) = self.held.take() {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(key)
+                .execute(&mut *conn)
+                .await;
+            if unlocked.is_err() {
+                drop(conn.detach());
+            }
+        }
+    }
+}
+
+impl Drop for SourceLock {
+    fn drop(&mut self) {
+        if let Some((conn, _)) = self.held.take() {
+            // Closing the session releases its advisory locks.
+            drop(conn.detach());
+        }
+    }
+}
+
+/// The advisory-lock key of a source: stable across processes and versions.
+pub fn lock_key(source: &str) -> i64 {
+    let hash = blake3::hash(format!("accord-source:{source}").as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&hash.as_bytes()[..8]);
+    i64::from_le_bytes(bytes)
 }
 
 /// A store chosen by URL at run time.
@@ -195,6 +291,34 @@ impl Store for AnyStore {
         match self {
             AnyStore::Sqlite(s) => s.audit(query).await,
             AnyStore::Postgres(s) => s.audit(query).await,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.ping().await,
+            AnyStore::Postgres(s) => s.ping().await,
+        }
+    }
+
+    async fn set_gitops(&self, slug: &str, app: Option<&str>, enabled: bool) -> Result<Vec<OrgSwitch>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.set_gitops(slug, app, enabled).await,
+            AnyStore::Postgres(s) => s.set_gitops(slug, app, enabled).await,
+        }
+    }
+
+    async fn gitops(&self, slug: &str, app: Option<&str>) -> Result<Vec<OrgSwitch>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.gitops(slug, app).await,
+            AnyStore::Postgres(s) => s.gitops(slug, app).await,
+        }
+    }
+
+    async fn lock_source(&self, source: &str) -> Result<Option<SourceLock>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.lock_source(source).await,
+            AnyStore::Postgres(s) => s.lock_source(source).await,
         }
     }
 }

@@ -44,7 +44,7 @@ pub type EnrollmentRow = (
     Option<String>,
     Option<String>,
 );
-pub type ManagedRow = (String, String, String, Option<String>);
+pub type ManagedRow = (String, String, String, Option<String>, Option<String>);
 
 /// A stored JSON list as a sorted set; anything else as a one-element list
 /// holding the raw text, so a broken hand edit shows up in the diff.
@@ -122,9 +122,13 @@ pub fn assemble(
     }
     let managed = managed
         .into_iter()
-        .filter_map(|(kind, app, id, reported_hash)| {
+        .filter_map(|(kind, app, id, reported_hash, declared_in)| {
             let kind = Kind::parse(&kind)?;
-            Some((Key { kind, app, id }, Managed { reported_hash }))
+            let managed = Managed {
+                reported_hash,
+                declared_in: declared_in.map(Into::into),
+            };
+            Some((Key { kind, app, id }, managed))
         })
         .collect();
     LiveState { rows, managed }

@@ -13,11 +13,11 @@ use sqlx::sqlite::{
 };
 use sqlx::QueryBuilder;
 
-use super::rows::{self, EnrollmentRow, ManagedRow, MemberRow, OrgRow, PermitRow};
 use super::{
-    redact, ApplyRequest, AuditAction, AuditEntry, AuditQuery, DriftPolicy, Store, StoreError,
-    SyncRecord,
+    lock_key, redact, ApplyRequest, AuditAction, AuditEntry, AuditQuery, DriftPolicy, OrgSwitch,
+    SourceLock, Store, StoreError, SyncRecord,
 };
+use super::rows::{self, EnrollmentRow, ManagedRow, MemberRow, OrgRow, PermitRow};
 use crate::model::{Key, Kind, Object};
 use crate::plan::{Action, Change, LiveState};
 
@@ -86,6 +86,26 @@ struct AuditRow<'a> {
 }
 
 impl<'a> AuditRow<'a> {
+    /// The file's author for declared changes, the change's author for
+    /// deletes, and whoever runs accord for drift.
+    fn actor<'r>(&self, request: &'r ApplyRequest<'_>) -> &'r str
+    where
+        'a: 'r,
+    {
+        let author = self
+            .change
+            .declared_in
+            .as_ref()
+            .and_then(|file| request.authors.get(file));
+        match self.action {
+            AuditAction::Create | AuditAction::Update | AuditAction::Delete => author
+                .map(String::as_str)
+                .or(request.change_author)
+                .unwrap_or(request.actor),
+            AuditAction::DriftCorrected | AuditAction::DriftDetected => request.actor,
+        }
+    }
+
     fn new(action: AuditAction, change: &'a Change) -> AuditRow<'a> {
         let json = |o: &Option<Object>| o.as_ref().map(|o| o.to_json().to_string());
         AuditRow {
@@ -104,8 +124,10 @@ struct Writes<'a> {
     /// Objects to insert or overwrite, with their content hashes.
     upserts: Vec<(&'a Object, String)>,
     deletes: Vec<&'a Key>,
-    /// Drift reported (not corrected) for the first time: key and live hash.
-    reported: Vec<(&'a Key, &'a str)>,
+    /// The changes whose objects are written (creates, updates, corrected drift).
+    declared: Vec<&'a Change>,
+    /// Drift reported (not corrected) for the first time.
+    reported: Vec<&'a Change>,
     audit: Vec<AuditRow<'a>>,
 }
 
@@ -128,15 +150,11 @@ impl<'a> Writes<'a> {
             };
             match audit_action {
                 AuditAction::Delete => w.deletes.push(&change.key),
-                AuditAction::DriftDetected => {
-                    w.reported.push((
-                        &change.key,
-                        change.drift_hash.as_deref().unwrap_or_default(),
-                    ));
-                }
+                AuditAction::DriftDetected => w.reported.push(change),
                 _ => {
                     if let Some(after) = &change.after {
                         w.upserts.push((after, after.content_hash()));
+                        w.declared.push(change);
                     }
                 }
             }
@@ -264,7 +282,7 @@ macro_rules! sql_store {
                 let managed: Vec<ManagedRow> = match source {
                     Some(source) => {
                         QueryBuilder::<$db>::new(
-                            "SELECT kind, app, object_id, reported_hash FROM managed_objects WHERE source = ",
+                            "SELECT kind, app, object_id, reported_hash, declared_in FROM managed_objects WHERE source = ",
                         )
                         .push_bind(source)
                         .build_query_as()
@@ -394,24 +412,32 @@ macro_rules! sql_store {
                 .await?;
 
                 // Ownership records.
-                let mut ledger: Vec<(Key, Option<&str>)> = writes
-                    .upserts
+                // Ownership records: what this source now manages, from which file.
+                let mut ledger: Vec<(&Key, Option<&str>, Option<&str>)> = writes
+                    .declared
                     .iter()
-                    .map(|(o, _)| (o.key(), None))
+                    .map(|change| (&change.key, None, change.declared_in.as_deref()))
                     .collect();
-                ledger.extend(writes.reported.iter().map(|(k, hash)| ((*k).clone(), Some(*hash))));
+                ledger.extend(writes.reported.iter().map(|change| {
+                    (
+                        &change.key,
+                        Some(change.drift_hash.as_deref().unwrap_or_default()),
+                        change.declared_in.as_deref(),
+                    )
+                }));
                 Self::insert_many(
                     conn,
-                    "INSERT INTO managed_objects (kind, app, object_id, source, reported_hash) ",
-                    5,
+                    "INSERT INTO managed_objects (kind, app, object_id, source, reported_hash, declared_in) ",
+                    6,
                     &ledger,
-                    " ON CONFLICT (kind, app, object_id) DO UPDATE SET source = excluded.source, reported_hash = excluded.reported_hash",
-                    |b, (key, reported)| {
+                    " ON CONFLICT (kind, app, object_id) DO UPDATE SET source = excluded.source, reported_hash = excluded.reported_hash, declared_in = excluded.declared_in",
+                    |b, (key, reported, declared_in)| {
                         b.push_bind(key.kind.as_str())
                             .push_bind(key.app.as_str())
                             .push_bind(key.id.as_str())
                             .push_bind(source)
-                            .push_bind(*reported);
+                            .push_bind(*reported)
+                            .push_bind(*declared_in);
                     },
                 )
                 .await?;
@@ -454,7 +480,7 @@ macro_rules! sql_store {
                     "",
                     |b, row| {
                         b.push_bind(finished_at)
-                            .push_bind(request.actor)
+                            .push_bind(row.actor(&request))
                             .push_bind(source)
                             .push_bind(request.revision)
                             .push_bind(sync_id)
@@ -514,8 +540,73 @@ macro_rules! sql_store {
                     })
                     .collect())
             }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn set_gitops(&self, slug: &str, app: Option<&str>, enabled: bool) -> Result<Vec<OrgSwitch>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new("UPDATE organizations SET gitops = ");
+                qb.push_bind(enabled).push(" WHERE slug = ").push_bind(slug);
+                if let Some(app) = app {
+                    qb.push(" AND app = ").push_bind(app);
+                }
+                qb.build().execute(&self.pool).await?;
+                self.gitops(slug, app).await
+            }
+
+            async fn gitops(&self, slug: &str, app: Option<&str>) -> Result<Vec<OrgSwitch>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT app, slug, gitops, managed_by FROM organizations WHERE slug = ",
+                );
+                qb.push_bind(slug);
+                if let Some(app) = app {
+                    qb.push(" AND app = ").push_bind(app);
+                }
+                qb.push(" ORDER BY app");
+                let rows: Vec<OrgSwitchRow> = qb.build_query_as().fetch_all(&self.pool).await?;
+                Ok(switches(rows))
+            }
+
+            async fn lock_source(&self, source: &str) -> Result<Option<SourceLock>, StoreError> {
+                self.try_lock(lock_key(source)).await
+            }
         }
     };
+}
+
+impl SqliteStore {
+    /// SQLite serves one accord process; its sources are serialized in-process.
+    async fn try_lock(&self, _key: i64) -> Result<Option<SourceLock>, StoreError> {
+        Ok(Some(SourceLock { held: None }))
+    }
+}
+
+impl PostgresStore {
+    async fn try_lock(&self, key: i64) -> Result<Option<SourceLock>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(locked.then(|| SourceLock {
+            held: Some((conn, key)),
+        }))
+    }
+}
+
+type OrgSwitchRow = (String, String, bool, Option<String>);
+
+fn switches(rows: Vec<OrgSwitchRow>) -> Vec<OrgSwitch> {
+    rows.into_iter()
+        .map(|(app, slug, gitops, managed_by)| OrgSwitch {
+            app,
+            slug,
+            gitops,
+            managed_by,
+        })
+        .collect()
 }
 
 sql_store!(SqliteStore, sqlx::Sqlite, 32_000usize);

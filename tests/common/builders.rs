@@ -60,13 +60,13 @@ impl PermitBuilder {
     }
 
     /// The permit with its lists exactly as given, before the parser normalizes them.
-    pub fn as_written(self) -> Object {
+    pub fn written(self) -> Object {
         Object::Permit(self.0)
     }
 
     /// The permit as the parser hands it over: normalized.
     pub fn build(self) -> Object {
-        normalized(self.as_written())
+        normalized(self.written())
     }
 }
 
@@ -157,12 +157,12 @@ impl OrganizationBuilder {
         self
     }
 
-    pub fn as_written(self) -> Object {
+    pub fn written(self) -> Object {
         Object::Organization(self.0)
     }
 
     pub fn build(self) -> Object {
-        normalized(self.as_written())
+        normalized(self.written())
     }
 }
 
@@ -215,9 +215,7 @@ pub fn desired(declarations: impl IntoIterator<Item = impl Into<Declaration>>) -
     let mut state = DesiredState::default();
     for declaration in declarations {
         let declaration: Declaration = declaration.into();
-        state
-            .objects
-            .insert(declaration.object.key(), declaration);
+        state.objects.insert(declaration.object.key(), declaration);
     }
     state
 }
@@ -309,8 +307,15 @@ impl LiveBuilder {
             key,
             Managed {
                 reported_hash: Some(hash.to_owned()),
+                ..Managed::default()
             },
         );
+        self
+    }
+
+    /// A key in the source's ledger, last applied from `file`.
+    pub fn declared_in(mut self, key: Key, file: &str) -> Self {
+        self.state.managed.entry(key).or_default().declared_in = Some(Arc::from(file));
         self
     }
 

@@ -1,0 +1,375 @@
+//! The `accord run` configuration file: what to reconcile from where, read
+//! with the same located parser as the sources, so a bad setting is one error
+//! that names the file, line and field.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::model::de::from_node;
+use crate::model::yaml::{self, Limits, Mark};
+use crate::model::Diagnostic;
+use crate::store::DriftPolicy;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub database: String,
+    pub listen: SocketAddr,
+    pub api_token_file: Option<PathBuf>,
+    /// Where Git sources keep their fetched objects.
+    pub cache_dir: PathBuf,
+    pub sources: Vec<SourceConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceConfig {
+    pub name: String,
+    pub kind: SourceKind,
+    pub interval: Duration,
+    pub drift: DriftPolicy,
+    pub prune: bool,
+    pub max_delete_percent: u32,
+    pub max_file_size: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceKind {
+    Git(GitConfig),
+    Directory { path: PathBuf },
+}
+
+impl SourceKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceKind::Git(_) => "git",
+            SourceKind::Directory { .. } => "directory",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GitConfig {
+    /// https://, ssh://, git@host:path or file:// URL.
+    pub url: String,
+    /// A branch, a tag or a full commit id.
+    #[serde(default = "default_ref", rename = "ref")]
+    pub reference: String,
+    /// A folder inside the repository.
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub ssh_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub webhook_secret_file: Option<PathBuf>,
+}
+
+fn default_ref() -> String {
+    "main".into()
+}
+
+// ---- the file's shape --------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    database: Option<String>,
+    #[serde(default)]
+    listen: Option<String>,
+    #[serde(default)]
+    api_token_file: Option<PathBuf>,
+    #[serde(default)]
+    cache_dir: Option<PathBuf>,
+    /// Checked item by item below, so each source's errors are located.
+    #[serde(default, rename = "sources")]
+    _sources: Vec<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileSource {
+    name: String,
+    #[serde(default)]
+    git: Option<GitConfig>,
+    #[serde(default)]
+    directory: Option<FileDirectory>,
+    #[serde(default)]
+    interval: Option<String>,
+    #[serde(default)]
+    drift: Option<String>,
+    #[serde(default)]
+    prune: Option<bool>,
+    #[serde(default)]
+    max_delete_percent: Option<u32>,
+    #[serde(default)]
+    max_file_size: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDirectory {
+    path: PathBuf,
+}
+
+/// Settings given on the command line, which win over the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub database: Option<String>,
+    pub listen: Option<String>,
+    pub api_token_file: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Parses a configuration file's text; `file` names it in errors.
+pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Vec<Diagnostic>> {
+    let file: Arc<str> = Arc::from(file);
+    let error = |mark: Mark, message: String| vec![Diagnostic::new(&file, mark, message)];
+    let docs = yaml::load(text, Limits::default()).map_err(|e| error(e.mark, e.message))?;
+    let root = match docs.into_iter().next().and_then(|d| d.root) {
+        Some(root) if !root.is_null() => root,
+        _ => return Err(error(Mark::START, "the configuration file is empty".into())),
+    };
+    let top: FileConfig =
+        from_node(&root).map_err(|e| error(e.mark.unwrap_or(root.mark), e.message))?;
+    let mut errors = Vec::new();
+    let listen_text = overrides
+        .listen
+        .clone()
+        .or(top.listen)
+        .unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let listen = listen_text.parse().unwrap_or_else(|_| {
+        let mark = root.get("listen").map_or(root.mark, |n| n.mark);
+        errors.push(Diagnostic::new(
+            &file,
+            mark,
+            format!("listen: `{listen_text}` is not an address like 127.0.0.1:8080"),
+        ));
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
+    let mut sources = Vec::new();
+    let mut names = BTreeSet::new();
+    let source_nodes = root.get("sources").and_then(|n| n.as_seq()).unwrap_or_default();
+    for node in source_nodes {
+        let source: FileSource = match from_node(node) {
+            Ok(source) => source,
+            Err(e) => {
+                errors.push(Diagnostic::new(&file, e.mark.unwrap_or(node.mark), e.message));
+                continue;
+            }
+        };
+        let at = |field: &str| node.get(field).map_or(node.mark, |n| n.mark);
+        let mut fail = |field: &str, message: String| {
+            errors.push(Diagnostic::new(&file, at(field), message));
+        };
+        if crate::model::validate::id(&source.name).is_err() {
+            fail("name", format!("sources: name `{}` must be letters, digits, `.`, `_` or `-`", source.name));
+        }
+        if !names.insert(source.name.clone()) {
+            fail("name", format!("sources: the name `{}` is used twice", source.name));
+        }
+        let kind = match (source.git, source.directory) {
+            (Some(git), None) => {
+                if !is_git_url(&git.url) {
+                    fail("git", format!("git.url `{}` must be an https://, ssh://, git@host:path or file:// URL", git.url));
+                }
+                Some(SourceKind::Git(git))
+            }
+            (None, Some(directory)) => Some(SourceKind::Directory {
+                path: directory.path,
+            }),
+            _ => {
+                fail("name", format!("source `{}` needs exactly one of `git`, `directory`", source.name));
+                None
+            }
+        };
+        let interval = match source.interval.as_deref().map(parse_duration) {
+            None => DEFAULT_INTERVAL,
+            Some(Ok(d)) if !d.is_zero() => d,
+            Some(_) => {
+                fail("interval", "interval must be a duration like 30s, 5m or 500ms".into());
+                DEFAULT_INTERVAL
+            }
+        };
+        let drift = match source.drift.as_deref().map(str::parse::<DriftPolicy>) {
+            None => DriftPolicy::Correct,
+            Some(Ok(policy)) => policy,
+            Some(Err(message)) => {
+                fail("drift", format!("drift: {message}"));
+                DriftPolicy::Correct
+            }
+        };
+        let max_delete_percent = source.max_delete_percent.unwrap_or(25);
+        if max_delete_percent > 100 {
+            fail("maxDeletePercent", "maxDeletePercent must be between 0 and 100".into());
+        }
+        if let Some(kind) = kind {
+            sources.push(SourceConfig {
+                name: source.name,
+                kind,
+                interval,
+                drift,
+                prune: source.prune.unwrap_or(true),
+                max_delete_percent,
+                max_file_size: source.max_file_size.unwrap_or(crate::source::DEFAULT_MAX_FILE_SIZE),
+            });
+        }
+    }
+    if source_nodes.is_empty() && errors.is_empty() {
+        errors.push(Diagnostic::new(&file, root.mark, "sources: at least one source is needed"));
+    }
+    if !errors.is_empty() {
+        errors.sort();
+        return Err(errors);
+    }
+    Ok(Config {
+        database: overrides
+            .database
+            .clone()
+            .or(top.database)
+            .unwrap_or_else(|| "sqlite://accord.db".into()),
+        listen,
+        api_token_file: overrides.api_token_file.clone().or(top.api_token_file),
+        cache_dir: overrides
+            .cache_dir
+            .clone()
+            .or(top.cache_dir)
+            .unwrap_or_else(|| PathBuf::from(".accord-cache")),
+        sources,
+    })
+}
+
+fn is_git_url(url: &str) -> bool {
+    ["https://", "http://", "ssh://", "file://", "git://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+        || (url.contains('@') && url.contains(':') && !url.contains("://"))
+}
+
+/// `500ms`, `30s`, `5m`, `1h`, or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 30s"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("`{text}` has an unknown unit; use ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(text: &str) -> Config {
+        parse("accord.yaml", text, &Overrides::default()).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse("accord.yaml", text, &Overrides::default()) {
+            Ok(_) => panic!("expected errors"),
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const EXAMPLE: &str = "database: sqlite://accord.db
+listen: 127.0.0.1:8080
+apiTokenFile: /etc/accord/api-token
+sources:
+  - name: platform
+    git:
+      url: https://git.example.com/platform/access.git
+      ref: main
+      path: config
+      tokenFile: /etc/accord/git-token
+      webhookSecretFile: /etc/accord/hook-secret
+    interval: 30s
+    drift: correct
+    prune: true
+    maxDeletePercent: 25
+  - name: local
+    directory:
+      path: ./config
+";
+
+    #[test]
+    fn the_documented_example_parses() {
+        let config = parse_ok(EXAMPLE);
+        assert_eq!(config.listen.port(), 8080);
+        assert_eq!(config.sources.len(), 2);
+        let SourceKind::Git(git) = &config.sources[0].kind else {
+            panic!("git")
+        };
+        assert_eq!(git.reference, "main");
+        assert_eq!(git.path.as_deref(), Some("config"));
+        assert_eq!(config.sources[0].interval, Duration::from_secs(30));
+        assert_eq!(
+            config.sources[1].kind,
+            SourceKind::Directory {
+                path: "./config".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_misspelled_field_is_one_located_error() {
+        let errors = errors("sources:\n  - name: a\n    directory:\n      pth: x\n");
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].starts_with("accord.yaml:4:7: unknown field `pth`"), "{errors:?}");
+    }
+
+    #[test]
+    fn bad_settings_name_their_field() {
+        let errors = errors(
+            "listen: nowhere\nsources:\n  - name: a\n    directory: {path: x}\n    interval: soon\n  - name: a\n    git: {url: ftp://x}\n    drift: sometimes\n",
+        );
+        let joined = errors.join("\n");
+        assert!(joined.contains("accord.yaml:1:9: listen: `nowhere`"), "{joined}");
+        assert!(joined.contains("accord.yaml:5:15: interval must be a duration"), "{joined}");
+        assert!(joined.contains("accord.yaml:6:11: sources: the name `a` is used twice"), "{joined}");
+        assert!(joined.contains("git.url `ftp://x`"), "{joined}");
+        assert!(joined.contains("accord.yaml:8:12: drift: unknown drift policy"), "{joined}");
+    }
+
+    #[test]
+    fn a_source_needs_exactly_one_kind() {
+        let errors = errors("sources:\n  - name: a\n");
+        assert!(errors[0].contains("needs exactly one of `git`, `directory`"), "{errors:?}");
+    }
+
+    #[test]
+    fn durations_read_like_go_durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn command_line_settings_win() {
+        let overrides = Overrides {
+            database: Some("postgres://x@y/z".into()),
+            listen: Some("127.0.0.1:9999".into()),
+            ..Default::default()
+        };
+        let config = parse("a.yaml", EXAMPLE, &overrides).expect("valid");
+        assert_eq!(config.database, "postgres://x@y/z");
+        assert_eq!(config.listen.port(), 9999);
+    }
+}

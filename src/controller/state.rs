@@ -1,0 +1,161 @@
+//! What the controller and the HTTP server share: each source's status and
+//! trigger, the store, the metrics, the shutdown signal.
+
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::store::AnyStore;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum SyncState {
+    Progressing,
+    Synced,
+    /// Drift left in place (report mode) or conflicts waiting.
+    OutOfSync,
+    Error,
+    /// Every object the source declares is suspended.
+    Suspended,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub managed: usize,
+    pub created: usize,
+    pub updated: usize,
+    pub deleted: usize,
+    pub drifted: usize,
+    pub conflicts: usize,
+    pub suspended: usize,
+}
+
+/// An object that differs from what is declared and was left alone: open
+/// drift in report mode, or a conflict.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenItem {
+    pub source: String,
+    pub kind: String,
+    pub app: String,
+    pub id: String,
+    pub note: String,
+    pub diff: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStatus {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The folder, or the repository URL without credentials, ref and path.
+    pub location: String,
+    pub state: SyncState,
+    pub last_attempted_revision: Option<String>,
+    pub last_applied_revision: Option<String>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub message: String,
+    pub counts: Counts,
+    /// Located errors of the last revision that failed validation.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    #[serde(skip)]
+    pub drift: Vec<OpenItem>,
+    #[serde(skip)]
+    pub conflicts: Vec<OpenItem>,
+}
+
+impl SourceStatus {
+    pub fn new(name: &str, kind: &'static str, location: String) -> SourceStatus {
+        SourceStatus {
+            name: name.to_owned(),
+            kind,
+            location,
+            state: SyncState::Progressing,
+            last_attempted_revision: None,
+            last_applied_revision: None,
+            last_attempt_at: None,
+            last_success_at: None,
+            message: "waiting for the first sync".into(),
+            counts: Counts::default(),
+            errors: Vec::new(),
+            drift: Vec::new(),
+            conflicts: Vec::new(),
+        }
+    }
+}
+
+/// A request to sync a source now; `done` hears the status after it.
+pub struct SyncRequest {
+    pub reason: String,
+    pub done: Option<oneshot::Sender<SourceStatus>>,
+}
+
+pub struct SourceHandle {
+    pub name: String,
+    pub status: RwLock<SourceStatus>,
+    pub trigger: mpsc::Sender<SyncRequest>,
+    pub webhook_secret: Option<String>,
+}
+
+impl SourceHandle {
+    pub fn status(&self) -> SourceStatus {
+        self.status.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn update(&self, change: impl FnOnce(&mut SourceStatus)) {
+        change(&mut self.status.write().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Asks for a sync without waiting; a sync already queued covers this one.
+    pub fn poke(&self, reason: &str) {
+        let _ = self.trigger.try_send(SyncRequest {
+            reason: reason.to_owned(),
+            done: None,
+        });
+    }
+
+    /// Asks for a sync and waits for its result.
+    pub async fn sync_now(&self, reason: &str) -> Option<SourceStatus> {
+        let (done, result) = oneshot::channel();
+        self.trigger
+            .send(SyncRequest {
+                reason: reason.to_owned(),
+                done: Some(done),
+            })
+            .await
+            .ok()?;
+        result.await.ok()
+    }
+}
+
+pub struct State {
+    pub sources: Vec<Arc<SourceHandle>>,
+    pub store: Arc<AnyStore>,
+    pub metrics: Metrics,
+    /// When set, mutating API calls need `Authorization: Bearer <token>`.
+    pub api_token: Option<String>,
+    pub shutdown: CancellationToken,
+}
+
+impl State {
+    pub fn source(&self, name: &str) -> Option<&Arc<SourceHandle>> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    pub fn statuses(&self) -> Vec<SourceStatus> {
+        self.sources.iter().map(|s| s.status()).collect()
+    }
+
+    /// Every source has synced successfully at least once.
+    pub fn synced_once(&self) -> bool {
+        self.sources
+            .iter()
+            .all(|s| s.status().last_success_at.is_some())
+    }
+}

@@ -1,0 +1,109 @@
+//! The Prometheus metrics of `accord run`.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub source: String,
+    /// `applied`, `unchanged`, `invalid`, `refused`, `error`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub source: String,
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RevisionLabels {
+    pub source: String,
+    pub revision: String,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub syncs: Family<OutcomeLabels, Counter>,
+    pub sync_duration: Family<SourceLabel, Histogram>,
+    pub managed: Family<KindLabels, Gauge>,
+    pub drift_open: Family<SourceLabel, Gauge>,
+    pub last_success: Family<SourceLabel, Gauge<f64, AtomicU64>>,
+    pub revision: Family<RevisionLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("accord");
+        let syncs = Family::<OutcomeLabels, Counter>::default();
+        registry.register("syncs", "Syncs by source and outcome", syncs.clone());
+        let sync_duration = Family::<SourceLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
+        registry.register(
+            "sync_duration_seconds",
+            "Time one sync took, from reading the source to commit",
+            sync_duration.clone(),
+        );
+        let managed = Family::<KindLabels, Gauge>::default();
+        registry.register("managed_objects", "Objects a source manages, by kind", managed.clone());
+        let drift_open = Family::<SourceLabel, Gauge>::default();
+        registry.register("drift_open", "Drifted objects left in place (report mode)", drift_open.clone());
+        let last_success = Family::<SourceLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time of the last successful sync",
+            last_success.clone(),
+        );
+        let revision = Family::<RevisionLabels, Gauge>::default();
+        registry.register(
+            "source_revision",
+            "The revision a source last applied (value 1)",
+            revision.clone(),
+        );
+        Metrics {
+            registry,
+            syncs,
+            sync_duration,
+            managed,
+            drift_open,
+            last_success,
+            revision,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Records a newly applied revision, dropping the previous one's series.
+    pub fn set_revision(&self, source: &str, previous: Option<&str>, revision: &str) {
+        if let Some(previous) = previous.filter(|p| *p != revision) {
+            self.revision.remove(&RevisionLabels {
+                source: source.into(),
+                revision: previous.into(),
+            });
+        }
+        self.revision
+            .get_or_create(&RevisionLabels {
+                source: source.into(),
+                revision: revision.into(),
+            })
+            .set(1);
+    }
+}

@@ -1,0 +1,363 @@
+//! A Git repository as a source: fetched into a bare cache repository and
+//! read straight from the fetched commit's objects — never a checkout. The
+//! revision is the full commit id; audit rows name the author of the newest
+//! commit that touched each object's file.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use git2::{
+    Cred, CredentialType, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, Sort,
+    TreeWalkMode, TreeWalkResult,
+};
+
+use super::{Snapshot, Source, SourceError};
+use crate::config::GitConfig;
+use crate::model::{Diagnostic, Mark, SourceFile};
+
+#[derive(Clone, Debug)]
+pub struct GitSource {
+    pub config: GitConfig,
+    /// The bare repository fetched into.
+    pub cache: PathBuf,
+    pub max_file_size: u64,
+    /// The commit last read, to notice force-pushes.
+    last: Arc<Mutex<Option<Oid>>>,
+}
+
+impl GitSource {
+    pub fn new(config: GitConfig, cache_root: &Path, name: &str, max_file_size: u64) -> GitSource {
+        // One cache per source and URL, so changing the URL starts clean.
+        let id = &blake3::hash(config.url.as_bytes()).to_hex()[..12];
+        GitSource {
+            cache: cache_root.join(format!("{name}-{id}.git")),
+            config,
+            max_file_size,
+            last: Arc::default(),
+        }
+    }
+
+    fn open(&self) -> Result<Repository, SourceError> {
+        let repo = match Repository::open_bare(&self.cache) {
+            Ok(repo) => repo,
+            Err(_) => {
+                std::fs::create_dir_all(&self.cache).map_err(|source| SourceError::Io {
+                    path: self.cache.clone(),
+                    source,
+                })?;
+                Repository::init_bare(&self.cache).map_err(git_error)?
+            }
+        };
+        Ok(repo)
+    }
+
+    /// Fetches branches and tags and resolves `ref` to a commit.
+    pub fn fetch_blocking(&self) -> Result<(Repository, Oid), SourceError> {
+        let repo = self.open()?;
+        {
+            let mut remote = repo.remote_anonymous(&self.config.url).map_err(git_error)?;
+            let mut options = FetchOptions::new();
+            options.remote_callbacks(self.callbacks()?);
+            options.prune(git2::FetchPrune::On);
+            options.download_tags(git2::AutotagOption::All);
+            remote
+                .fetch(
+                    &["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
+                    Some(&mut options),
+                    None,
+                )
+                .map_err(|e| SourceError::Git(format!("cannot fetch {}: {}", redact_url(&self.config.url), e.message())))?;
+        }
+        let oid = resolve(&repo, &self.config.reference)?;
+        Ok((repo, oid))
+    }
+
+    fn callbacks(&self) -> Result<RemoteCallbacks<'static>, SourceError> {
+        let read = |path: &Option<PathBuf>| -> Result<Option<String>, SourceError> {
+            path.as_ref()
+                .map(|p| {
+                    std::fs::read_to_string(p)
+                        .map(|s| s.trim().to_owned())
+                        .map_err(|source| SourceError::Io {
+                            path: p.clone(),
+                            source,
+                        })
+                })
+                .transpose()
+        };
+        let token = read(&self.config.token_file)?;
+        let key = self.config.ssh_key_file.clone();
+        let mut attempts = 0;
+        let mut callbacks = RemoteCallbacks::new();
+        callbacks.credentials(move |_url, username, allowed| {
+            // libgit2 asks again after a refusal; give up instead of looping.
+            attempts += 1;
+            if attempts > 3 {
+                return Err(git2::Error::from_str("authentication failed"));
+            }
+            if allowed.contains(CredentialType::SSH_KEY) {
+                if let Some(key) = &key {
+                    return Cred::ssh_key(username.unwrap_or("git"), None, key, None);
+                }
+            }
+            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+                if let Some(token) = &token {
+                    return Cred::userpass_plaintext(username.unwrap_or("x-access-token"), token);
+                }
+            }
+            Err(git2::Error::from_str("no credentials configured for this remote"))
+        });
+        Ok(callbacks)
+    }
+
+    /// Reads the tree under `path` of `commit`.
+    pub fn read_commit(&self, repo: &Repository, commit: Oid) -> Result<Snapshot, SourceError> {
+        let commit = repo.find_commit(commit).map_err(git_error)?;
+        let mut tree = commit.tree().map_err(git_error)?;
+        let prefix = self.prefix();
+        if let Some(path) = &prefix {
+            let entry = tree.get_path(Path::new(path)).map_err(|_| {
+                SourceError::Git(format!("path `{path}` does not exist at commit {}", commit.id()))
+            })?;
+            tree = repo.find_tree(entry.id()).map_err(|_| {
+                SourceError::Git(format!("path `{path}` at commit {} is not a folder", commit.id()))
+            })?;
+        }
+        let odb = repo.odb().map_err(git_error)?;
+        let mut snapshot = Snapshot {
+            revision: commit.id().to_string(),
+            ..Snapshot::default()
+        };
+        let shown = |dir: &str, name: &str| match &prefix {
+            Some(p) => format!("{p}/{dir}{name}"),
+            None => format!("{dir}{name}"),
+        };
+        let mut failure = None;
+        tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+            let name = entry.name().unwrap_or_default();
+            if name.starts_with('.') {
+                return TreeWalkResult::Skip;
+            }
+            if entry.kind() != Some(ObjectType::Blob) || !is_yaml(name) {
+                return TreeWalkResult::Ok;
+            }
+            let path: Arc<str> = Arc::from(shown(dir, name));
+            let problem = |message: String| Diagnostic::new(&path, Mark::START, message);
+            if entry.filemode() == 0o120000 {
+                // Symlinks are never followed; one leading out of the tree is an error.
+                let target = repo
+                    .find_blob(entry.id())
+                    .map(|b| String::from_utf8_lossy(b.content()).into_owned())
+                    .unwrap_or_default();
+                if escapes(dir, &target) {
+                    snapshot.problems.push(problem(
+                        "symlink leads out of the source root; it is not followed".into(),
+                    ));
+                }
+                return TreeWalkResult::Ok;
+            }
+            match odb.read_header(entry.id()) {
+                Ok((size, _)) if size as u64 > self.max_file_size => {
+                    snapshot.problems.push(problem(format!(
+                        "file is {size} bytes, over the {} byte limit (maxFileSize)",
+                        self.max_file_size
+                    )));
+                }
+                Ok(_) => match repo.find_blob(entry.id()) {
+                    Ok(blob) => snapshot.files.push(SourceFile {
+                        path,
+                        bytes: blob.content().to_vec(),
+                    }),
+                    Err(e) => {
+                        failure = Some(git_error(e));
+                        return TreeWalkResult::Abort;
+                    }
+                },
+                Err(e) => {
+                    failure = Some(git_error(e));
+                    return TreeWalkResult::Abort;
+                }
+            }
+            TreeWalkResult::Ok
+        })
+        .map_err(git_error)?;
+        if let Some(error) = failure {
+            return Err(error);
+        }
+        snapshot.files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(snapshot)
+    }
+
+    fn prefix(&self) -> Option<String> {
+        self.config
+            .path
+            .as_deref()
+            .map(|p| p.trim_matches('/').to_owned())
+            .filter(|p| !p.is_empty() && p != ".")
+    }
+
+    /// Fetches, and reads the tree when the commit differs from `known`.
+    pub fn poll_blocking(&self, known: Option<&str>) -> Result<Option<Snapshot>, SourceError> {
+        let (repo, oid) = self.fetch_blocking()?;
+        let mut notes = Vec::new();
+        {
+            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(previous) = *last {
+                if previous != oid && !repo.graph_descendant_of(oid, previous).unwrap_or(false) {
+                    notes.push(format!(
+                        "`{}` moved to {oid}, which does not descend from {previous} (force-push or rewritten history)",
+                        self.config.reference
+                    ));
+                }
+            }
+            *last = Some(oid);
+        }
+        if known == Some(oid.to_string().as_str()) {
+            return Ok(None);
+        }
+        let mut snapshot = self.read_commit(&repo, oid)?;
+        snapshot.notes = notes;
+        Ok(Some(snapshot))
+    }
+
+    /// `Name <email>` of the author of the newest commit that touched each file.
+    pub fn authors_blocking(&self, revision: &str, files: &[Arc<str>]) -> HashMap<Arc<str>, String> {
+        let mut found = HashMap::new();
+        let Ok(repo) = self.open() else {
+            return found;
+        };
+        let Ok(head) = Oid::from_str(revision) else {
+            return found;
+        };
+        let mut wanted: HashSet<&str> = files.iter().map(|f| &**f).collect();
+        let Ok(mut walk) = repo.revwalk() else {
+            return found;
+        };
+        let _ = walk.set_sorting(Sort::TOPOLOGICAL | Sort::TIME);
+        if walk.push(head).is_err() {
+            return found;
+        }
+        // Bounded: a very old file is credited to the oldest commit looked at.
+        for oid in walk.take(10_000).flatten() {
+            if wanted.is_empty() {
+                break;
+            }
+            let Ok(commit) = repo.find_commit(oid) else { break };
+            let author = commit.author();
+            let name = format!(
+                "{} <{}>",
+                author.name().unwrap_or("unknown"),
+                author.email().unwrap_or("")
+            );
+            let Ok(tree) = commit.tree() else { break };
+            let parent_tree = commit.parent(0).ok().and_then(|p| p.tree().ok());
+            let mut options = git2::DiffOptions::new();
+            for path in &wanted {
+                options.pathspec(*path);
+            }
+            options.disable_pathspec_match(true);
+            let Ok(diff) = repo.diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), Some(&mut options)) else {
+                break;
+            };
+            for delta in diff.deltas() {
+                if let Some(path) = delta.new_file().path().and_then(|p| p.to_str()) {
+                    if let Some(&file) = wanted.get(path) {
+                        found.insert(Arc::from(file), name.clone());
+                        wanted.remove(file);
+                    }
+                }
+            }
+        }
+        found
+    }
+}
+
+impl Source for GitSource {
+    async fn read(&self) -> Result<Snapshot, SourceError> {
+        self.poll(None)
+            .await?
+            .ok_or_else(|| SourceError::Git("no revision".into()))
+    }
+
+    async fn poll(&self, known: Option<&str>) -> Result<Option<Snapshot>, SourceError> {
+        let known = known.map(str::to_owned);
+        blocking(self, move |this| this.poll_blocking(known.as_deref())).await?
+    }
+
+    async fn authors(&self, revision: &str, files: Vec<Arc<str>>) -> HashMap<Arc<str>, String> {
+        let revision = revision.to_owned();
+        blocking(self, move |this| this.authors_blocking(&revision, &files))
+            .await
+            .unwrap_or_default()
+    }
+}
+
+/// Runs git2 work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    source: &GitSource,
+    work: impl FnOnce(&GitSource) -> T + Send + 'static,
+) -> Result<T, SourceError> {
+    let source = source.clone();
+    tokio::task::spawn_blocking(move || work(&source))
+        .await
+        .map_err(|e| SourceError::Task(e.to_string()))
+}
+
+fn resolve(repo: &Repository, reference: &str) -> Result<Oid, SourceError> {
+    if reference.len() == 40 && reference.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let oid = Oid::from_str(reference).map_err(git_error)?;
+        return repo.find_commit(oid).map(|c| c.id()).map_err(|_| {
+            SourceError::Git(format!(
+                "commit {reference} is not on any branch or tag of the remote"
+            ))
+        });
+    }
+    for name in [
+        format!("refs/remotes/origin/{reference}"),
+        format!("refs/tags/{reference}"),
+    ] {
+        if let Ok(r) = repo.find_reference(&name) {
+            if let Ok(commit) = r.peel_to_commit() {
+                return Ok(commit.id());
+            }
+        }
+    }
+    Err(SourceError::Git(format!(
+        "ref `{reference}` is not a branch or tag of the remote (deleted?); keeping the last applied state"
+    )))
+}
+
+fn git_error(e: git2::Error) -> SourceError {
+    SourceError::Git(e.message().to_owned())
+}
+
+/// A URL without any password or token in it, for messages.
+pub fn redact_url(url: &str) -> String {
+    crate::store::redact(url)
+}
+
+fn is_yaml(name: &str) -> bool {
+    name.ends_with(".yaml") || name.ends_with(".yml")
+}
+
+/// Whether a symlink in `dir` (relative to the source root) pointing at
+/// `target` leads out of the root.
+fn escapes(dir: &str, target: &str) -> bool {
+    if target.starts_with('/') {
+        return true;
+    }
+    let mut depth: i64 = 0;
+    for component in Path::new(dir).join(target).components() {
+        match component {
+            Component::Normal(_) => depth += 1,
+            Component::ParentDir => depth -= 1,
+            Component::CurDir => {}
+            _ => return true,
+        }
+        if depth < 0 {
+            return true;
+        }
+    }
+    false
+}
