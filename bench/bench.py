@@ -64,7 +64,8 @@ def report(samples, meta, anomalies):
     w = out.append
     w("## Environment\n")
     w(f"- date: {m('date')}")
-    w(f"- machine: {m('nproc')} CPUs ({m('cpu')}), {m('mem_gb')} GB RAM, {m('kernel')}")
+    w(f"- machine: {m('nproc')} CPUs ({m('cpu')}), {m('mem_gb')} GB RAM, {m('kernel')}; "
+      f"load average (1/5/15 min) {m('load_start')} at start, {m('load_end')} at end")
     w(f"- accord: commit `{m('commit')}` ({m('commit_subject')}), work tree {m('worktree')}; "
       f"binary `{m('binary')}` built {m('binary_mtime')}")
     w(f"- SQLite {m('sqlite_version')}; PostgreSQL server {m('pg_version')} "
@@ -97,10 +98,14 @@ def report(samples, meta, anomalies):
     w("## Targets\n")
     w("| target | measured | limit | ratio | result |\n|---|---:|---:|---:|---|")
 
-    def target(name, measured, limit, ratio_text):
-        ok = measured is not None and limit is not None and measured <= limit
+    def target(name, measured, limit, ratio_text, keys=()):
+        # A step that exited with an unexpected code fails its target whatever its time
+        # (e.g. a "no-op" plan that found changes, or an apply that errored).
+        failed = [k for k in keys for s in samples.get(k, []) if s["rc"] != 0]
+        ok = measured is not None and limit is not None and measured <= limit and not failed
         results.append(ok)
-        w(f"| {name} | {fmt(measured)} | {fmt(limit)} | {ratio_text} | {'PASS' if ok else '**FAIL**'} |")
+        verdict = "PASS" if ok else "**FAIL**" + (" (unexpected exit code, see Anomalies)" if failed else "")
+        w(f"| {name} | {fmt(measured)} | {fmt(limit)} | {ratio_text} | {verdict} |")
 
     for prefix, title, _ in BACKENDS:
         apply = med(samples, f"{prefix}.apply", "wall")
@@ -108,12 +113,14 @@ def report(samples, meta, anomalies):
         limit = APPLY_FACTOR * (validate + base) if validate is not None and base is not None else None
         ratio = (f"{apply / (validate + base):.2f} × (validate + baseline)"
                  if None not in (apply, validate, base) and validate + base > 0 else "–")
-        target(f"{title}: first apply ≤ {APPLY_FACTOR:g} × (validate + baseline) s", apply, limit, ratio)
+        target(f"{title}: first apply ≤ {APPLY_FACTOR:g} × (validate + baseline) s", apply, limit, ratio,
+               ["validate", f"{prefix}.apply", f"{prefix}.baseline"])
     for prefix, title, _ in BACKENDS:
         plan = med(samples, f"{prefix}.plan", "wall")
         limit = PLAN_FACTOR * validate if validate is not None else None
         ratio = f"{plan / validate:.2f} × validate" if None not in (plan, validate) and validate > 0 else "–"
-        target(f"{title}: no-op plan ≤ {PLAN_FACTOR:g} × validate s", plan, limit, ratio)
+        target(f"{title}: no-op plan ≤ {PLAN_FACTOR:g} × validate s", plan, limit, ratio,
+               ["validate", f"{prefix}.plan"])
     accord_keys = ["validate"] + [f"{p}.{s}" for p, _, _ in BACKENDS for s, _ in STEPS]
     # The RSS target is about every accord command, so take the worst run, not the median.
     worst = max((s["mb"], k) for k in accord_keys for s in samples.get(k, []))

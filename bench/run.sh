@@ -74,7 +74,9 @@ if [[ -z $gen ]]; then
 fi
 [[ -f $gen ]] || die "gen_corpus.py not found at $gen (use --gen PATH)"
 
+built=0
 if [[ -z $accord ]]; then
+  built=1
   note "cargo build --release"
   (cd "$root" && cargo build --release --quiet) >&2
   accord=${CARGO_TARGET_DIR:-$root/target}/release/accord
@@ -156,9 +158,10 @@ regen() { python3 "$gen" --objects "$objects" --out "$corpus" "$@" >/dev/null; }
   echo "mem_gb=$(awk '/^MemTotal/ {printf "%.1f", $2/1048576}' /proc/meminfo)"
   echo "kernel=$(uname -sr)"
   echo "commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "commit_subject=$(git -C "$root" log -1 --format=%s 2>/dev/null || true)"
-  # A dirty tree means the binary may contain uncommitted changes.
-  echo "worktree=$(if [[ -n $(git -C "$root" status --porcelain -- src migrations Cargo.toml Cargo.lock 2>/dev/null) ]]; then echo 'dirty (uncommitted changes in src/, migrations/ or Cargo.*)'; else echo clean; fi)"
+  echo "commit_subject=$(git -C "$root" log -1 --format='%s, %cd' --date=format:'%Y-%m-%d %H:%M' 2>/dev/null || true)"
+  # A dirty tree means a binary built by this script contains uncommitted changes; a binary
+  # given with --accord was built whenever it was built, so compare its time with the commit's.
+  echo "worktree=$(if [[ -n $(git -C "$root" status --porcelain -- src migrations Cargo.toml Cargo.lock 2>/dev/null) ]]; then echo 'dirty (uncommitted changes in src/, migrations/ or Cargo.*)'; else echo clean; fi) at benchmark start$( ((built)) || echo ', binary given with --accord')"
   echo "binary=$accord"
   echo "binary_mtime=$(date -u -r "$accord" '+%Y-%m-%d %H:%M UTC')"
   echo "accord_version=$("$accord" --version 2>/dev/null || echo unknown)"
@@ -167,9 +170,11 @@ regen() { python3 "$gen" --objects "$objects" --out "$corpus" "$@" >/dev/null; }
   echo "pg_version=$(psql_q "$pg_url" -c 'SHOW server_version')"
   echo "pg_fsync=$(psql_q "$pg_url" -c 'SHOW fsync')"
   echo "pg_synchronous_commit=$(psql_q "$pg_url" -c 'SHOW synchronous_commit')"
+  # The machine may be shared: the load average says how much to trust the figures.
+  echo "load_start=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "runs=$runs"
   echo "objects=$objects"
-  echo "gen_summary=$gen_out"
+  echo "gen_summary=${gen_out% under *}"
   echo "corpus_files=$(find "$corpus" -type f \( -name '*.yaml' -o -name '*.yml' \) | wc -l)"
   echo "corpus_bytes=$(find "$corpus" -type f \( -name '*.yaml' -o -name '*.yml' \) -printf '%s\n' | awk '{s+=$1} END {print s+0}')"
   echo "csv_bytes=$(find "$csvdir" -type f -printf '%s\n' | awk '{s+=$1} END {print s+0}')"
@@ -205,7 +210,8 @@ explain_plan() {
   {
     echo "  first lines of that plan's output:"
     echo '  ```'
-    "$accord" plan --source "$corpus" --database "$1" --color never 2>&1 | head -n 20 | sed 's/^/  /'
+    # `|| true`: this plan is expected to fail (exit 2), and set -e must not end the benchmark.
+    "$accord" plan --source "$corpus" --database "$1" --color never 2>&1 | head -n 20 | sed 's/^/  /' || true
     echo '  ```'
   } >>"$anomalies"
 }
@@ -274,4 +280,5 @@ for ((run = 1; run <= runs; run++)); do
   run_postgres
 done
 
+echo "load_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$meta"
 python3 "$here/bench.py" --results "$results" --meta "$meta" --anomalies "$anomalies" ${out:+--out "$out"}
