@@ -54,7 +54,7 @@ impl SourceKind {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GitConfig {
     /// https://, ssh://, git@host:path or file:// URL.
@@ -63,13 +63,13 @@ pub struct GitConfig {
     #[serde(default = "default_ref", rename = "ref")]
     pub reference: String,
     /// A folder inside the repository.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_key_file: Option<PathBuf>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret_file: Option<PathBuf>,
 }
 
@@ -158,12 +158,19 @@ pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Ve
     });
     let mut sources = Vec::new();
     let mut names = BTreeSet::new();
-    let source_nodes = root.get("sources").and_then(|n| n.as_seq()).unwrap_or_default();
+    let source_nodes = root
+        .get("sources")
+        .and_then(|n| n.as_seq())
+        .unwrap_or_default();
     for node in source_nodes {
         let source: FileSource = match from_node(node) {
             Ok(source) => source,
             Err(e) => {
-                errors.push(Diagnostic::new(&file, e.mark.unwrap_or(node.mark), e.message));
+                errors.push(Diagnostic::new(
+                    &file,
+                    e.mark.unwrap_or(node.mark),
+                    e.message,
+                ));
                 continue;
             }
         };
@@ -172,10 +179,19 @@ pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Ve
             errors.push(Diagnostic::new(&file, at(field), message));
         };
         if crate::model::validate::id(&source.name).is_err() {
-            fail("name", format!("sources: name `{}` must be letters, digits, `.`, `_` or `-`", source.name));
+            fail(
+                "name",
+                format!(
+                    "sources: name `{}` must be letters, digits, `.`, `_` or `-`",
+                    source.name
+                ),
+            );
         }
         if !names.insert(source.name.clone()) {
-            fail("name", format!("sources: the name `{}` is used twice", source.name));
+            fail(
+                "name",
+                format!("sources: the name `{}` is used twice", source.name),
+            );
         }
         let kind = match (source.git, source.directory) {
             (Some(git), None) => {
@@ -188,7 +204,13 @@ pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Ve
                 path: directory.path,
             }),
             _ => {
-                fail("name", format!("source `{}` needs exactly one of `git`, `directory`", source.name));
+                fail(
+                    "name",
+                    format!(
+                        "source `{}` needs exactly one of `git`, `directory`",
+                        source.name
+                    ),
+                );
                 None
             }
         };
@@ -196,7 +218,10 @@ pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Ve
             None => DEFAULT_INTERVAL,
             Some(Ok(d)) if !d.is_zero() => d,
             Some(_) => {
-                fail("interval", "interval must be a duration like 30s, 5m or 500ms".into());
+                fail(
+                    "interval",
+                    "interval must be a duration like 30s, 5m or 500ms".into(),
+                );
                 DEFAULT_INTERVAL
             }
         };
@@ -210,7 +235,10 @@ pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Ve
         };
         let max_delete_percent = source.max_delete_percent.unwrap_or(25);
         if max_delete_percent > 100 {
-            fail("maxDeletePercent", "maxDeletePercent must be between 0 and 100".into());
+            fail(
+                "maxDeletePercent",
+                "maxDeletePercent must be between 0 and 100".into(),
+            );
         }
         if let Some(kind) = kind {
             sources.push(SourceConfig {
@@ -220,12 +248,18 @@ pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Ve
                 drift,
                 prune: source.prune.unwrap_or(true),
                 max_delete_percent,
-                max_file_size: source.max_file_size.unwrap_or(crate::source::DEFAULT_MAX_FILE_SIZE),
+                max_file_size: source
+                    .max_file_size
+                    .unwrap_or(crate::source::DEFAULT_MAX_FILE_SIZE),
             });
         }
     }
     if source_nodes.is_empty() && errors.is_empty() {
-        errors.push(Diagnostic::new(&file, root.mark, "sources: at least one source is needed"));
+        errors.push(Diagnostic::new(
+            &file,
+            root.mark,
+            "sources: at least one source is needed",
+        ));
     }
     if !errors.is_empty() {
         errors.sort();
@@ -258,7 +292,9 @@ fn is_git_url(url: &str) -> bool {
 /// `500ms`, `30s`, `5m`, `1h`, or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()
@@ -331,7 +367,10 @@ sources:
     fn a_misspelled_field_is_one_located_error() {
         let errors = errors("sources:\n  - name: a\n    directory:\n      pth: x\n");
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].starts_with("accord.yaml:4:7: unknown field `pth`"), "{errors:?}");
+        assert!(
+            errors[0].starts_with("accord.yaml:4:7: unknown field `pth`"),
+            "{errors:?}"
+        );
     }
 
     #[test]
@@ -340,17 +379,32 @@ sources:
             "listen: nowhere\nsources:\n  - name: a\n    directory: {path: x}\n    interval: soon\n  - name: a\n    git: {url: ftp://x}\n    drift: sometimes\n",
         );
         let joined = errors.join("\n");
-        assert!(joined.contains("accord.yaml:1:9: listen: `nowhere`"), "{joined}");
-        assert!(joined.contains("accord.yaml:5:15: interval must be a duration"), "{joined}");
-        assert!(joined.contains("accord.yaml:6:11: sources: the name `a` is used twice"), "{joined}");
+        assert!(
+            joined.contains("accord.yaml:1:9: listen: `nowhere`"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("accord.yaml:5:15: interval must be a duration"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("accord.yaml:6:11: sources: the name `a` is used twice"),
+            "{joined}"
+        );
         assert!(joined.contains("git.url `ftp://x`"), "{joined}");
-        assert!(joined.contains("accord.yaml:8:12: drift: unknown drift policy"), "{joined}");
+        assert!(
+            joined.contains("accord.yaml:8:12: drift: unknown drift policy"),
+            "{joined}"
+        );
     }
 
     #[test]
     fn a_source_needs_exactly_one_kind() {
         let errors = errors("sources:\n  - name: a\n");
-        assert!(errors[0].contains("needs exactly one of `git`, `directory`"), "{errors:?}");
+        assert!(
+            errors[0].contains("needs exactly one of `git`, `directory`"),
+            "{errors:?}"
+        );
     }
 
     #[test]

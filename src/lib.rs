@@ -5,8 +5,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod controller;
+pub mod metrics;
 pub mod model;
 pub mod plan;
+pub mod server;
 pub mod source;
 pub mod store;
 pub mod sync;

@@ -57,9 +57,17 @@ impl Default for Metrics {
             sync_duration.clone(),
         );
         let managed = Family::<KindLabels, Gauge>::default();
-        registry.register("managed_objects", "Objects a source manages, by kind", managed.clone());
+        registry.register(
+            "managed_objects",
+            "Objects a source manages, by kind",
+            managed.clone(),
+        );
         let drift_open = Family::<SourceLabel, Gauge>::default();
-        registry.register("drift_open", "Drifted objects left in place (report mode)", drift_open.clone());
+        registry.register(
+            "drift_open",
+            "Drifted objects left in place (report mode)",
+            drift_open.clone(),
+        );
         let last_success = Family::<SourceLabel, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "last_success_timestamp_seconds",

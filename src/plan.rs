@@ -1,7 +1,6 @@
 //! The planner: a pure function from what a source declares and what the
 //! database holds to the changes that would make them agree. No I/O.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -10,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::render;
-use crate::model::{Declaration, DesiredState, Key, Object, Origin};
+use crate::model::{Declaration, DesiredState, Key, KeyMap, Object, Origin};
 
 /// One row of the database as the planner sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,8 +36,8 @@ pub struct Managed {
 /// The rows in a source's scope and the keys it manages.
 #[derive(Clone, Debug, Default)]
 pub struct LiveState {
-    pub rows: HashMap<Key, LiveRow>,
-    pub managed: HashMap<Key, Managed>,
+    pub rows: KeyMap<LiveRow>,
+    pub managed: KeyMap<Managed>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -190,24 +189,29 @@ impl Default for PlanOptions {
 /// Computes what `source` must do to make the database match `desired`.
 pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: PlanOptions) -> Plan {
     let owned_by_source = |row: &LiveRow| row.managed_by.as_deref() == Some(source);
-    let mut managed: HashSet<&Key> = live.managed.keys().collect();
-    managed.extend(
-        live.rows
-            .iter()
-            .filter(|(_, row)| owned_by_source(row))
-            .map(|(key, _)| key),
-    );
+    // The keys this source manages: its ledger, plus any row that names it as
+    // owner without a ledger entry (written by an older accord, or by hand).
+    let unrecorded: Vec<&Key> = live
+        .rows
+        .iter()
+        .filter(|(key, row)| owned_by_source(row) && !live.managed.contains_key(*key))
+        .map(|(key, _)| key)
+        .collect();
+    let managed_count = live.managed.len() + unrecorded.len();
+    let is_managed = |key: &Key| {
+        live.managed.contains_key(key) || live.rows.get(key).is_some_and(owned_by_source)
+    };
 
     let mut changes: Vec<Change> = desired
         .objects
         .par_iter()
         .filter_map(|(key, declaration)| {
-            plan_declared(key, declaration, live, managed.contains(key), source)
+            plan_declared(key, declaration, live, is_managed(key), source)
         })
         .collect();
 
     let mut forget = Vec::new();
-    for &key in &managed {
+    for key in live.managed.keys().chain(unrecorded) {
         if desired.objects.contains_key(key) {
             continue;
         }
@@ -239,7 +243,7 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
     Plan {
         changes,
         forget,
-        managed: managed.len(),
+        managed: managed_count,
     }
 }
 
@@ -257,13 +261,14 @@ fn plan_declared(
         change.declared_in = Some(declaration.origin.file.clone());
         Some(change)
     };
-    let before = row.map(|r| r.object.clone());
+    // Cloned only when a change is made: a no-op sync makes none.
+    let before = || row.map(|r| r.object.clone());
     if declaration.suspended {
         return with_origin(
             Change::new(
                 Action::Suspended,
                 key.clone(),
-                before,
+                before(),
                 Some(desired.clone()),
             )
             .note("gitops: false; left alone"),
@@ -293,7 +298,7 @@ fn plan_declared(
             Change::new(
                 Action::Suspended,
                 key.clone(),
-                before,
+                before(),
                 Some(desired.clone()),
             )
             .note("suspended in the database; left alone"),
@@ -304,13 +309,18 @@ fn plan_declared(
         None if is_managed => {}
         Some(other) => {
             return with_origin(
-                Change::new(Action::Conflict, key.clone(), before, Some(desired.clone()))
-                    .note(format!("owned by source `{other}`")),
+                Change::new(
+                    Action::Conflict,
+                    key.clone(),
+                    before(),
+                    Some(desired.clone()),
+                )
+                .note(format!("owned by source `{other}`")),
             );
         }
         None => {
             return with_origin(
-                Change::new(Action::Conflict, key.clone(), before, Some(desired.clone()))
+                Change::new(Action::Conflict, key.clone(), before(), Some(desired.clone()))
                     .note("the row exists and no source manages it; accord does not take over rows it did not create"),
             );
         }
@@ -319,14 +329,14 @@ fn plan_declared(
     let disowned = row.managed_by.is_none();
     if !disowned && row.applied_hash.as_deref() == Some(&live_hash) {
         return (row.object != *desired)
-            .then(|| Change::new(Action::Update, key.clone(), before, Some(desired.clone())))
+            .then(|| Change::new(Action::Update, key.clone(), before(), Some(desired.clone())))
             .and_then(with_origin);
     }
     if !disowned && row.object == *desired {
         // Edited by hand to exactly what is declared: nothing to put back,
         // only the record of what accord wrote is stale.
         return with_origin(
-            Change::new(Action::Update, key.clone(), before, Some(desired.clone()))
+            Change::new(Action::Update, key.clone(), before(), Some(desired.clone()))
                 .note("already matches; recording it as applied"),
         );
     }
@@ -336,7 +346,7 @@ fn plan_declared(
         "edited by hand"
     };
     let mut change =
-        Change::new(Action::Drift, key.clone(), before, Some(desired.clone())).note(note);
+        Change::new(Action::Drift, key.clone(), before(), Some(desired.clone())).note(note);
     change.drift_reported = live
         .managed
         .get(key)

@@ -30,7 +30,13 @@ async fn sync_with(
 ) -> (Plan, SyncRecord) {
     let plan = plan_for(store, desired, source).await;
     let record = store
-        .apply(ApplyRequest::new(source, "rev-1", "tester@host", drift, &plan))
+        .apply(ApplyRequest::new(
+            source,
+            "rev-1",
+            "tester@host",
+            drift,
+            &plan,
+        ))
         .await
         .expect("apply");
     (plan, record)
@@ -111,13 +117,16 @@ both_backends!(
         let again = AnyStore::connect(&db.url).await.expect("reconnect");
         assert_eq!(again.load(None).await.expect("load").rows.len(), 5);
         let folder = match backend {
-        Backend::Sqlite => "migrations/sqlite",
-        Backend::Postgres => "migrations/postgres",
-    };
-    let files = std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(folder))
-        .expect("migrations folder")
-        .count() as i64;
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM _sqlx_migrations").await, files);
+            Backend::Sqlite => "migrations/sqlite",
+            Backend::Postgres => "migrations/postgres",
+        };
+        let files = std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(folder))
+            .expect("migrations folder")
+            .count() as i64;
+        assert_eq!(
+            db.scalar("SELECT COUNT(*) FROM _sqlx_migrations").await,
+            files
+        );
     }
 );
 
@@ -238,7 +247,13 @@ both_backends!(
         let plan = plan_for(&store, &desired, "git").await;
         assert_eq!(plan.summary().create, 1);
         let result = store
-            .apply(ApplyRequest::new("git", "rev-2", "tester", DriftPolicy::Correct, &plan))
+            .apply(ApplyRequest::new(
+                "git",
+                "rev-2",
+                "tester",
+                DriftPolicy::Correct,
+                &plan,
+            ))
             .await;
         let error = result.expect_err("the injected failure surfaces");
         assert!(error.to_string().contains("injected failure"), "{error}");

@@ -3,6 +3,7 @@
 
 mod export;
 mod output;
+mod remote;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -56,6 +57,79 @@ pub enum Command {
     Audit(AuditArgs),
     /// Write the database's current state as YAML (to bootstrap a repository).
     Export(ExportArgs),
+    /// Run the controller: follow Git repositories and folders, keep the
+    /// database as declared, serve status over HTTP.
+    Run(Box<RunArgs>),
+    /// Show every source's state from a running controller.
+    Status(ServerArgs),
+    /// Show open drift (and conflicts) from a running controller.
+    Drift(ServerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The controller's address.
+    #[arg(long, env = "ACCORD_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The configuration file (see examples/accord.yaml).
+    #[arg(long, env = "ACCORD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Database URL (overrides the file's `database`).
+    #[arg(long, env = "ACCORD_DATABASE_URL")]
+    pub database: Option<String>,
+    /// Address of the HTTP API (overrides `listen`; default 127.0.0.1:8080).
+    #[arg(long, env = "ACCORD_LISTEN")]
+    pub listen: Option<String>,
+    /// File holding the bearer token mutating API calls need.
+    #[arg(long, env = "ACCORD_API_TOKEN_FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// Where Git sources keep fetched objects (default .accord-cache).
+    #[arg(long, env = "ACCORD_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// A single Git source without a config file: the repository URL.
+    #[arg(long, env = "ACCORD_GIT_URL", conflicts_with_all = ["config", "directory"])]
+    pub git: Option<String>,
+    /// Branch, tag or full commit of --git.
+    #[arg(
+        long = "ref",
+        env = "ACCORD_GIT_REF",
+        default_value = "main",
+        requires = "git"
+    )]
+    pub reference: String,
+    /// Folder inside the repository of --git.
+    #[arg(long, env = "ACCORD_GIT_PATH", requires = "git")]
+    pub path: Option<String>,
+    #[arg(long, env = "ACCORD_GIT_TOKEN_FILE", requires = "git")]
+    pub token_file: Option<PathBuf>,
+    #[arg(long, env = "ACCORD_GIT_SSH_KEY_FILE", requires = "git")]
+    pub ssh_key_file: Option<PathBuf>,
+    #[arg(long, env = "ACCORD_WEBHOOK_SECRET_FILE", requires = "git")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// A single folder source without a config file.
+    #[arg(long, env = "ACCORD_DIRECTORY", conflicts_with = "config")]
+    pub directory: Option<PathBuf>,
+    /// The single source's name.
+    #[arg(long, env = "ACCORD_SOURCE_NAME", default_value = "default")]
+    pub source_name: String,
+    /// How often the single source is checked (and drift looked for).
+    #[arg(long, env = "ACCORD_INTERVAL", default_value = "30s")]
+    pub interval: String,
+    #[arg(long, env = "ACCORD_DRIFT", default_value = "correct", value_parser = ["correct", "report"])]
+    pub drift: String,
+    #[arg(long)]
+    pub no_prune: bool,
+    #[arg(long, env = "ACCORD_MAX_DELETE_PERCENT", default_value_t = 25, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub max_delete_percent: u32,
+    /// Who the audit log names for drift corrections; defaults to accord@host.
+    #[arg(long, env = "ACCORD_ACTOR")]
+    pub actor: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +206,9 @@ pub struct ApplyArgs {
 pub struct AuditArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
+    /// Read the audit log from a running controller instead of the database.
+    #[arg(long, env = "ACCORD_SERVER")]
+    pub server: Option<String>,
     /// How many entries, newest first.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
@@ -197,6 +274,9 @@ pub fn run(cli: Cli, default_actor: &str) -> u8 {
         Command::Apply(args) => runtime.block_on(apply(&args, style, default_actor)),
         Command::Audit(args) => runtime.block_on(audit(&args, style)),
         Command::Export(args) => runtime.block_on(export::export(&args)),
+        Command::Run(args) => runtime.block_on(run_controller(&args, default_actor)),
+        Command::Status(args) => runtime.block_on(remote::status(&args, style)),
+        Command::Drift(args) => runtime.block_on(remote::drift(&args, style)),
     }
 }
 
@@ -219,6 +299,8 @@ fn validate(args: &ValidateArgs) -> u8 {
                 desired.count(Kind::Enrollment),
                 snapshot.files.len()
             );
+            // The process ends here; freeing 100k objects one by one is wasted time.
+            std::mem::forget((desired, snapshot.files));
             return OK;
         }
         Ok(_) => {}
@@ -284,11 +366,14 @@ async fn plan(args: &PlanArgs, style: Style) -> u8 {
         OutputFormat::Text => output::print_plan(&prepared, &args.source_name, style),
         OutputFormat::Json => output::print_plan_json(&prepared),
     }
-    if prepared.plan.is_pending() {
+    let code = if prepared.plan.is_pending() {
         PENDING
     } else {
         OK
-    }
+    };
+    // The process ends here; freeing every object one by one is wasted time.
+    std::mem::forget(prepared);
+    code
 }
 
 async fn apply(args: &ApplyArgs, style: Style, default_actor: &str) -> u8 {
@@ -316,6 +401,7 @@ async fn apply(args: &ApplyArgs, style: Style, default_actor: &str) -> u8 {
                 }
                 OutputFormat::Json => output::print_plan_json(&prepared),
             }
+            std::mem::forget(prepared);
             OK
         }
         Err(e) => {
@@ -328,6 +414,9 @@ async fn apply(args: &ApplyArgs, style: Style, default_actor: &str) -> u8 {
 }
 
 async fn audit(args: &AuditArgs, style: Style) -> u8 {
+    if let Some(server) = &args.server {
+        return remote::audit(server, args, style).await;
+    }
     let Some(store) = connect(&args.database.database).await else {
         return ERROR;
     };
@@ -345,6 +434,80 @@ async fn audit(args: &AuditArgs, style: Style) -> u8 {
             }
             OK
         }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ERROR
+        }
+    }
+}
+
+/// The configuration for `accord run`: the file, or one source from flags.
+fn run_config(args: &RunArgs) -> Result<crate::config::Config, Vec<String>> {
+    use crate::config::{self, GitConfig, Overrides};
+    let overrides = Overrides {
+        database: args.database.clone(),
+        listen: args.listen.clone(),
+        api_token_file: args.api_token_file.clone(),
+        cache_dir: args.cache_dir.clone(),
+    };
+    let text = if let Some(path) = &args.config {
+        std::fs::read_to_string(path)
+            .map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?
+    } else {
+        // One source from flags, written as the file would say it so both
+        // paths share every check.
+        let mut source = serde_json::Map::new();
+        source.insert("name".into(), args.source_name.clone().into());
+        if let Some(url) = &args.git {
+            let git = GitConfig {
+                url: url.clone(),
+                reference: args.reference.clone(),
+                path: args.path.clone(),
+                token_file: args.token_file.clone(),
+                ssh_key_file: args.ssh_key_file.clone(),
+                webhook_secret_file: args.webhook_secret_file.clone(),
+            };
+            source.insert("git".into(), serde_json::to_value(git).unwrap_or_default());
+        } else if let Some(directory) = &args.directory {
+            source.insert("directory".into(), serde_json::json!({ "path": directory }));
+        } else {
+            return Err(vec![
+                "accord run needs --config FILE, --git URL or --directory PATH".into(),
+            ]);
+        }
+        source.insert("interval".into(), args.interval.clone().into());
+        source.insert("drift".into(), args.drift.clone().into());
+        source.insert("prune".into(), (!args.no_prune).into());
+        source.insert("maxDeletePercent".into(), args.max_delete_percent.into());
+        let doc = serde_json::json!({ "sources": [source] });
+        crate::model::render::to_yaml(&doc)
+    };
+    let name = args
+        .config
+        .as_ref()
+        .map_or_else(|| "command line".to_owned(), |p| p.display().to_string());
+    config::parse(&name, &text, &overrides)
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+}
+
+async fn run_controller(args: &RunArgs, default_actor: &str) -> u8 {
+    let config = match run_config(args) {
+        Ok(config) => config,
+        Err(errors) => {
+            for error in errors {
+                eprintln!("error: {error}");
+            }
+            return ERROR;
+        }
+    };
+    let actor = args.actor.clone().unwrap_or_else(|| {
+        format!(
+            "accord@{}",
+            default_actor.rsplit('@').next().unwrap_or("localhost")
+        )
+    });
+    match crate::controller::run(config, actor, tokio_util::sync::CancellationToken::new()).await {
+        Ok(()) => OK,
         Err(e) => {
             eprintln!("error: {e}");
             ERROR

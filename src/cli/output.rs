@@ -17,7 +17,7 @@ pub struct Style {
 }
 
 impl Style {
-    fn paint(&self, code: &str, text: &str) -> String {
+    pub fn paint(&self, code: &str, text: &str) -> String {
         if self.color {
             format!("\x1b[{code}m{text}\x1b[0m")
         } else {
@@ -26,7 +26,7 @@ impl Style {
     }
 
     /// A unified diff, with added lines green and removed lines red.
-    fn diff(&self, diff: &str, indent: &str) -> String {
+    pub fn diff(&self, diff: &str, indent: &str) -> String {
         let mut out = String::new();
         for line in diff.lines() {
             let painted = if line.starts_with("+++") || line.starts_with("---") {

@@ -105,7 +105,10 @@ pub struct SourceHandle {
 
 impl SourceHandle {
     pub fn status(&self) -> SourceStatus {
-        self.status.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.status
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn update(&self, change: impl FnOnce(&mut SourceStatus)) {

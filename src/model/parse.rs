@@ -2,7 +2,7 @@
 //! of DESIGN.md, strict field checks, derived ids, and every error of the whole
 //! tree located as `file:line:column`.
 
-use std::collections::btree_map::Entry;
+use std::collections::hash_map::Entry;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -58,6 +58,9 @@ pub fn parse_tree(files: &[SourceFile], limits: Limits) -> Result<DesiredState, 
         .collect();
     let mut errors = Vec::new();
     let mut state = DesiredState::default();
+    state
+        .objects
+        .reserve(parsed.iter().map(|(d, _)| d.len()).sum());
     for (declarations, diagnostics) in parsed {
         errors.extend(diagnostics);
         for declaration in declarations {

@@ -28,7 +28,39 @@ pub fn unified_diff(before: &str, after: &str) -> String {
 }
 
 pub fn object_diff(before: Option<&Object>, after: Option<&Object>) -> String {
-    unified_diff(&object_yaml(before), &object_yaml(after))
+    match (before, after) {
+        // Creates and deletes are every line added or removed; written
+        // directly, since a first sync renders one for every object.
+        (None, Some(object)) => whole_diff(&object_yaml(Some(object)), '+'),
+        (Some(object), None) => whole_diff(&object_yaml(Some(object)), '-'),
+        _ => unified_diff(&object_yaml(before), &object_yaml(after)),
+    }
+}
+
+/// The unified diff of an empty text against `text` (`+`) or back (`-`).
+fn whole_diff(text: &str, sign: char) -> String {
+    let lines = text.lines().count();
+    // The unified format omits a range's length when it is 1.
+    let range = if lines == 1 {
+        "1".to_owned()
+    } else {
+        format!("1,{lines}")
+    };
+    let hunk = if sign == '+' {
+        format!("@@ -0,0 +{range} @@")
+    } else {
+        format!("@@ -{range} +0,0 @@")
+    };
+    let mut out = String::with_capacity(text.len() + lines + 40);
+    out.push_str("--- before\n+++ after\n");
+    out.push_str(&hunk);
+    out.push('\n');
+    for line in text.lines() {
+        out.push(sign);
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 fn write_value(out: &mut String, value: &Value, indent: usize, in_list: bool) {
@@ -148,6 +180,14 @@ mod tests {
             .filter_map(|n| n.as_str())
             .collect();
         assert_eq!(list, ["x: y", "#c", "12", "null", "ok-1.2"]);
+    }
+
+    #[test]
+    fn whole_object_diffs_match_the_general_diff() {
+        for text in ["a: 1\nb:\n- x\n", "one: line\n"] {
+            assert_eq!(whole_diff(text, '+'), unified_diff("", text));
+            assert_eq!(whole_diff(text, '-'), unified_diff(text, ""));
+        }
     }
 
     #[test]

@@ -63,11 +63,20 @@ impl GitSource {
             options.download_tags(git2::AutotagOption::All);
             remote
                 .fetch(
-                    &["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
+                    &[
+                        "+refs/heads/*:refs/remotes/origin/*",
+                        "+refs/tags/*:refs/tags/*",
+                    ],
                     Some(&mut options),
                     None,
                 )
-                .map_err(|e| SourceError::Git(format!("cannot fetch {}: {}", redact_url(&self.config.url), e.message())))?;
+                .map_err(|e| {
+                    SourceError::Git(format!(
+                        "cannot fetch {}: {}",
+                        redact_url(&self.config.url),
+                        e.message()
+                    ))
+                })?;
         }
         let oid = resolve(&repo, &self.config.reference)?;
         Ok((repo, oid))
@@ -106,7 +115,9 @@ impl GitSource {
                     return Cred::userpass_plaintext(username.unwrap_or("x-access-token"), token);
                 }
             }
-            Err(git2::Error::from_str("no credentials configured for this remote"))
+            Err(git2::Error::from_str(
+                "no credentials configured for this remote",
+            ))
         });
         Ok(callbacks)
     }
@@ -118,10 +129,16 @@ impl GitSource {
         let prefix = self.prefix();
         if let Some(path) = &prefix {
             let entry = tree.get_path(Path::new(path)).map_err(|_| {
-                SourceError::Git(format!("path `{path}` does not exist at commit {}", commit.id()))
+                SourceError::Git(format!(
+                    "path `{path}` does not exist at commit {}",
+                    commit.id()
+                ))
             })?;
             tree = repo.find_tree(entry.id()).map_err(|_| {
-                SourceError::Git(format!("path `{path}` at commit {} is not a folder", commit.id()))
+                SourceError::Git(format!(
+                    "path `{path}` at commit {} is not a folder",
+                    commit.id()
+                ))
             })?;
         }
         let odb = repo.odb().map_err(git_error)?;
@@ -222,7 +239,11 @@ impl GitSource {
     }
 
     /// `Name <email>` of the author of the newest commit that touched each file.
-    pub fn authors_blocking(&self, revision: &str, files: &[Arc<str>]) -> HashMap<Arc<str>, String> {
+    pub fn authors_blocking(
+        &self,
+        revision: &str,
+        files: &[Arc<str>],
+    ) -> HashMap<Arc<str>, String> {
         let mut found = HashMap::new();
         let Ok(repo) = self.open() else {
             return found;
@@ -243,7 +264,9 @@ impl GitSource {
             if wanted.is_empty() {
                 break;
             }
-            let Ok(commit) = repo.find_commit(oid) else { break };
+            let Ok(commit) = repo.find_commit(oid) else {
+                break;
+            };
             let author = commit.author();
             let name = format!(
                 "{} <{}>",
@@ -257,7 +280,9 @@ impl GitSource {
                 options.pathspec(*path);
             }
             options.disable_pathspec_match(true);
-            let Ok(diff) = repo.diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), Some(&mut options)) else {
+            let Ok(diff) =
+                repo.diff_tree_to_tree(parent_tree.as_ref(), Some(&tree), Some(&mut options))
+            else {
                 break;
             };
             for delta in diff.deltas() {

@@ -2,6 +2,7 @@
 //! PostgreSQL, with the same schema, migrations applied on connect, and every
 //! sync applied in one transaction together with its audit rows.
 
+mod bulk;
 mod rows;
 mod sql;
 
@@ -32,6 +33,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("cannot read the rows of {table}: {message}")]
+    Decode { table: String, message: String },
 }
 
 /// What the drift policy does with a managed row edited or deleted by hand.
@@ -76,7 +79,13 @@ pub struct ApplyRequest<'a> {
 
 impl<'a> ApplyRequest<'a> {
     /// A request with no per-file authors: `actor` is named on every row.
-    pub fn new(source: &'a str, revision: &'a str, actor: &'a str, drift: DriftPolicy, plan: &'a Plan) -> Self {
+    pub fn new(
+        source: &'a str,
+        revision: &'a str,
+        actor: &'a str,
+        drift: DriftPolicy,
+        plan: &'a Plan,
+    ) -> Self {
         static NONE: std::sync::LazyLock<std::collections::HashMap<std::sync::Arc<str>, String>> =
             std::sync::LazyLock::new(Default::default);
         ApplyRequest {
@@ -143,7 +152,7 @@ impl fmt::Display for AuditAction {
 }
 
 /// One row of the append-only audit log.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct AuditEntry {
     pub seq: i64,
     pub at: DateTime<Utc>,
@@ -301,7 +310,12 @@ impl Store for AnyStore {
         }
     }
 
-    async fn set_gitops(&self, slug: &str, app: Option<&str>, enabled: bool) -> Result<Vec<OrgSwitch>, StoreError> {
+    async fn set_gitops(
+        &self,
+        slug: &str,
+        app: Option<&str>,
+        enabled: bool,
+    ) -> Result<Vec<OrgSwitch>, StoreError> {
         match self {
             AnyStore::Sqlite(s) => s.set_gitops(slug, app, enabled).await,
             AnyStore::Postgres(s) => s.set_gitops(slug, app, enabled).await,

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::model::{Budget, Enrollment, Key, Kind, Member, Object, Organization, Permit};
+use crate::model::{Budget, Enrollment, Key, KeyMap, Kind, Member, Object, Organization, Permit};
 use crate::plan::{LiveRow, LiveState, Managed};
 
 pub type OrgRow = (
@@ -73,7 +73,8 @@ pub fn assemble(
     enrollments: Vec<EnrollmentRow>,
     managed: Vec<ManagedRow>,
 ) -> LiveState {
-    let mut rows = HashMap::with_capacity(orgs.len() + permits.len() + enrollments.len());
+    let mut rows = KeyMap::default();
+    rows.reserve(orgs.len() + permits.len() + enrollments.len());
     let mut members_by_org: HashMap<(String, String), Vec<Member>> = HashMap::new();
     for (app, slug, user_id, contact_id, role, token_limit) in members {
         members_by_org.entry((app, slug)).or_default().push(Member {
@@ -135,7 +136,7 @@ pub fn assemble(
 }
 
 fn insert(
-    rows: &mut HashMap<Key, LiveRow>,
+    rows: &mut KeyMap<LiveRow>,
     object: Object,
     managed_by: Option<String>,
     applied_hash: Option<String>,

@@ -7,18 +7,20 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use rayon::prelude::*;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::QueryBuilder;
 
+use super::bulk::{self, Table};
+use super::rows::{self, EnrollmentRow, ManagedRow, MemberRow, OrgRow, PermitRow};
 use super::{
     lock_key, redact, ApplyRequest, AuditAction, AuditEntry, AuditQuery, DriftPolicy, OrgSwitch,
     SourceLock, Store, StoreError, SyncRecord,
 };
-use super::rows::{self, EnrollmentRow, ManagedRow, MemberRow, OrgRow, PermitRow};
-use crate::model::{Key, Kind, Object};
+use crate::model::{Enrollment, Key, Kind, Member, Object, Organization, Permit};
 use crate::plan::{Action, Change, LiveState};
 
 pub struct SqliteStore {
@@ -107,7 +109,10 @@ impl<'a> AuditRow<'a> {
     }
 
     fn new(action: AuditAction, change: &'a Change) -> AuditRow<'a> {
-        let json = |o: &Option<Object>| o.as_ref().map(|o| o.to_json().to_string());
+        let json = |o: &Option<Object>| {
+            o.as_ref()
+                .map(|o| serde_json::to_string(o).unwrap_or_default())
+        };
         AuditRow {
             action,
             change,
@@ -122,7 +127,10 @@ impl<'a> AuditRow<'a> {
 #[derive(Default)]
 struct Writes<'a> {
     /// Objects to insert or overwrite, with their content hashes.
-    upserts: Vec<(&'a Object, String)>,
+    /// Objects to write with their content hashes, and whether each is new:
+    /// new rows are plainly inserted (PostgreSQL: `COPY`ed), which is far
+    /// cheaper than an upsert, and a racing insert fails the transaction.
+    upserts: Vec<(&'a Object, String, bool)>,
     deletes: Vec<&'a Key>,
     /// The changes whose objects are written (creates, updates, corrected drift).
     declared: Vec<&'a Change>,
@@ -134,6 +142,7 @@ struct Writes<'a> {
 impl<'a> Writes<'a> {
     fn sort_out(request: &ApplyRequest<'a>) -> Writes<'a> {
         let mut w = Writes::default();
+        let mut audited = Vec::new();
         for change in &request.plan.changes {
             let audit_action = match (change.action, request.drift) {
                 (Action::Create, _) => Some(AuditAction::Create),
@@ -153,18 +162,35 @@ impl<'a> Writes<'a> {
                 AuditAction::DriftDetected => w.reported.push(change),
                 _ => {
                     if let Some(after) = &change.after {
-                        w.upserts.push((after, after.content_hash()));
+                        let new = change.action == Action::Create;
+                        w.upserts.push((after, String::new(), new));
                         w.declared.push(change);
                     }
                 }
             }
-            w.audit.push(AuditRow::new(audit_action, change));
+            audited.push((audit_action, change));
+        }
+        // Rendering JSON and diffs is the costly part of a large apply, and
+        // each row is independent.
+        w.audit = audited
+            .into_par_iter()
+            .map(|(action, change)| AuditRow::new(action, change))
+            .collect();
+        let hashed: Vec<String> = w
+            .upserts
+            .par_iter()
+            .map(|(o, _, _)| o.content_hash())
+            .collect();
+        for ((_, hash, _), computed) in w.upserts.iter_mut().zip(hashed) {
+            *hash = computed;
         }
         w
     }
 
-    fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &(&'a Object, String)> {
-        self.upserts.iter().filter(move |(o, _)| o.kind() == kind)
+    fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &(&'a Object, String, bool)> {
+        self.upserts
+            .iter()
+            .filter(move |(o, _, _)| o.kind() == kind)
     }
 }
 
@@ -188,6 +214,119 @@ fn table(kind: Kind) -> (&'static str, &'static str) {
     }
 }
 
+const ORGANIZATIONS: Table = Table {
+    name: "organizations",
+    columns: &[
+        "app",
+        "slug",
+        "name",
+        "monthly_tokens",
+        "allowed_models",
+        "managed_by",
+        "applied_hash",
+        "updated_at",
+    ],
+    key: &["app", "slug"],
+    // `gitops` is the operator's switch: a sync never turns it back on.
+    update: &[
+        "name",
+        "monthly_tokens",
+        "allowed_models",
+        "managed_by",
+        "applied_hash",
+        "updated_at",
+    ],
+};
+const MEMBERS: Table = Table {
+    name: "organization_members",
+    columns: &[
+        "app",
+        "org_slug",
+        "user_id",
+        "contact_id",
+        "role",
+        "token_limit",
+    ],
+    key: &[],
+    update: &[],
+};
+const PERMITS: Table = Table {
+    name: "permits",
+    columns: &[
+        "app",
+        "id",
+        "permission_id",
+        "slugs",
+        "roles",
+        "managed_by",
+        "applied_hash",
+        "updated_at",
+    ],
+    key: &["app", "id"],
+    update: &[
+        "permission_id",
+        "slugs",
+        "roles",
+        "managed_by",
+        "applied_hash",
+        "updated_at",
+    ],
+};
+const ENROLLMENTS: Table = Table {
+    name: "enrollments",
+    columns: &[
+        "app",
+        "id",
+        "role",
+        "user_id",
+        "contact_id",
+        "managed_by",
+        "applied_hash",
+        "updated_at",
+    ],
+    key: &["app", "id"],
+    update: &[
+        "role",
+        "user_id",
+        "contact_id",
+        "managed_by",
+        "applied_hash",
+        "updated_at",
+    ],
+};
+const MANAGED: Table = Table {
+    name: "managed_objects",
+    columns: &[
+        "kind",
+        "app",
+        "object_id",
+        "source",
+        "reported_hash",
+        "declared_in",
+    ],
+    key: &["kind", "app", "object_id"],
+    update: &["source", "reported_hash", "declared_in"],
+};
+const AUDIT_LOG: Table = Table {
+    name: "audit_log",
+    columns: &[
+        "at",
+        "actor",
+        "source",
+        "revision",
+        "sync_run",
+        "action",
+        "kind",
+        "app",
+        "object_id",
+        "before",
+        "after",
+        "diff",
+    ],
+    key: &[],
+    update: &[],
+};
+
 fn tokens(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
@@ -208,25 +347,43 @@ type AuditTuple = (
 );
 
 macro_rules! sql_store {
-    ($store:ident, $db:ty, $bind_limit:expr) => {
+    ($store:ident, $db:ty, $bind_limit:expr, $bulk:path, $aggregate:path, $gitops_json:expr) => {
         impl $store {
-            /// Runs `INSERT … VALUES (…), (…) <suffix>` in chunks that stay under
-            /// the backend's bind-parameter limit: bulk, never a round trip per row.
-            async fn insert_many<T>(
+            /// Every row of `table` (of one source, for the ledger) in one value:
+            /// the database builds a JSON array of row arrays. Decoding 100k rows
+            /// one by one through the driver cost several times more.
+            async fn fetch_rows<T: serde::de::DeserializeOwned>(
                 conn: &mut <$db as sqlx::Database>::Connection,
-                head: &str,
-                columns: usize,
-                rows: &[T],
-                suffix: &str,
-                mut bind: impl FnMut(&mut sqlx::query_builder::Separated<'_, $db, &'static str>, &T),
-            ) -> Result<(), StoreError> {
-                for chunk in rows.chunks(($bind_limit / columns).max(1)) {
-                    let mut qb = QueryBuilder::<$db>::new(head);
-                    qb.push_values(chunk, |mut b, row| bind(&mut b, row));
-                    qb.push(suffix);
-                    qb.build().persistent(false).execute(&mut *conn).await?;
+                table: &str,
+                columns: &str,
+                source: Option<&str>,
+            ) -> Result<Vec<T>, StoreError> {
+                let sql = $aggregate(table, columns, source.is_some());
+                let mut query = sqlx::query_scalar::<_, Option<String>>(sqlx::AssertSqlSafe(sql));
+                if let Some(source) = source {
+                    query = query.bind(source);
                 }
-                Ok(())
+                let json = query.fetch_one(&mut *conn).await?.unwrap_or_default();
+                if json.is_empty() {
+                    return Ok(Vec::new());
+                }
+                serde_json::from_str(&json).map_err(|e| StoreError::Decode {
+                    table: table.to_owned(),
+                    message: e.to_string(),
+                })
+            }
+
+            /// Writes rows marked new with plain inserts and the others as upserts.
+            async fn write_split<T, const N: usize>(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                table: &Table,
+                rows: &[(T, bool)],
+                cells: impl Fn(&T) -> [bulk::Cell<'_>; N],
+            ) -> Result<(), StoreError> {
+                let (new, existing): (Vec<&(T, bool)>, Vec<&(T, bool)>) =
+                    rows.iter().partition(|(_, new)| *new);
+                $bulk(&mut *conn, &table.insert_only(), &new, |row| cells(&row.0)).await?;
+                $bulk(&mut *conn, table, &existing, |row| cells(&row.0)).await
             }
 
             /// Runs `DELETE … AND app = ? AND <column> IN (…)` per (kind, app) group;
@@ -259,34 +416,42 @@ macro_rules! sql_store {
             async fn load(&self, source: Option<&str>) -> Result<LiveState, StoreError> {
                 // One transaction, so the five reads see one snapshot.
                 let mut tx = self.pool.begin().await?;
-                let orgs: Vec<OrgRow> = sqlx::query_as(
-                    "SELECT app, slug, name, monthly_tokens, allowed_models, gitops, managed_by, applied_hash FROM organizations",
+                let orgs: Vec<OrgRow> = Self::fetch_rows(
+                    &mut tx,
+                    "organizations",
+                    &format!("app, slug, name, monthly_tokens, allowed_models, {}, managed_by, applied_hash", $gitops_json),
+                    None,
                 )
-                .fetch_all(&mut *tx)
                 .await?;
-                let members: Vec<MemberRow> = sqlx::query_as(
-                    "SELECT app, org_slug, user_id, contact_id, role, token_limit FROM organization_members",
+                let members: Vec<MemberRow> = Self::fetch_rows(
+                    &mut tx,
+                    "organization_members",
+                    "app, org_slug, user_id, contact_id, role, token_limit",
+                    None,
                 )
-                .fetch_all(&mut *tx)
                 .await?;
-                let permits: Vec<PermitRow> = sqlx::query_as(
-                    "SELECT app, id, permission_id, slugs, roles, managed_by, applied_hash FROM permits",
+                let permits: Vec<PermitRow> = Self::fetch_rows(
+                    &mut tx,
+                    "permits",
+                    "app, id, permission_id, slugs, roles, managed_by, applied_hash",
+                    None,
                 )
-                .fetch_all(&mut *tx)
                 .await?;
-                let enrollments: Vec<EnrollmentRow> = sqlx::query_as(
-                    "SELECT app, id, role, user_id, contact_id, managed_by, applied_hash FROM enrollments",
+                let enrollments: Vec<EnrollmentRow> = Self::fetch_rows(
+                    &mut tx,
+                    "enrollments",
+                    "app, id, role, user_id, contact_id, managed_by, applied_hash",
+                    None,
                 )
-                .fetch_all(&mut *tx)
                 .await?;
                 let managed: Vec<ManagedRow> = match source {
                     Some(source) => {
-                        QueryBuilder::<$db>::new(
-                            "SELECT kind, app, object_id, reported_hash, declared_in FROM managed_objects WHERE source = ",
+                        Self::fetch_rows(
+                            &mut tx,
+                            "managed_objects",
+                            "kind, app, object_id, reported_hash, declared_in",
+                            Some(source),
                         )
-                        .push_bind(source)
-                        .build_query_as()
-                        .fetch_all(&mut *tx)
                         .await?
                     }
                     None => Vec::new(),
@@ -305,28 +470,31 @@ macro_rules! sql_store {
                 let conn: &mut <$db as sqlx::Database>::Connection = &mut tx;
 
                 // Rows first: organizations (with their members), permits, enrollments.
-                let orgs: Vec<_> = writes.of_kind(Kind::Organization).collect();
-                Self::insert_many(
-                    conn,
-                    "INSERT INTO organizations (app, slug, name, monthly_tokens, allowed_models, managed_by, applied_hash, updated_at) ",
-                    8,
-                    &orgs,
-                    " ON CONFLICT (app, slug) DO UPDATE SET name = excluded.name, monthly_tokens = excluded.monthly_tokens, allowed_models = excluded.allowed_models, managed_by = excluded.managed_by, applied_hash = excluded.applied_hash, updated_at = excluded.updated_at",
-                    |b, (object, hash)| {
-                        if let Object::Organization(o) = object {
-                            b.push_bind(o.app.as_str())
-                                .push_bind(o.slug.as_str())
-                                .push_bind(o.name.as_deref())
-                                .push_bind(o.budget.as_ref().map(|b| tokens(b.monthly_tokens)))
-                                .push_bind(rows::list_to_json(&o.allowed_models))
-                                .push_bind(source)
-                                .push_bind(hash.as_str())
-                                .push_bind(now);
-                        }
-                    },
-                )
+                let orgs: Vec<((&Organization, &String), bool)> = writes
+                    .of_kind(Kind::Organization)
+                    .filter_map(|(o, hash, new)| match o {
+                        Object::Organization(o) => Some(((o, hash), *new)),
+                        _ => None,
+                    })
+                    .collect();
+                Self::write_split(conn, &ORGANIZATIONS, &orgs, |(o, hash)| {
+                    [
+                        o.app.as_str().into(),
+                        o.slug.as_str().into(),
+                        o.name.as_deref().into(),
+                        o.budget.as_ref().map(|b| tokens(b.monthly_tokens)).into(),
+                        rows::list_to_json(&o.allowed_models).into(),
+                        source.into(),
+                        hash.as_str().into(),
+                        now.into(),
+                    ]
+                })
                 .await?;
-                let upserted_orgs: Vec<Key> = orgs.iter().map(|(o, _)| o.key()).collect();
+                let upserted_orgs: Vec<Key> = orgs.iter().map(|((o, _), _)| Key {
+                    kind: Kind::Organization,
+                    app: o.app.clone(),
+                    id: o.slug.clone(),
+                }).collect();
                 let deleted_orgs = writes.deletes.iter().copied().filter(|k| k.kind == Kind::Organization);
                 let member_groups = group_keys(upserted_orgs.iter().chain(deleted_orgs));
                 Self::delete_keys(conn, &member_groups, |qb, _| {
@@ -334,71 +502,60 @@ macro_rules! sql_store {
                     "org_slug"
                 })
                 .await?;
-                let members: Vec<(&str, &str, &crate::model::Member)> = orgs
+                let members: Vec<(&Organization, &Member)> = orgs
                     .iter()
-                    .filter_map(|(object, _)| match object {
-                        Object::Organization(o) => Some(o),
+                    .flat_map(|((o, _), _)| o.members.iter().map(move |m| (*o, m)))
+                    .collect();
+                $bulk(conn, &MEMBERS, &members, |(o, m)| {
+                    [
+                        o.app.as_str().into(),
+                        o.slug.as_str().into(),
+                        m.user_id.as_deref().into(),
+                        m.contact_id.as_deref().into(),
+                        m.role.as_str().into(),
+                        m.token_limit.map(tokens).into(),
+                    ]
+                })
+                .await?;
+                let permits: Vec<((&Permit, &String), bool)> = writes
+                    .of_kind(Kind::Permit)
+                    .filter_map(|(o, hash, new)| match o {
+                        Object::Permit(p) => Some(((p, hash), *new)),
                         _ => None,
                     })
-                    .flat_map(|o| o.members.iter().map(move |m| (o.app.as_str(), o.slug.as_str(), m)))
                     .collect();
-                Self::insert_many(
-                    conn,
-                    "INSERT INTO organization_members (app, org_slug, user_id, contact_id, role, token_limit) ",
-                    6,
-                    &members,
-                    "",
-                    |b, (app, slug, m)| {
-                        b.push_bind(*app)
-                            .push_bind(*slug)
-                            .push_bind(m.user_id.as_deref())
-                            .push_bind(m.contact_id.as_deref())
-                            .push_bind(m.role.as_str())
-                            .push_bind(m.token_limit.map(tokens));
-                    },
-                )
+                Self::write_split(conn, &PERMITS, &permits, |(p, hash)| {
+                    [
+                        p.app.as_str().into(),
+                        p.id.as_str().into(),
+                        p.permission_id.as_str().into(),
+                        rows::list_to_json(&p.slugs).into(),
+                        rows::list_to_json(&p.roles).into(),
+                        source.into(),
+                        hash.as_str().into(),
+                        now.into(),
+                    ]
+                })
                 .await?;
-                let permits: Vec<_> = writes.of_kind(Kind::Permit).collect();
-                Self::insert_many(
-                    conn,
-                    "INSERT INTO permits (app, id, permission_id, slugs, roles, managed_by, applied_hash, updated_at) ",
-                    8,
-                    &permits,
-                    " ON CONFLICT (app, id) DO UPDATE SET permission_id = excluded.permission_id, slugs = excluded.slugs, roles = excluded.roles, managed_by = excluded.managed_by, applied_hash = excluded.applied_hash, updated_at = excluded.updated_at",
-                    |b, (object, hash)| {
-                        if let Object::Permit(p) = object {
-                            b.push_bind(p.app.as_str())
-                                .push_bind(p.id.as_str())
-                                .push_bind(p.permission_id.as_str())
-                                .push_bind(rows::list_to_json(&p.slugs))
-                                .push_bind(rows::list_to_json(&p.roles))
-                                .push_bind(source)
-                                .push_bind(hash.as_str())
-                                .push_bind(now);
-                        }
-                    },
-                )
-                .await?;
-                let enrollments: Vec<_> = writes.of_kind(Kind::Enrollment).collect();
-                Self::insert_many(
-                    conn,
-                    "INSERT INTO enrollments (app, id, role, user_id, contact_id, managed_by, applied_hash, updated_at) ",
-                    8,
-                    &enrollments,
-                    " ON CONFLICT (app, id) DO UPDATE SET role = excluded.role, user_id = excluded.user_id, contact_id = excluded.contact_id, managed_by = excluded.managed_by, applied_hash = excluded.applied_hash, updated_at = excluded.updated_at",
-                    |b, (object, hash)| {
-                        if let Object::Enrollment(e) = object {
-                            b.push_bind(e.app.as_str())
-                                .push_bind(e.id.as_str())
-                                .push_bind(e.role.as_str())
-                                .push_bind(e.user_id.as_deref())
-                                .push_bind(e.contact_id.as_deref())
-                                .push_bind(source)
-                                .push_bind(hash.as_str())
-                                .push_bind(now);
-                        }
-                    },
-                )
+                let enrollments: Vec<((&Enrollment, &String), bool)> = writes
+                    .of_kind(Kind::Enrollment)
+                    .filter_map(|(o, hash, new)| match o {
+                        Object::Enrollment(e) => Some(((e, hash), *new)),
+                        _ => None,
+                    })
+                    .collect();
+                Self::write_split(conn, &ENROLLMENTS, &enrollments, |(e, hash)| {
+                    [
+                        e.app.as_str().into(),
+                        e.id.as_str().into(),
+                        e.role.as_str().into(),
+                        e.user_id.as_deref().into(),
+                        e.contact_id.as_deref().into(),
+                        source.into(),
+                        hash.as_str().into(),
+                        now.into(),
+                    ]
+                })
                 .await?;
 
                 // Prune: only rows this source manages (or that lost their owner by hand).
@@ -411,35 +568,29 @@ macro_rules! sql_store {
                 })
                 .await?;
 
-                // Ownership records.
                 // Ownership records: what this source now manages, from which file.
-                let mut ledger: Vec<(&Key, Option<&str>, Option<&str>)> = writes
+                let mut ledger: Vec<((&Key, Option<&str>, Option<&str>), bool)> = writes
                     .declared
                     .iter()
-                    .map(|change| (&change.key, None, change.declared_in.as_deref()))
+                    .map(|change| {
+                        let new = change.action == Action::Create;
+                        ((&change.key, None, change.declared_in.as_deref()), new)
+                    })
                     .collect();
                 ledger.extend(writes.reported.iter().map(|change| {
-                    (
-                        &change.key,
-                        Some(change.drift_hash.as_deref().unwrap_or_default()),
-                        change.declared_in.as_deref(),
-                    )
+                    let reported = change.drift_hash.as_deref().unwrap_or_default();
+                    ((&change.key, Some(reported), change.declared_in.as_deref()), false)
                 }));
-                Self::insert_many(
-                    conn,
-                    "INSERT INTO managed_objects (kind, app, object_id, source, reported_hash, declared_in) ",
-                    6,
-                    &ledger,
-                    " ON CONFLICT (kind, app, object_id) DO UPDATE SET source = excluded.source, reported_hash = excluded.reported_hash, declared_in = excluded.declared_in",
-                    |b, (key, reported, declared_in)| {
-                        b.push_bind(key.kind.as_str())
-                            .push_bind(key.app.as_str())
-                            .push_bind(key.id.as_str())
-                            .push_bind(source)
-                            .push_bind(*reported)
-                            .push_bind(*declared_in);
-                    },
-                )
+                Self::write_split(conn, &MANAGED, &ledger, |(key, reported, declared_in)| {
+                    [
+                        key.kind.as_str().into(),
+                        key.app.as_str().into(),
+                        key.id.as_str().into(),
+                        source.into(),
+                        (*reported).into(),
+                        (*declared_in).into(),
+                    ]
+                })
                 .await?;
                 let forgotten = group_keys(writes.deletes.iter().copied().chain(&request.plan.forget));
                 Self::delete_keys(conn, &forgotten, |qb, kind| {
@@ -472,27 +623,22 @@ macro_rules! sql_store {
                 });
                 qb.push(" RETURNING id");
                 let (sync_id,): (i64,) = qb.build_query_as().fetch_one(&mut *conn).await?;
-                Self::insert_many(
-                    conn,
-                    "INSERT INTO audit_log (at, actor, source, revision, sync_run, action, kind, app, object_id, before, after, diff) ",
-                    12,
-                    &writes.audit,
-                    "",
-                    |b, row| {
-                        b.push_bind(finished_at)
-                            .push_bind(row.actor(&request))
-                            .push_bind(source)
-                            .push_bind(request.revision)
-                            .push_bind(sync_id)
-                            .push_bind(row.action.as_str())
-                            .push_bind(row.change.key.kind.as_str())
-                            .push_bind(row.change.key.app.as_str())
-                            .push_bind(row.change.key.id.as_str())
-                            .push_bind(row.before.as_deref())
-                            .push_bind(row.after.as_deref())
-                            .push_bind(row.diff.as_str());
-                    },
-                )
+                $bulk(conn, &AUDIT_LOG, &writes.audit, |row| {
+                    [
+                        finished_at.into(),
+                        row.actor(&request).into(),
+                        source.into(),
+                        request.revision.into(),
+                        sync_id.into(),
+                        row.action.as_str().into(),
+                        row.change.key.kind.as_str().into(),
+                        row.change.key.app.as_str().into(),
+                        row.change.key.id.as_str().into(),
+                        row.before.as_deref().into(),
+                        row.after.as_deref().into(),
+                        row.diff.as_str().into(),
+                    ]
+                })
                 .await?;
                 tx.commit().await?;
                 Ok(SyncRecord {
@@ -609,5 +755,32 @@ fn switches(rows: Vec<OrgSwitchRow>) -> Vec<OrgSwitch> {
         .collect()
 }
 
-sql_store!(SqliteStore, sqlx::Sqlite, 32_000usize);
-sql_store!(PostgresStore, sqlx::Postgres, 65_000usize);
+/// `SELECT` of a whole table as one JSON array of row arrays (SQLite).
+fn sqlite_aggregate(table: &str, columns: &str, by_source: bool) -> String {
+    let filter = if by_source { " WHERE source = ?" } else { "" };
+    format!("SELECT json_group_array(json_array({columns})) FROM {table}{filter}")
+}
+
+/// `SELECT` of a whole table as one JSON array of row arrays (PostgreSQL).
+fn postgres_aggregate(table: &str, columns: &str, by_source: bool) -> String {
+    let filter = if by_source { " WHERE source = $1" } else { "" };
+    format!("SELECT COALESCE(json_agg(json_build_array({columns})), '[]'::json)::text FROM {table}{filter}")
+}
+
+sql_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    32_000usize,
+    bulk::sqlite,
+    sqlite_aggregate,
+    // SQLite keeps booleans as 0/1; the row reader wants JSON true/false.
+    "json(CASE WHEN gitops THEN 'true' ELSE 'false' END)"
+);
+sql_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    65_000usize,
+    bulk::postgres,
+    postgres_aggregate,
+    "gitops"
+);

@@ -1,2 +1,3 @@
 pub mod builders;
+pub mod controller;
 pub mod db;

@@ -1,0 +1,202 @@
+//! `accord run`: one worker per source, file watchers for folders, the HTTP
+//! server, and a graceful shutdown that lets an in-flight sync finish.
+
+pub mod state;
+pub mod worker;
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use notify::RecursiveMode;
+use notify_debouncer_full::{new_debouncer, DebounceEventResult};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, SourceKind};
+use crate::metrics::Metrics;
+use crate::source::git::redact_url;
+use crate::source::{DirectorySource, GitSource};
+use crate::store::{AnyStore, StoreError};
+use state::{SourceHandle, SourceStatus, State};
+use worker::{AnySource, Worker};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot read {what} from {path}: {source}")]
+    Secret {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot watch {path}: {source}")]
+    Watch {
+        path: String,
+        #[source]
+        source: notify::Error,
+    },
+    #[error("the HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A quiet period after the last file event before a folder is synced, so an
+/// editor's save or a `git checkout` is seen once, whole.
+const DEBOUNCE: Duration = Duration::from_millis(750);
+
+fn read_secret(what: &'static str, path: &Path) -> Result<String, RunError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .map_err(|source| RunError::Secret {
+            what,
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// Runs until SIGTERM or SIGINT (or `shutdown` is cancelled).
+pub async fn run(
+    config: Config,
+    actor: String,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let store = Arc::new(AnyStore::connect(&config.database).await?);
+    let api_token = config
+        .api_token_file
+        .as_deref()
+        .map(|p| read_secret("the API token", p))
+        .transpose()?;
+    let mut handles = Vec::new();
+    let mut workers = Vec::new();
+    for source in &config.sources {
+        let (trigger, requests) = mpsc::channel(16);
+        let (location, any, secret) = match &source.kind {
+            SourceKind::Directory { path } => (
+                path.display().to_string(),
+                AnySource::Directory(DirectorySource::new(path, source.max_file_size)),
+                None,
+            ),
+            SourceKind::Git(git) => (
+                format!(
+                    "{} @ {}{}",
+                    redact_url(&git.url),
+                    git.reference,
+                    git.path
+                        .as_ref()
+                        .map(|p| format!(" ({p})"))
+                        .unwrap_or_default()
+                ),
+                AnySource::Git(GitSource::new(
+                    git.clone(),
+                    &config.cache_dir,
+                    &source.name,
+                    source.max_file_size,
+                )),
+                git.webhook_secret_file
+                    .as_deref()
+                    .map(|p| read_secret("the webhook secret", p))
+                    .transpose()?,
+            ),
+        };
+        let handle = Arc::new(SourceHandle {
+            name: source.name.clone(),
+            status: RwLock::new(SourceStatus::new(
+                &source.name,
+                source.kind.type_name(),
+                location,
+            )),
+            trigger,
+            webhook_secret: secret,
+        });
+        handles.push(handle.clone());
+        workers.push((handle, any, source.clone(), requests));
+    }
+    let state = Arc::new(State {
+        sources: handles,
+        store,
+        metrics: Metrics::default(),
+        api_token,
+        shutdown: shutdown.clone(),
+    });
+
+    // File watchers live as long as this function.
+    let mut watchers = Vec::new();
+    for (handle, _, source, _) in &workers {
+        if let SourceKind::Directory { path } = &source.kind {
+            let poked = handle.clone();
+            let mut debouncer =
+                new_debouncer(DEBOUNCE, None, move |events: DebounceEventResult| {
+                    if events.is_ok_and(|e| !e.is_empty()) {
+                        poked.poke("file change");
+                    }
+                })
+                .map_err(|source| RunError::Watch {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            debouncer
+                .watch(path, RecursiveMode::Recursive)
+                .map_err(|source| RunError::Watch {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            watchers.push(debouncer);
+        }
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| RunError::Listen {
+            address: config.listen.to_string(),
+            source,
+        })?;
+    tracing::info!(address = %config.listen, sources = workers.len(), "accord is running");
+
+    let mut tasks = Vec::new();
+    for (handle, source, source_config, requests) in workers {
+        let worker = Worker::new(handle, state.clone(), source, source_config, actor.clone());
+        tasks.push(tokio::spawn(worker.run(requests)));
+    }
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let server = axum::serve(listener, crate::server::router(state.clone()))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let served = server.await;
+    // Workers finish the sync they are in (its transaction commits or rolls
+    // back), then stop.
+    for task in tasks {
+        let _ = task.await;
+    }
+    drop(watchers);
+    tracing::info!("accord stopped");
+    served.map_err(RunError::Serve)
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+        _ = shutdown.cancelled() => return,
+    }
+    tracing::info!("shutting down: finishing syncs in flight");
+    shutdown.cancel();
+}

@@ -1,0 +1,338 @@
+//! `accord run` following real Git repositories: over file:// and over
+//! loopback (`git daemon`), pinned to tags and commits, with webhooks, and
+//! refusing a force-push that empties the tree.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::controller::{free_port, Controller, GitDaemon, Repo};
+use common::db::{Backend, TestDb};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+const PERMITS: &str = "- id: pay\n  permissionId: payment-svc:process\n  slugs: [order-service]\n- id: refund\n  permissionId: payment-svc:refund\n  roles: [payment-svc:admin]\n- id: read\n  permissionId: payment-svc:read\n  roles: [payment-svc:viewer]\n- id: list\n  permissionId: payment-svc:list\n  roles: [payment-svc:viewer]\n";
+
+fn config(dir: &Path, db: &TestDb, source: &str) -> std::path::PathBuf {
+    let path = dir.join("accord.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "database: {}\ncacheDir: {}\nsources:\n{source}",
+            db.url,
+            dir.join("cache").display()
+        ),
+    )
+    .expect("write config");
+    path
+}
+
+fn applied(status: &Value, revision: &str) -> bool {
+    status["lastAppliedRevision"] == revision && status["state"] == "Synced"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_commit_is_applied_with_its_author_and_commit_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Repo::init(&dir.path().join("repo"));
+    repo.write("config/permits.yaml", PERMITS)
+        .write("README.md", "not config");
+    let first = repo.commit("first grants", "Alice Admin <alice@example.com>");
+    let db = TestDb::new(Backend::Sqlite).await;
+    let config = config(
+        dir.path(),
+        &db,
+        &format!("  - name: platform\n    git:\n      url: {}\n      ref: main\n      path: config\n    interval: 500ms\n", repo.url()),
+    );
+    let accord = Controller::start(dir.path(), &config, free_port()).await;
+    let status = accord
+        .wait_for("platform", WAIT, |s| applied(s, &first))
+        .await;
+    assert_eq!(status["type"], "git");
+    assert_eq!(status["counts"]["managed"], 4);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM permits").await, 4);
+
+    repo.write(
+        "config/permits.yaml",
+        &PERMITS.replace(
+            "slugs: [order-service]",
+            "slugs: [order-service, billing-worker]",
+        ),
+    );
+    let second = repo.commit("billing may pay", "Bob Builder <bob@example.com>");
+    accord
+        .wait_for("platform", WAIT, |s| applied(s, &second))
+        .await;
+    let (code, body) = accord.get("/api/v1/audit?limit=1").await;
+    assert_eq!(code, 200);
+    let entry = &body["entries"][0];
+    assert_eq!(entry["action"], "update");
+    assert_eq!(entry["id"], "pay");
+    assert_eq!(entry["revision"], second.as_str());
+    assert_eq!(entry["actor"], "Bob Builder <bob@example.com>");
+    let creates = db
+        .scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'create' AND actor = 'Alice Admin <alice@example.com>'")
+        .await;
+    assert_eq!(creates, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_served_over_loopback_by_git_daemon_is_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = Repo::init(&dir.path().join("work"));
+    work.write("permits.yaml", PERMITS);
+    let first = work.commit("grants", "Alice <alice@example.com>");
+    let served = dir.path().join("served");
+    std::fs::create_dir(&served).expect("mkdir");
+    work.git(&[
+        "clone",
+        "-q",
+        "--bare",
+        ".",
+        served.join("access.git").to_str().expect("utf-8"),
+    ]);
+    let daemon = GitDaemon::start(&served).await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let config = config(
+        dir.path(),
+        &db,
+        &format!(
+            "  - name: remote\n    git:\n      url: {}\n    interval: 500ms\n",
+            daemon.url("access.git")
+        ),
+    );
+    let accord = Controller::start(dir.path(), &config, free_port()).await;
+    accord
+        .wait_for("remote", WAIT, |s| applied(s, &first))
+        .await;
+
+    work.write(
+        "permits.yaml",
+        &PERMITS.replace("payment-svc:list", "payment-svc:index"),
+    );
+    let second = work.commit("rename", "Bob <bob@example.com>");
+    work.git(&[
+        "push",
+        "-q",
+        served.join("access.git").to_str().expect("utf-8"),
+        "main",
+    ]);
+    accord
+        .wait_for("remote", WAIT, |s| applied(s, &second))
+        .await;
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM permits WHERE permission_id = 'payment-svc:index'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_and_commit_pins_are_honoured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Repo::init(&dir.path().join("repo"));
+    repo.write("permits.yaml", PERMITS);
+    let pinned = repo.commit("v1", "Alice <alice@example.com>");
+    repo.git(&["tag", "v1"]);
+    repo.write(
+        "permits.yaml",
+        &PERMITS.replace("payment-svc:list", "payment-svc:index"),
+    );
+    repo.commit("after v1", "Bob <bob@example.com>");
+    let db = TestDb::new(Backend::Sqlite).await;
+    let config = config(
+        dir.path(),
+        &db,
+        &format!(
+            "  - name: tag\n    git:\n      url: {url}\n      ref: v1\n    interval: 500ms\n  - name: commit\n    git:\n      url: {url}\n      ref: {pinned}\n    interval: 500ms\n",
+            url = repo.url()
+        ),
+    );
+    // Both pin the same objects, so the second to apply reports conflicts;
+    // what matters here is which revision each one read.
+    let accord = Controller::start(dir.path(), &config, free_port()).await;
+    for name in ["tag", "commit"] {
+        let status = accord
+            .wait_for(name, WAIT, |s| s["lastAppliedRevision"] == pinned.as_str())
+            .await;
+        assert_eq!(status["lastAttemptedRevision"], pinned.as_str());
+    }
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM permits WHERE permission_id = 'payment-svc:index'")
+            .await,
+        0,
+        "the commit after the pin is not applied"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_force_push_that_empties_the_tree_is_refused_by_the_guard() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Repo::init(&dir.path().join("repo"));
+    repo.write("permits.yaml", PERMITS);
+    let good = repo.commit("grants", "Alice <alice@example.com>");
+    let db = TestDb::new(Backend::Sqlite).await;
+    let config = config(
+        dir.path(),
+        &db,
+        &format!(
+            "  - name: platform\n    git:\n      url: {}\n    interval: 500ms\n",
+            repo.url()
+        ),
+    );
+    let accord = Controller::start(dir.path(), &config, free_port()).await;
+    accord
+        .wait_for("platform", WAIT, |s| applied(s, &good))
+        .await;
+
+    // Rewrite history: an orphan branch with nothing in it replaces main.
+    repo.git(&["checkout", "-q", "--orphan", "empty"]);
+    repo.git(&["rm", "-rq", "."]);
+    let empty = repo.commit("oops", "Mallory <mallory@example.com>");
+    repo.git(&["branch", "-M", "main"]);
+    let status = accord
+        .wait_for("platform", WAIT, |s| {
+            s["lastAttemptedRevision"] == empty.as_str() && s["state"] == "Error"
+        })
+        .await;
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("refusing to delete all 4 rows"),
+        "{message}"
+    );
+    assert_eq!(status["lastAppliedRevision"], good.as_str());
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM permits").await,
+        4,
+        "nothing deleted"
+    );
+    assert!(
+        accord.log_text().contains("force-push"),
+        "the rewrite is reported:\n{}",
+        accord.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_with_a_valid_signature_trigger_a_sync_and_others_are_401() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Repo::init(&dir.path().join("repo"));
+    repo.write("permits.yaml", PERMITS);
+    let first = repo.commit("grants", "Alice <alice@example.com>");
+    std::fs::write(dir.path().join("hook-secret"), "s3cret\n").expect("secret");
+    let db = TestDb::new(Backend::Sqlite).await;
+    // A long interval: only the webhook can explain a quick sync.
+    let config = config(
+        dir.path(),
+        &db,
+        &format!(
+            "  - name: platform\n    git:\n      url: {}\n      webhookSecretFile: {}\n    interval: 1h\n",
+            repo.url(),
+            dir.path().join("hook-secret").display()
+        ),
+    );
+    let accord = Controller::start(dir.path(), &config, free_port()).await;
+    accord
+        .wait_for("platform", WAIT, |s| applied(s, &first))
+        .await;
+    repo.write(
+        "permits.yaml",
+        &PERMITS.replace("payment-svc:list", "payment-svc:index"),
+    );
+    let second = repo.commit("rename", "Bob <bob@example.com>");
+
+    let client = reqwest::Client::new();
+    let hook = format!("{}/hooks/platform", accord.url);
+    let body = br#"{"ref":"refs/heads/main"}"#.to_vec();
+    for (header, value) in [
+        ("x-hub-signature-256", "sha256=0000".to_owned()),
+        ("x-gitlab-token", "wrong".to_owned()),
+        ("x-gitea-signature", "abcd".to_owned()),
+    ] {
+        let response = client
+            .post(&hook)
+            .header(header, value)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status().as_u16(), 401, "{header}");
+        let problem: Value = response.json().await.expect("problem json");
+        assert_eq!(problem["status"], 401);
+        assert!(problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("does not match")));
+    }
+    let unsigned = client
+        .post(&hook)
+        .body(body.clone())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(unsigned.status().as_u16(), 401);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        accord.source("platform").await["lastAppliedRevision"],
+        first.as_str(),
+        "nothing triggered"
+    );
+
+    let signature = accord::server::hooks::github_signature(b"s3cret", &body);
+    let signed = client
+        .post(&hook)
+        .header("x-hub-signature-256", signature)
+        .header("x-github-event", "push")
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(signed.status().as_u16(), 202);
+    accord
+        .wait_for("platform", Duration::from_secs(10), |s| applied(s, &second))
+        .await;
+    let missing = client
+        .post(format!("{}/hooks/nope", accord.url))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(missing.status().as_u16(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_remote_keeps_the_last_state_and_shows_the_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Repo::init(&dir.path().join("repo"));
+    repo.write("permits.yaml", PERMITS);
+    let first = repo.commit("grants", "Alice <alice@example.com>");
+    let db = TestDb::new(Backend::Sqlite).await;
+    let config = config(
+        dir.path(),
+        &db,
+        &format!(
+            "  - name: platform\n    git:\n      url: {}\n    interval: 300ms\n",
+            repo.url()
+        ),
+    );
+    let accord = Controller::start(dir.path(), &config, free_port()).await;
+    accord
+        .wait_for("platform", WAIT, |s| applied(s, &first))
+        .await;
+    std::fs::rename(&repo.path, dir.path().join("moved")).expect("move the remote away");
+    let status = accord
+        .wait_for("platform", WAIT, |s| s["state"] == "Error")
+        .await;
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cannot fetch")),
+        "{status}"
+    );
+    assert_eq!(status["lastAppliedRevision"], first.as_str());
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM permits").await, 4);
+    std::fs::rename(dir.path().join("moved"), &repo.path).expect("move it back");
+    accord
+        .wait_for("platform", WAIT, |s| s["state"] == "Synced")
+        .await;
+}
