@@ -189,7 +189,7 @@ async fn a_force_push_that_empties_the_tree_is_refused_by_the_guard() {
 
     // Rewrite history: an orphan branch with nothing in it replaces main.
     repo.git(&["checkout", "-q", "--orphan", "empty"]);
-    repo.git(&["rm", "-rq", "."]);
+    repo.git(&["rm", "-rqf", "."]);
     let empty = repo.commit("oops", "Mallory <mallory@example.com>");
     repo.git(&["branch", "-M", "main"]);
     let status = accord
