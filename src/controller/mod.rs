@@ -8,7 +8,8 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use notify::RecursiveMode;
+use notify::event::{MetadataKind, ModifyKind};
+use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -134,7 +135,22 @@ pub async fn run(
             let poked = handle.clone();
             let mut debouncer =
                 new_debouncer(DEBOUNCE, None, move |events: DebounceEventResult| {
-                    if events.is_ok_and(|e| !e.is_empty()) {
+                    // Reading the tree for a sync produces access events; only
+                    // changes may trigger a sync, or it would never rest.
+                    let changed = events.is_ok_and(|events| {
+                        events.iter().any(|e| {
+                            let atime =
+                                EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime));
+                            e.kind != atime
+                                && matches!(
+                                    e.kind,
+                                    EventKind::Create(_)
+                                        | EventKind::Modify(_)
+                                        | EventKind::Remove(_)
+                                )
+                        })
+                    });
+                    if changed {
                         poked.poke("file change");
                     }
                 })
