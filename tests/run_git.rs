@@ -209,9 +209,8 @@ async fn a_force_push_that_empties_the_tree_is_refused_by_the_guard() {
         "nothing deleted"
     );
     assert!(
-        accord.log_text().contains("force-push"),
-        "the rewrite is reported:\n{}",
-        accord.log_text()
+        message.contains("force-push"),
+        "the rewrite is reported: {message}"
     );
 }
 

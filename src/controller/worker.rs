@@ -66,6 +66,8 @@ pub struct Worker {
     /// The last revision parsed successfully, kept so an unchanged revision
     /// is not parsed again.
     desired: Option<(String, Arc<DesiredState>)>,
+    /// Notes on the newest revision read (a force-push), shown with its status.
+    notes: Vec<String>,
 }
 
 /// Capped exponential backoff after `failures` consecutive failed syncs.
@@ -90,6 +92,7 @@ impl Worker {
             config,
             actor,
             desired: None,
+            notes: Vec::new(),
         }
     }
 
@@ -169,7 +172,7 @@ impl Worker {
             tracing::warn!(source = %self.config.name, note = %note, "source note");
         }
         let revision = snapshot.revision.clone();
-        let notes = snapshot.notes.clone();
+        self.notes = snapshot.notes.clone();
         let parsed = tokio::task::spawn_blocking(move || {
             let mut problems = snapshot.problems;
             match parse_tree(&snapshot.files, Limits::default()) {
@@ -191,9 +194,6 @@ impl Worker {
                 self.handle.update(|s| {
                     s.errors.clear();
                     s.last_attempted_revision = Some(revision.clone());
-                    if let Some(note) = notes.first() {
-                        s.message = note.clone();
-                    }
                 });
                 Ok(Some((revision, desired)))
             }
@@ -215,6 +215,7 @@ impl Worker {
 
     fn fail(&self, outcome: &str, message: String) -> Outcome {
         self.count(outcome);
+        let message = self.with_notes(message);
         self.handle.update(|s| {
             s.state = SyncState::Error;
             if !message.is_empty() {
@@ -225,6 +226,17 @@ impl Worker {
             tracing::warn!(source = %self.config.name, error = %message, "sync failed");
         }
         Outcome::Failed
+    }
+
+    fn with_notes(&self, mut message: String) -> String {
+        if message.is_empty() {
+            return message;
+        }
+        for note in &self.notes {
+            message.push_str("; note: ");
+            message.push_str(note);
+        }
+        message
     }
 
     fn count(&self, outcome: &str) {
@@ -364,10 +376,7 @@ impl Worker {
             s.state = state;
             s.last_applied_revision = Some(revision.to_owned());
             s.last_success_at = Some(Utc::now());
-            // Keep a force-push note visible until the next new revision.
-            if !(s.message.contains("force-push") && previous.as_deref() == Some(revision)) {
-                s.message = message;
-            }
+            s.message = self.with_notes(message);
             s.counts = Counts {
                 managed: managed_after,
                 created: summary.create,
