@@ -145,6 +145,25 @@ pub struct Plan {
     pub forget: Vec<Key>,
     /// How many keys the source managed before this plan.
     pub managed: usize,
+    /// The same, by kind (in `Kind::ALL` order).
+    pub managed_by_kind: [usize; 3],
+}
+
+impl Plan {
+    /// How many keys of `kind` the source manages once the plan is applied.
+    pub fn managed_after(&self, kind: crate::model::Kind) -> usize {
+        let index = crate::model::Kind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0);
+        let count = |action| {
+            self.changes
+                .iter()
+                .filter(|c| c.action == action && c.key.kind == kind)
+                .count()
+        };
+        (self.managed_by_kind[index] + count(Action::Create)).saturating_sub(count(Action::Delete))
+    }
 }
 
 impl Plan {
@@ -198,6 +217,12 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
         .map(|(key, _)| key)
         .collect();
     let managed_count = live.managed.len() + unrecorded.len();
+    let mut managed_by_kind = [0; 3];
+    for key in live.managed.keys().chain(unrecorded.iter().copied()) {
+        if let Some(i) = crate::model::Kind::ALL.iter().position(|k| *k == key.kind) {
+            managed_by_kind[i] += 1;
+        }
+    }
     let is_managed = |key: &Key| {
         live.managed.contains_key(key) || live.rows.get(key).is_some_and(owned_by_source)
     };
@@ -244,6 +269,7 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
         changes,
         forget,
         managed: managed_count,
+        managed_by_kind,
     }
 }
 
@@ -271,7 +297,7 @@ fn plan_declared(
                 before(),
                 Some(desired.clone()),
             )
-            .note("gitops: false; left alone"),
+            .note(SUSPENDED_IN_SOURCE),
         );
     }
     let Some(row) = row else {
@@ -354,6 +380,9 @@ fn plan_declared(
     change.drift_hash = Some(live_hash);
     with_origin(change)
 }
+
+/// The note of an object its source declares with `gitops: false`.
+pub const SUSPENDED_IN_SOURCE: &str = "gitops: false; left alone";
 
 /// The `drift_hash` recorded for a managed row that was deleted by hand.
 pub const DELETED: &str = "deleted";

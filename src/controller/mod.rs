@@ -9,8 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use notify::event::{MetadataKind, ModifyKind};
-use notify::{EventKind, RecursiveMode};
-use notify_debouncer_full::{new_debouncer, DebounceEventResult};
+use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +51,8 @@ pub enum RunError {
 /// A quiet period after the last file event before a folder is synced, so an
 /// editor's save or a `git checkout` is seen once, whole.
 const DEBOUNCE: Duration = Duration::from_millis(750);
+/// The longest a folder that keeps changing waits for a quiet moment.
+const MAX_SETTLE: Duration = Duration::from_secs(30);
 
 fn read_secret(what: &'static str, path: &Path) -> Result<String, RunError> {
     std::fs::read_to_string(path)
@@ -61,6 +62,54 @@ fn read_secret(what: &'static str, path: &Path) -> Result<String, RunError> {
             path: path.display().to_string(),
             source,
         })
+}
+
+/// Whether a file-system event changes the tree. Reading the tree for a sync
+/// produces access events (and, on some mounts, access-time updates); those
+/// must not trigger a sync, or the watcher would never rest.
+fn is_change(kind: &EventKind) -> bool {
+    let atime = EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime));
+    *kind != atime
+        && matches!(
+            kind,
+            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+        )
+}
+
+/// Watches a folder and asks for a sync once changes have been quiet for
+/// `DEBOUNCE`: every new event restarts the wait, so a long burst (a slow
+/// `git checkout`) is one sync of the final tree. A tree that never goes quiet
+/// is still synced after `MAX_SETTLE`.
+fn watch(path: &Path, handle: Arc<SourceHandle>) -> Result<notify::RecommendedWatcher, RunError> {
+    let watch_error = |source| RunError::Watch {
+        path: path.display().to_string(),
+        source,
+    };
+    let (events, mut changes) = mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| is_change(&e.kind)) {
+            let _ = events.send(());
+        }
+    })
+    .map_err(watch_error)?;
+    watcher
+        .watch(path, RecursiveMode::Recursive)
+        .map_err(watch_error)?;
+    tokio::spawn(async move {
+        while changes.recv().await.is_some() {
+            let started = tokio::time::Instant::now();
+            loop {
+                match tokio::time::timeout(DEBOUNCE, changes.recv()).await {
+                    Ok(Some(())) if started.elapsed() < MAX_SETTLE => continue,
+                    Ok(Some(())) => break,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            handle.poke("file change");
+        }
+    });
+    Ok(watcher)
 }
 
 /// Runs until SIGTERM or SIGINT (or `shutdown` is cancelled).
@@ -132,39 +181,7 @@ pub async fn run(
     let mut watchers = Vec::new();
     for (handle, _, source, _) in &workers {
         if let SourceKind::Directory { path } = &source.kind {
-            let poked = handle.clone();
-            let mut debouncer =
-                new_debouncer(DEBOUNCE, None, move |events: DebounceEventResult| {
-                    // Reading the tree for a sync produces access events; only
-                    // changes may trigger a sync, or it would never rest.
-                    let changed = events.is_ok_and(|events| {
-                        events.iter().any(|e| {
-                            let atime =
-                                EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime));
-                            e.kind != atime
-                                && matches!(
-                                    e.kind,
-                                    EventKind::Create(_)
-                                        | EventKind::Modify(_)
-                                        | EventKind::Remove(_)
-                                )
-                        })
-                    });
-                    if changed {
-                        poked.poke("file change");
-                    }
-                })
-                .map_err(|source| RunError::Watch {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-            debouncer
-                .watch(path, RecursiveMode::Recursive)
-                .map_err(|source| RunError::Watch {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-            watchers.push(debouncer);
+            watchers.push(watch(path, handle.clone())?);
         }
     }
 

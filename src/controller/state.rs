@@ -68,6 +68,9 @@ pub struct SourceStatus {
     pub drift: Vec<OpenItem>,
     #[serde(skip)]
     pub conflicts: Vec<OpenItem>,
+    /// Objects the source declares with `gitops: false`, left alone.
+    #[serde(skip)]
+    pub suspended: Vec<OpenItem>,
 }
 
 impl SourceStatus {
@@ -86,6 +89,7 @@ impl SourceStatus {
             errors: Vec::new(),
             drift: Vec::new(),
             conflicts: Vec::new(),
+            suspended: Vec::new(),
         }
     }
 }

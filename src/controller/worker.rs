@@ -74,7 +74,9 @@ pub struct Worker {
 pub fn backoff(failures: u32, interval: Duration) -> Duration {
     let exponential =
         Duration::from_secs(1) * 2u32.saturating_pow(failures.saturating_sub(1).min(16));
-    exponential.min(interval.max(Duration::from_secs(60)))
+    // At most 30 s (or one interval, when that is longer), so a source
+    // recovers soon after its database or remote comes back.
+    exponential.min(interval.max(Duration::from_secs(30)))
 }
 
 impl Worker {
@@ -351,7 +353,13 @@ impl Worker {
             .filter(|c| c.action == Action::Conflict)
             .map(item)
             .collect();
-        let managed_after = plan.managed + summary.create - summary.delete;
+        let suspended: Vec<OpenItem> = plan
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::Suspended && c.note == plan::SUSPENDED_IN_SOURCE)
+            .map(item)
+            .collect();
+        let managed_after: usize = Kind::ALL.iter().map(|k| plan.managed_after(*k)).sum();
         let state = if !open_drift.is_empty() || !conflicts.is_empty() {
             SyncState::OutOfSync
         } else if summary.suspended > 0 && summary.suspended == desired.len() {
@@ -388,6 +396,7 @@ impl Worker {
             };
             s.drift = open_drift.clone();
             s.conflicts = conflicts;
+            s.suspended = suspended;
         });
         let metrics = &self.state.metrics;
         metrics.set_revision(name, previous.as_deref(), revision);
@@ -404,14 +413,14 @@ impl Worker {
             })
             .set(Utc::now().timestamp_millis() as f64 / 1000.0);
         for kind in Kind::ALL {
-            let declared = desired.objects.keys().filter(|k| k.kind == kind).count();
+            let managed = plan.managed_after(kind);
             metrics
                 .managed
                 .get_or_create(&KindLabels {
                     source: name.clone(),
                     kind: kind.as_str().into(),
                 })
-                .set(declared as i64);
+                .set(managed as i64);
         }
     }
 }
@@ -437,7 +446,7 @@ mod tests {
         assert_eq!(backoff(1, interval), Duration::from_secs(1));
         assert_eq!(backoff(2, interval), Duration::from_secs(2));
         assert_eq!(backoff(5, interval), Duration::from_secs(16));
-        assert_eq!(backoff(40, interval), Duration::from_secs(60));
+        assert_eq!(backoff(40, interval), Duration::from_secs(30));
         assert_eq!(
             backoff(40, Duration::from_secs(600)),
             Duration::from_secs(600)

@@ -7,7 +7,7 @@ pub mod hooks;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State as Extract};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State as Extract};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -56,6 +56,23 @@ impl IntoResponse for Problem {
 
 type ApiResult<T> = Result<T, Problem>;
 
+/// A query string, whose parse errors are problem documents like every other error.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Problem> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| ApiQuery(value))
+            .map_err(|rejection| Problem::new(StatusCode::BAD_REQUEST, rejection.body_text()))
+    }
+}
+
 /// How long a `POST …/sync` waits for the sync it asked for.
 const SYNC_WAIT: Duration = Duration::from_secs(120);
 /// Webhook payloads are small; anything bigger is refused before it is read.
@@ -93,6 +110,12 @@ pub fn router(state: Arc<State>) -> Router {
         )
         .merge(mutating)
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this endpoint does not take that method",
+            )
+        })
         .with_state(state)
 }
 
@@ -132,12 +155,17 @@ async fn require_token(
 }
 
 async fn readyz(Extract(state): Extract<Arc<State>>) -> ApiResult<&'static str> {
-    state.store.ping().await.map_err(|e| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("database unreachable: {e}"),
-        )
-    })?;
+    // Probes give up after a second or two; answer before they do.
+    let unreachable = |detail: String| Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail);
+    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(unreachable(format!("database unreachable: {e}"))),
+        Err(_) => {
+            return Err(unreachable(
+                "database unreachable: no answer within 2 s".into(),
+            ))
+        }
+    }
     if !state.synced_once() {
         return Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -206,7 +234,7 @@ struct AuditParams {
 
 async fn audit(
     Extract(state): Extract<Arc<State>>,
-    Query(params): Query<AuditParams>,
+    ApiQuery(params): ApiQuery<AuditParams>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let kind = match params.kind.as_deref() {
         None => None,
@@ -299,7 +327,12 @@ fn org_report(state: &State, slug: &str, switches: Vec<OrgSwitch>) -> OrgStatus 
         .filter_map(|s| s.managed_by.as_deref())
         .filter_map(|name| state.source(name).map(|h| h.status()))
         .collect();
-    let org_state = if switches.iter().all(|s| !s.gitops) {
+    let suspended_in_source = owners.iter().any(|s| {
+        s.suspended
+            .iter()
+            .any(|i| i.kind == "Organization" && i.id == slug)
+    });
+    let org_state = if suspended_in_source || switches.iter().all(|s| !s.gitops) {
         SyncState::Suspended
     } else if !drift.is_empty() {
         SyncState::OutOfSync
@@ -319,7 +352,7 @@ fn org_report(state: &State, slug: &str, switches: Vec<OrgSwitch>) -> OrgStatus 
 async fn org_status(
     Extract(state): Extract<Arc<State>>,
     Path(slug): Path<String>,
-    Query(params): Query<OrgParams>,
+    ApiQuery(params): ApiQuery<OrgParams>,
 ) -> ApiResult<Json<OrgStatus>> {
     let switches = org_switches(&state, &slug, params.app.as_deref()).await?;
     Ok(Json(org_report(&state, &slug, switches)))
@@ -328,7 +361,7 @@ async fn org_status(
 async fn org_drift(
     Extract(state): Extract<Arc<State>>,
     Path(slug): Path<String>,
-    Query(params): Query<OrgParams>,
+    ApiQuery(params): ApiQuery<OrgParams>,
 ) -> ApiResult<Json<DriftBody>> {
     org_switches(&state, &slug, params.app.as_deref()).await?;
     Ok(Json(open_items(&state, |i| {
@@ -339,7 +372,7 @@ async fn org_drift(
 async fn org_sync(
     Extract(state): Extract<Arc<State>>,
     Path(slug): Path<String>,
-    Query(params): Query<OrgParams>,
+    ApiQuery(params): ApiQuery<OrgParams>,
 ) -> ApiResult<Json<OrgStatus>> {
     let switches = org_switches(&state, &slug, params.app.as_deref()).await?;
     let mut owners: Vec<&str> = switches
@@ -381,7 +414,7 @@ async fn set_gitops(
 async fn org_enable(
     Extract(state): Extract<Arc<State>>,
     Path(slug): Path<String>,
-    Query(params): Query<OrgParams>,
+    ApiQuery(params): ApiQuery<OrgParams>,
 ) -> ApiResult<Json<OrgStatus>> {
     set_gitops(&state, &slug, params.app.as_deref(), true).await
 }
@@ -389,7 +422,7 @@ async fn org_enable(
 async fn org_disable(
     Extract(state): Extract<Arc<State>>,
     Path(slug): Path<String>,
-    Query(params): Query<OrgParams>,
+    ApiQuery(params): ApiQuery<OrgParams>,
 ) -> ApiResult<Json<OrgStatus>> {
     set_gitops(&state, &slug, params.app.as_deref(), false).await
 }
