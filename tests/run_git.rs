@@ -335,3 +335,105 @@ async fn an_unreachable_remote_keeps_the_last_state_and_shows_the_error() {
         .wait_for("platform", WAIT, |s| s["state"] == "Synced")
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_ref_is_reported_and_never_applied_as_an_empty_tree() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Repo::init(&dir.path().join("repo"));
+    repo.write("permits.yaml", PERMITS);
+    let first = repo.commit("grants", "Alice <alice@example.com>");
+    let db = TestDb::new(Backend::Sqlite).await;
+    let config = config(
+        dir.path(),
+        &db,
+        &format!(
+            "  - name: platform\n    git:\n      url: {}\n    interval: 300ms\n",
+            repo.url()
+        ),
+    );
+    let accord = Controller::start(dir.path(), &config, free_port()).await;
+    accord
+        .wait_for("platform", WAIT, |s| applied(s, &first))
+        .await;
+    repo.git(&["checkout", "-q", "-b", "other"]);
+    repo.git(&["branch", "-D", "main"]);
+    let status = accord
+        .wait_for("platform", WAIT, |s| s["state"] == "Error")
+        .await;
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("ref `main` is not a branch or tag"),
+        "{message}"
+    );
+    assert_eq!(status["lastAppliedRevision"], first.as_str());
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM permits").await, 4);
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'delete'")
+            .await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_never_reach_the_status_or_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("git-token"), "tok-SECRET-123\n").expect("token");
+    let db = TestDb::new(Backend::Sqlite).await;
+    // Nothing listens on this port: every fetch fails, with the credentials in play.
+    let port = free_port();
+    let config = config(
+        dir.path(),
+        &db,
+        &format!(
+            "  - name: platform\n    git:\n      url: http://user:pass-SECRET-456@127.0.0.1:{port}/access.git\n      tokenFile: {}\n    interval: 300ms\n",
+            dir.path().join("git-token").display()
+        ),
+    );
+    let accord = Controller::start(dir.path(), &config, free_port()).await;
+    let status = accord
+        .wait_for("platform", WAIT, |s| s["state"] == "Error")
+        .await;
+    let shown = format!("{status}{}", accord.get("/api/v1/status").await.1);
+    assert!(
+        shown.contains("127.0.0.1"),
+        "the location is shown: {shown}"
+    );
+    for secret in ["SECRET-123", "SECRET-456"] {
+        assert!(!shown.contains(secret), "{secret} in status: {shown}");
+        assert!(!accord.log_text().contains(secret), "{secret} in the log");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_webhook_body_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Repo::init(&dir.path().join("repo"));
+    repo.write("permits.yaml", PERMITS);
+    let first = repo.commit("grants", "Alice <alice@example.com>");
+    std::fs::write(dir.path().join("hook-secret"), "s3cret").expect("secret");
+    let db = TestDb::new(Backend::Sqlite).await;
+    let config = config(
+        dir.path(),
+        &db,
+        &format!(
+            "  - name: platform\n    git:\n      url: {}\n      webhookSecretFile: {}\n    interval: 1h\n",
+            repo.url(),
+            dir.path().join("hook-secret").display()
+        ),
+    );
+    let accord = Controller::start(dir.path(), &config, free_port()).await;
+    accord
+        .wait_for("platform", WAIT, |s| applied(s, &first))
+        .await;
+    // Over our 1 MiB limit, under axum's own 2 MB default.
+    let body = vec![b'x'; 1536 * 1024];
+    let signature = accord::server::hooks::github_signature(b"s3cret", &body);
+    let response = reqwest::Client::new()
+        .post(format!("{}/hooks/platform", accord.url))
+        .header("x-hub-signature-256", signature)
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status().as_u16(), 413);
+}
