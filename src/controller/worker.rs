@@ -252,7 +252,7 @@ impl Worker {
             .inc();
     }
 
-    async fn reconcile(&self, revision: &str, desired: &DesiredState) -> Outcome {
+    async fn reconcile(&self, revision: &str, desired: &Arc<DesiredState>) -> Outcome {
         let store = &self.state.store;
         let lock = match store.lock_source(&self.config.name).await {
             Ok(Some(lock)) => lock,
@@ -269,21 +269,24 @@ impl Worker {
         outcome
     }
 
-    async fn reconcile_locked(&self, revision: &str, desired: &DesiredState) -> Outcome {
+    async fn reconcile_locked(&self, revision: &str, desired: &Arc<DesiredState>) -> Outcome {
         let store = &self.state.store;
         let name = &self.config.name;
         let live = match store.load(Some(name)).await {
             Ok(live) => live,
             Err(e) => return self.fail("error", e.to_string()),
         };
-        let plan = plan::plan(
-            desired,
-            &live,
-            name,
-            PlanOptions {
-                prune: self.config.prune,
-            },
-        );
+        // Planning 100k objects (and freeing the loaded rows) is CPU work:
+        // off the runtime, so the HTTP API keeps answering meanwhile.
+        let (planned, source, prune) = (desired.clone(), name.clone(), self.config.prune);
+        let plan = match tokio::task::spawn_blocking(move || {
+            plan::plan(&planned, &live, &source, PlanOptions { prune })
+        })
+        .await
+        {
+            Ok(plan) => plan,
+            Err(e) => return self.fail("error", e.to_string()),
+        };
         if let Err(refusal) = plan::guard(&plan, self.config.max_delete_percent) {
             return self.fail(
                 "refused",

@@ -352,7 +352,7 @@ macro_rules! sql_store {
             /// Every row of `table` (of one source, for the ledger) in one value:
             /// the database builds a JSON array of row arrays. Decoding 100k rows
             /// one by one through the driver cost several times more.
-            async fn fetch_rows<T: serde::de::DeserializeOwned>(
+            async fn fetch_rows<T: serde::de::DeserializeOwned + Send + 'static>(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 table: &str,
                 columns: &str,
@@ -367,7 +367,14 @@ macro_rules! sql_store {
                 if json.is_empty() {
                     return Ok(Vec::new());
                 }
-                serde_json::from_str(&json).map_err(|e| StoreError::Decode {
+                // Decoding 100k rows is CPU work; keep it off the async runtime.
+                let decoded = tokio::task::spawn_blocking(move || serde_json::from_str(&json))
+                    .await
+                    .map_err(|e| StoreError::Decode {
+                        table: table.to_owned(),
+                        message: e.to_string(),
+                    })?;
+                decoded.map_err(|e| StoreError::Decode {
                     table: table.to_owned(),
                     message: e.to_string(),
                 })
@@ -457,7 +464,14 @@ macro_rules! sql_store {
                     None => Vec::new(),
                 };
                 tx.commit().await?;
-                Ok(rows::assemble(orgs, members, permits, enrollments, managed))
+                tokio::task::spawn_blocking(move || {
+                    rows::assemble(orgs, members, permits, enrollments, managed)
+                })
+                .await
+                .map_err(|e| StoreError::Decode {
+                    table: "every table".into(),
+                    message: e.to_string(),
+                })
             }
 
             #[tracing::instrument(skip_all, fields(source = %request.source, revision = %request.revision))]
