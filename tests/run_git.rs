@@ -29,6 +29,51 @@ fn config(dir: &Path, db: &TestDb, source: &str) -> std::path::PathBuf {
     path
 }
 
+/// A repository with `PERMITS` committed and `accord run` following it
+/// (source `platform`), once that commit is applied.
+struct Followed {
+    dir: tempfile::TempDir,
+    repo: Repo,
+    db: TestDb,
+    accord: Controller,
+    first: String,
+}
+
+/// `webhook`: the source takes webhooks signed with the secret `s3cret`.
+async fn follow(webhook: bool, interval: &str) -> Followed {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Repo::init(&dir.path().join("repo"));
+    repo.write("permits.yaml", PERMITS);
+    let first = repo.commit("grants", "Alice <alice@example.com>");
+    let secret = dir.path().join("hook-secret");
+    std::fs::write(&secret, "s3cret\n").expect("secret");
+    let hook = if webhook {
+        format!("      webhookSecretFile: {}\n", secret.display())
+    } else {
+        String::new()
+    };
+    let db = TestDb::new(Backend::Sqlite).await;
+    let config = config(
+        dir.path(),
+        &db,
+        &format!(
+            "  - name: platform\n    git:\n      url: {}\n{hook}    interval: {interval}\n",
+            repo.url()
+        ),
+    );
+    let accord = Controller::start(dir.path(), &config, free_port()).await;
+    accord
+        .wait_for("platform", WAIT, |s| applied(s, &first))
+        .await;
+    Followed {
+        dir,
+        repo,
+        db,
+        accord,
+        first,
+    }
+}
+
 fn applied(status: &Value, revision: &str) -> bool {
     status["lastAppliedRevision"] == revision && status["state"] == "Synced"
 }
@@ -169,23 +214,13 @@ async fn tag_and_commit_pins_are_honoured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_force_push_that_empties_the_tree_is_refused_by_the_guard() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let repo = Repo::init(&dir.path().join("repo"));
-    repo.write("permits.yaml", PERMITS);
-    let good = repo.commit("grants", "Alice <alice@example.com>");
-    let db = TestDb::new(Backend::Sqlite).await;
-    let config = config(
-        dir.path(),
-        &db,
-        &format!(
-            "  - name: platform\n    git:\n      url: {}\n    interval: 500ms\n",
-            repo.url()
-        ),
-    );
-    let accord = Controller::start(dir.path(), &config, free_port()).await;
-    accord
-        .wait_for("platform", WAIT, |s| applied(s, &good))
-        .await;
+    let Followed {
+        dir: _dir,
+        repo,
+        db,
+        accord,
+        first: good,
+    } = follow(false, "500ms").await;
 
     // Rewrite history: an orphan branch with nothing in it replaces main.
     repo.git(&["checkout", "-q", "--orphan", "empty"]);
@@ -301,23 +336,13 @@ async fn webhooks_with_a_valid_signature_trigger_a_sync_and_others_are_401() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_remote_keeps_the_last_state_and_shows_the_error() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let repo = Repo::init(&dir.path().join("repo"));
-    repo.write("permits.yaml", PERMITS);
-    let first = repo.commit("grants", "Alice <alice@example.com>");
-    let db = TestDb::new(Backend::Sqlite).await;
-    let config = config(
-        dir.path(),
-        &db,
-        &format!(
-            "  - name: platform\n    git:\n      url: {}\n    interval: 300ms\n",
-            repo.url()
-        ),
-    );
-    let accord = Controller::start(dir.path(), &config, free_port()).await;
-    accord
-        .wait_for("platform", WAIT, |s| applied(s, &first))
-        .await;
+    let Followed {
+        dir,
+        repo,
+        db,
+        accord,
+        first,
+    } = follow(false, "300ms").await;
     std::fs::rename(&repo.path, dir.path().join("moved")).expect("move the remote away");
     let status = accord
         .wait_for("platform", WAIT, |s| s["state"] == "Error")
@@ -338,23 +363,13 @@ async fn an_unreachable_remote_keeps_the_last_state_and_shows_the_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_ref_is_reported_and_never_applied_as_an_empty_tree() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let repo = Repo::init(&dir.path().join("repo"));
-    repo.write("permits.yaml", PERMITS);
-    let first = repo.commit("grants", "Alice <alice@example.com>");
-    let db = TestDb::new(Backend::Sqlite).await;
-    let config = config(
-        dir.path(),
-        &db,
-        &format!(
-            "  - name: platform\n    git:\n      url: {}\n    interval: 300ms\n",
-            repo.url()
-        ),
-    );
-    let accord = Controller::start(dir.path(), &config, free_port()).await;
-    accord
-        .wait_for("platform", WAIT, |s| applied(s, &first))
-        .await;
+    let Followed {
+        dir: _dir,
+        repo,
+        db,
+        accord,
+        first,
+    } = follow(false, "300ms").await;
     repo.git(&["checkout", "-q", "-b", "other"]);
     repo.git(&["branch", "-D", "main"]);
     let status = accord
@@ -406,25 +421,13 @@ async fn credentials_never_reach_the_status_or_the_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_webhook_body_is_refused_before_it_is_read() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let repo = Repo::init(&dir.path().join("repo"));
-    repo.write("permits.yaml", PERMITS);
-    let first = repo.commit("grants", "Alice <alice@example.com>");
-    std::fs::write(dir.path().join("hook-secret"), "s3cret").expect("secret");
-    let db = TestDb::new(Backend::Sqlite).await;
-    let config = config(
-        dir.path(),
-        &db,
-        &format!(
-            "  - name: platform\n    git:\n      url: {}\n      webhookSecretFile: {}\n    interval: 1h\n",
-            repo.url(),
-            dir.path().join("hook-secret").display()
-        ),
-    );
-    let accord = Controller::start(dir.path(), &config, free_port()).await;
-    accord
-        .wait_for("platform", WAIT, |s| applied(s, &first))
-        .await;
+    let Followed {
+        dir: _dir,
+        repo: _repo,
+        db: _db,
+        accord,
+        first: _first,
+    } = follow(true, "1h").await;
     // Over our 1 MiB limit, under axum's own 2 MB default.
     let body = vec![b'x'; 1536 * 1024];
     let signature = accord::server::hooks::github_signature(b"s3cret", &body);
