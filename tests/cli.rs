@@ -449,3 +449,23 @@ async fn the_default_database_is_a_sqlite_file_created_in_the_working_directory(
         bad.stderr
     );
 }
+
+#[tokio::test]
+async fn plan_output_is_colored_only_on_request_or_on_a_terminal() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    let run = |color: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_accord"));
+        command
+            .args(["plan", "--source", "config", "--database", &ws.db.url])
+            .current_dir(ws.dir.path())
+            .env_remove("ACCORD_COLOR");
+        if let Some(color) = color {
+            command.args(["--color", color]);
+        }
+        String::from_utf8_lossy(&command.output().expect("run").stdout).into_owned()
+    };
+    // Captured output is not a terminal: plain by default.
+    assert!(!run(None).contains('\u{1b}'));
+    assert!(run(Some("always")).contains("\u{1b}[32m+"));
+    assert!(!run(Some("never")).contains('\u{1b}'));
+}
