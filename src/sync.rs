@@ -1,7 +1,7 @@
 //! One sync of one source: read it, load the rows in its scope, plan, guard,
 //! and apply in one transaction. The CLI and (later) the controller share it.
 
-use crate::model::{parse_tree, DesiredState, Diagnostic, Limits};
+use crate::model::{DesiredState, Diagnostic, Limits};
 use crate::plan::{self, GuardRefusal, LiveState, Plan, PlanOptions};
 use crate::source::{Source, SourceError};
 use crate::store::{ApplyRequest, DriftPolicy, Store, StoreError, SyncRecord};
@@ -36,21 +36,10 @@ pub async fn read_desired(
 ) -> Result<(String, DesiredState), SyncError> {
     let snapshot = source.read().await?;
     let revision = snapshot.revision.clone();
-    let desired = tokio::task::spawn_blocking(move || {
-        let parsed = parse_tree(&snapshot.files, limits);
-        match (parsed, snapshot.problems) {
-            (Ok(desired), problems) if problems.is_empty() => Ok(desired),
-            (Ok(_), problems) => Err(problems),
-            (Err(mut errors), problems) => {
-                errors.extend(problems);
-                errors.sort();
-                Err(errors)
-            }
-        }
-    })
-    .await
-    .map_err(|e| SyncError::Task(e.to_string()))?
-    .map_err(SyncError::Invalid)?;
+    let desired = tokio::task::spawn_blocking(move || snapshot.desired(limits))
+        .await
+        .map_err(|e| SyncError::Task(e.to_string()))?
+        .map_err(SyncError::Invalid)?;
     Ok((revision, desired))
 }
 

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::model::{parse_tree, Kind, Limits};
+use crate::model::{Kind, Limits};
 use crate::plan::PlanOptions;
 use crate::source::{directory, DirectorySource, DEFAULT_MAX_FILE_SIZE};
 use crate::store::{AnyStore, AuditQuery, DriftPolicy, Store};
@@ -288,9 +288,8 @@ fn validate(args: &ValidateArgs) -> u8 {
             return ERROR;
         }
     };
-    let mut errors = snapshot.problems;
-    match parse_tree(&snapshot.files, Limits::default()) {
-        Ok(desired) if errors.is_empty() => {
+    match snapshot.desired(Limits::default()) {
+        Ok(desired) => {
             eprintln!(
                 "ok: {} objects ({} organizations, {} permits, {} enrollments) in {} files",
                 desired.len(),
@@ -300,15 +299,14 @@ fn validate(args: &ValidateArgs) -> u8 {
                 snapshot.files.len()
             );
             // The process ends here; freeing 100k objects one by one is wasted time.
-            std::mem::forget((desired, snapshot.files));
-            return OK;
+            std::mem::forget((desired, snapshot));
+            OK
         }
-        Ok(_) => {}
-        Err(parse_errors) => errors.extend(parse_errors),
+        Err(errors) => {
+            output::print_diagnostics(&errors);
+            ERROR
+        }
     }
-    errors.sort();
-    output::print_diagnostics(&errors);
-    ERROR
 }
 
 async fn connect(url: &str) -> Option<AnyStore> {

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::state::{Counts, OpenItem, SourceHandle, SourceStatus, State, SyncRequest, SyncState};
 use crate::config::SourceConfig;
 use crate::metrics::{KindLabels, OutcomeLabels, SourceLabel};
-use crate::model::{parse_tree, DesiredState, Kind, Limits};
+use crate::model::{DesiredState, Kind, Limits};
 use crate::plan::{self, Action, Plan, PlanOptions};
 use crate::source::{DirectorySource, GitSource, Snapshot, Source, SourceError};
 use crate::store::{ApplyRequest, DriftPolicy, Store};
@@ -175,20 +175,9 @@ impl Worker {
         }
         let revision = snapshot.revision.clone();
         self.notes = snapshot.notes.clone();
-        let parsed = tokio::task::spawn_blocking(move || {
-            let mut problems = snapshot.problems;
-            match parse_tree(&snapshot.files, Limits::default()) {
-                Ok(desired) if problems.is_empty() => Ok(desired),
-                Ok(_) => Err(problems),
-                Err(errors) => {
-                    problems.extend(errors);
-                    problems.sort();
-                    Err(problems)
-                }
-            }
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+        let parsed = tokio::task::spawn_blocking(move || snapshot.desired(Limits::default()))
+            .await
+            .map_err(|e| e.to_string())?;
         match parsed {
             Ok(desired) => {
                 let desired = Arc::new(desired);
@@ -310,7 +299,6 @@ impl Worker {
                 revision,
                 actor: &self.actor,
                 authors: &authors,
-                change_author: None,
                 drift: self.config.drift,
                 plan: &plan,
             };

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::model::{Diagnostic, SourceFile};
+use crate::model::{parse_tree, DesiredState, Diagnostic, Limits, SourceFile};
 
 pub use directory::DirectorySource;
 pub use git::GitSource;
@@ -29,6 +29,22 @@ pub struct Snapshot {
     /// Things an operator should know that do not stop the sync, such as a
     /// force-push.
     pub notes: Vec<String>,
+}
+
+impl Snapshot {
+    /// The declared state of this revision, or every problem with it: files
+    /// that could not be taken and parse errors together, sorted by place.
+    pub fn desired(&self, limits: Limits) -> Result<DesiredState, Vec<Diagnostic>> {
+        match parse_tree(&self.files, limits) {
+            Ok(desired) if self.problems.is_empty() => Ok(desired),
+            parsed => {
+                let mut errors = self.problems.clone();
+                errors.extend(parsed.err().unwrap_or_default());
+                errors.sort();
+                Err(errors)
+            }
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

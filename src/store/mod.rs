@@ -68,11 +68,10 @@ pub struct ApplyRequest<'a> {
     pub revision: &'a str,
     /// Who runs the sync: named on drift rows and on anything not attributed below.
     pub actor: &'a str,
-    /// Who last changed each declaring file (Git: the commit author), for
-    /// creates and updates of objects declared there.
+    /// Who last changed each declaring file (Git: the author of the newest
+    /// commit touching it), named on creates, updates and deletes of the
+    /// objects declared (or last declared) there.
     pub authors: &'a std::collections::HashMap<std::sync::Arc<str>, String>,
-    /// Named on deletes, which have no file left (Git: the commit's author).
-    pub change_author: Option<&'a str>,
     pub drift: DriftPolicy,
     pub plan: &'a Plan,
 }
@@ -93,7 +92,6 @@ impl<'a> ApplyRequest<'a> {
             revision,
             actor,
             authors: &NONE,
-            change_author: None,
             drift,
             plan,
         }

@@ -100,10 +100,9 @@ impl<'a> AuditRow<'a> {
             .as_ref()
             .and_then(|file| request.authors.get(file));
         match self.action {
-            AuditAction::Create | AuditAction::Update | AuditAction::Delete => author
-                .map(String::as_str)
-                .or(request.change_author)
-                .unwrap_or(request.actor),
+            AuditAction::Create | AuditAction::Update | AuditAction::Delete => {
+                author.map_or(request.actor, String::as_str)
+            }
             AuditAction::DriftCorrected | AuditAction::DriftDetected => request.actor,
         }
     }
