@@ -13,7 +13,7 @@ use accord::model::render::object_yaml;
 use accord::model::Object;
 use accord::source::{DirectorySource, DEFAULT_MAX_FILE_SIZE};
 use common::builders::{org, permit};
-use common::controller::{eventually, free_port, Controller};
+use common::controller::{documents, eventually, free_port, grant, synced_at, Controller};
 use common::db::{Backend, TestDb};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, SqliteConnection};
@@ -81,26 +81,6 @@ impl Setup {
     async fn start(&self) -> Controller {
         Controller::start(self.dir.path(), &self.config, free_port()).await
     }
-}
-
-fn documents(objects: &[Object]) -> String {
-    objects
-        .iter()
-        .map(|o| object_yaml(Some(o)))
-        .collect::<Vec<_>>()
-        .join("---\n")
-}
-
-/// A permit in the default app granting `svc:<id>` to `role`.
-fn grant(id: &str, role: &str) -> Object {
-    permit(id)
-        .permission(&format!("svc:{id}"))
-        .roles([role])
-        .build()
-}
-
-fn synced_at(status: &Value, revision: &str) -> bool {
-    status["state"] == "Synced" && status["lastAppliedRevision"] == revision
 }
 
 /// One text value from a query (None for no row or NULL).

@@ -9,11 +9,10 @@ use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use accord::model::render::object_yaml;
 use accord::model::Object;
 use accord::source::{DirectorySource, DEFAULT_MAX_FILE_SIZE};
 use common::builders::{enrollment, org, permit};
-use common::controller::{eventually, free_port, Controller};
+use common::controller::{documents, eventually, free_port, grant, synced_at, Controller};
 use common::db::{Backend, TestDb};
 use serde_json::Value;
 use sqlx::sqlite::SqliteConnectOptions;
@@ -71,26 +70,6 @@ impl Workspace {
     async fn start(&self, config: &Path) -> Controller {
         Controller::start(self.dir.path(), config, free_port()).await
     }
-}
-
-fn documents(objects: &[Object]) -> String {
-    objects
-        .iter()
-        .map(|o| object_yaml(Some(o)))
-        .collect::<Vec<_>>()
-        .join("---\n")
-}
-
-/// A permit in the default app granting `svc:<id>` to `role`.
-fn grant(id: &str, role: &str) -> Object {
-    permit(id)
-        .permission(&format!("svc:{id}"))
-        .roles([role])
-        .build()
-}
-
-fn synced_at(status: &Value, revision: &str) -> bool {
-    status["state"] == "Synced" && status["lastAppliedRevision"] == revision
 }
 
 /// `GET /readyz`: status code, `Content-Type` and the body (JSON when it is).

@@ -9,7 +9,33 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use accord::model::render::object_yaml;
+use accord::model::Object;
 use serde_json::Value;
+
+use super::builders::permit;
+
+/// Objects as one YAML file of `---`-separated documents.
+pub fn documents(objects: &[Object]) -> String {
+    objects
+        .iter()
+        .map(|o| object_yaml(Some(o)))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// A permit in the default app granting `svc:<id>` to `role`.
+pub fn grant(id: &str, role: &str) -> Object {
+    permit(id)
+        .permission(&format!("svc:{id}"))
+        .roles([role])
+        .build()
+}
+
+/// The source is `Synced` at `revision`.
+pub fn synced_at(status: &Value, revision: &str) -> bool {
+    status["state"] == "Synced" && status["lastAppliedRevision"] == revision
+}
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
