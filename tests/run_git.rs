@@ -440,3 +440,37 @@ async fn an_oversized_webhook_body_is_refused_before_it_is_read() {
         .expect("post");
     assert_eq!(response.status().as_u16(), 413);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_git_source_can_be_given_with_flags_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Repo::init(&dir.path().join("repo"));
+    repo.write("config/permits.yaml", PERMITS);
+    let first = repo.commit("grants", "Alice <alice@example.com>");
+    let db = TestDb::new(Backend::Sqlite).await;
+    let url = repo.url();
+    let cache = dir.path().join("cache");
+    let args = [
+        "run",
+        "--git",
+        &url,
+        "--ref",
+        "main",
+        "--path",
+        "config",
+        "--source-name",
+        "platform",
+        "--interval",
+        "300ms",
+        "--database",
+        &db.url,
+        "--cache-dir",
+        cache.to_str().expect("utf-8"),
+    ];
+    let accord = Controller::start_with(dir.path(), &args, free_port()).await;
+    let status = accord
+        .wait_for("platform", WAIT, |s| applied(s, &first))
+        .await;
+    assert_eq!(status["type"], "git");
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM permits").await, 4);
+}
