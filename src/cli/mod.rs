@@ -64,6 +64,8 @@ pub enum Command {
     Status(ServerArgs),
     /// Show open drift (and conflicts) from a running controller.
     Drift(ServerArgs),
+    /// Print the Organization, Permit and Enrollment CustomResourceDefinitions.
+    Crds,
 }
 
 #[derive(Debug, Args)]
@@ -277,6 +279,10 @@ pub fn run(cli: Cli, default_actor: &str) -> u8 {
         Command::Run(args) => runtime.block_on(run_controller(&args, default_actor)),
         Command::Status(args) => runtime.block_on(remote::status(&args, style)),
         Command::Drift(args) => runtime.block_on(remote::drift(&args, style)),
+        Command::Crds => {
+            print!("{}", crate::source::kubernetes::resources::crds_yaml());
+            OK
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod yaml;
 use std::fmt;
 use std::sync::Arc;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use parse::{parse_tree, Diagnostic, SourceFile};
@@ -71,50 +72,78 @@ impl fmt::Display for Key {
 // ---- the shapes users write --------------------------------------------------
 
 /// A permission grant, as written in a file or a `Permit` manifest's `spec`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("anyOf" = [{"required": ["slugs"]}, {"required": ["roles"]}]))]
 pub struct PermitSpec {
+    /// Unique per app; defaults to the manifest's name, else derived from the content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = validate::patterns::ID))]
     pub id: Option<String>,
+    /// `service:action` or `service:entity:action`; the last segment may be `*`.
     #[serde(alias = "permission")]
+    #[schemars(regex(pattern = validate::patterns::PERMISSION))]
     pub permission_id: String,
+    /// Callers (users or service accounts) granted directly.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = validate::patterns::SLUG)))]
     pub slugs: Vec<String>,
+    /// Roles granted, e.g. `user-svc:org:*:admin`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = validate::patterns::PERMIT_ROLE), length(max = 512)))]
     pub roles: Vec<String>,
+    /// The tenant; the namespace's `accord.dev/app` annotation, else `unnamed`, when absent.
     #[serde(default, alias = "appHost", skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = validate::patterns::APP))]
     pub app: Option<String>,
 }
 
 /// A role assignment to one user or contact (or a wildcard of contacts).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["userId"]}, {"required": ["contactId"]}]))]
 pub struct EnrollmentSpec {
+    /// Unique per app; defaults to the manifest's name, else derived from the content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = validate::patterns::ID))]
     pub id: Option<String>,
+    /// `service:role` or `user-svc:org:<org>:<role>`.
+    #[schemars(regex(pattern = validate::patterns::ENROLLMENT_ROLE), length(max = 512))]
     pub role: String,
+    /// Exactly one of `userId`, `contactId`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = validate::patterns::USER_ID))]
     pub user_id: Option<String>,
+    /// An e-mail-like contact, `*` (everyone) or `*@domain`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = validate::patterns::CONTACT_ID), length(max = 320))]
     pub contact_id: Option<String>,
+    /// The tenant; the namespace's `accord.dev/app` annotation, else `unnamed`, when absent.
     #[serde(default, alias = "appHost", skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = validate::patterns::APP))]
     pub app: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrganizationSpec {
     /// Required in native files; a manifest may leave it to `metadata.name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = validate::patterns::ORG_SLUG))]
     pub slug: Option<String>,
+    /// Display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The tenant; the namespace's `accord.dev/app` annotation, else `unnamed`, when absent.
     #[serde(default, alias = "appHost", skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = validate::patterns::APP))]
     pub app: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = validate::patterns::MODEL_NAME)))]
     pub allowed_models: Vec<String>,
+    /// Each member is granted `user-svc:org:<slug>:<role>`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<Member>,
     /// `false` suspends reconciliation of this organization.
@@ -122,20 +151,29 @@ pub struct OrganizationSpec {
     pub gitops: Option<bool>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Budget {
     pub monthly_tokens: u64,
 }
 
 /// A member of an organization: grants `user-svc:org:<slug>:<role>`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{"required": ["userId"]}, {"required": ["contactId"]}]))]
 pub struct Member {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = validate::patterns::CONTACT_ID), length(max = 320))]
     pub contact_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = validate::patterns::USER_ID))]
     pub user_id: Option<String>,
+    /// `admin`, `user` or another role name.
+    #[schemars(regex(pattern = validate::patterns::MEMBER_ROLE))]
     pub role: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_limit: Option<u64>,

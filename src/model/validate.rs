@@ -1,6 +1,25 @@
 //! The patterns of DESIGN.md as plain functions: each returns `Err` with the
 //! sentence a user needs to fix the value.
 
+/// The same rules as regular expressions, for the CRDs' OpenAPI schema, so the
+/// API server rejects a bad object before accord sees it. The functions below
+/// stay the authority (they also give the messages); a test checks the two agree.
+pub mod patterns {
+    pub const ID: &str = r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$";
+    pub const SLUG: &str = ID;
+    pub const APP: &str = r"^[a-zA-Z0-9][a-zA-Z0-9._:-]{0,252}$";
+    pub const PERMISSION: &str = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(:[A-Za-z0-9][A-Za-z0-9_.-]{0,127})?:([A-Za-z0-9][A-Za-z0-9_.-]{0,127}|\*)$";
+    pub const PERMIT_ROLE: &str = r"^([A-Za-z0-9_.@-]{1,128}|\*)(:([A-Za-z0-9_.@-]{1,128}|\*))+$";
+    pub const ENROLLMENT_ROLE: &str = r"^[A-Za-z0-9_.@-]{1,128}(:[A-Za-z0-9_.@-]{1,128})+$";
+    pub const USER_ID: &str = r"^[a-zA-Z0-9][a-zA-Z0-9._:@-]{0,127}$";
+    /// `*`, `*@domain` or `local@domain`; the local part is printable ASCII
+    /// without `@` and `*`, the domain does not start or end with a dot.
+    pub const CONTACT_ID: &str = r"^(\*|\*@[A-Za-z0-9-]([A-Za-z0-9.-]*[A-Za-z0-9-])?|[!-)+-?A-~]+@[A-Za-z0-9-]([A-Za-z0-9.-]*[A-Za-z0-9-])?)$";
+    pub const ORG_SLUG: &str = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
+    pub const MEMBER_ROLE: &str = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$";
+    pub const MODEL_NAME: &str = r"^[a-zA-Z0-9][a-zA-Z0-9._:/-]{0,127}$";
+}
+
 fn is_alnum(b: u8) -> bool {
     b.is_ascii_alphanumeric()
 }

@@ -3,6 +3,7 @@
 
 pub mod directory;
 pub mod git;
+pub mod kubernetes;
 
 use std::collections::HashMap;
 use std::future::Future;
