@@ -33,11 +33,21 @@ pub struct Managed {
     pub declared_in: Option<Arc<str>>,
 }
 
+/// A key a source declares while another source owns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The source that declares it and cannot apply it.
+    pub source: String,
+    pub declared_in: Option<Arc<str>>,
+}
+
 /// The rows in a source's scope and the keys it manages.
 #[derive(Clone, Debug, Default)]
 pub struct LiveState {
     pub rows: KeyMap<LiveRow>,
     pub managed: KeyMap<Managed>,
+    /// Every source's open claims on keys owned by another source.
+    pub claims: KeyMap<Vec<Claim>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -96,6 +106,8 @@ pub struct Change {
     /// whether that exact state was already reported.
     pub drift_hash: Option<String>,
     pub drift_reported: bool,
+    /// For a conflict over a row another source owns: that source.
+    pub owner: Option<String>,
 }
 
 impl Change {
@@ -112,6 +124,7 @@ impl Change {
             declared_in: None,
             drift_hash: None,
             drift_reported: false,
+            owner: None,
         }
     }
 
@@ -147,6 +160,9 @@ pub struct Plan {
     pub managed: usize,
     /// The same, by kind (in `Kind::ALL` order).
     pub managed_by_kind: [usize; 3],
+    /// Whether this source's claims (its conflicts over rows other sources
+    /// own) differ from the recorded ones, so they must be written.
+    pub claims_changed: bool,
 }
 
 impl Plan {
@@ -265,11 +281,26 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
     }
     changes.sort_by(|a, b| a.key.cmp(&b.key));
     forget.sort();
+    let mut recorded: Vec<(&Key, Option<&str>)> = live
+        .claims
+        .iter()
+        .flat_map(|(key, claims)| claims.iter().map(move |c| (key, c)))
+        .filter(|(_, c)| c.source == source)
+        .map(|(key, c)| (key, c.declared_in.as_deref()))
+        .collect();
+    recorded.sort_unstable();
+    let current: Vec<(&Key, Option<&str>)> = changes
+        .iter()
+        .filter(|c| c.owner.is_some())
+        .map(|c| (&c.key, c.declared_in.as_deref()))
+        .collect();
+    let claims_changed = recorded != current;
     Plan {
         changes,
         forget,
         managed: managed_count,
         managed_by_kind,
+        claims_changed,
     }
 }
 
@@ -334,15 +365,15 @@ fn plan_declared(
         Some(owner) if owner == source => {}
         None if is_managed => {}
         Some(other) => {
-            return with_origin(
-                Change::new(
-                    Action::Conflict,
-                    key.clone(),
-                    before(),
-                    Some(desired.clone()),
-                )
-                .note(format!("owned by source `{other}`")),
-            );
+            let mut change = Change::new(
+                Action::Conflict,
+                key.clone(),
+                before(),
+                Some(desired.clone()),
+            )
+            .note(format!("owned by source `{other}`"));
+            change.owner = Some(other.to_owned());
+            return with_origin(change);
         }
         None => {
             return with_origin(
@@ -350,6 +381,25 @@ fn plan_declared(
                     .note("the row exists and no source manages it; accord does not take over rows it did not create"),
             );
         }
+    }
+    if let Some(claim) = live
+        .claims
+        .get(key)
+        .and_then(|claims| claims.iter().find(|c| c.source != source))
+    {
+        let place = claim
+            .declared_in
+            .as_deref()
+            .map(|file| format!(" in {file}"))
+            .unwrap_or_default();
+        return with_origin(
+            Change::new(Action::Conflict, key.clone(), before(), Some(desired.clone())).note(
+                format!(
+                    "also declared by source `{}`{place}; neither applies it until one stops declaring it",
+                    claim.source
+                ),
+            ),
+        );
     }
     let live_hash = row.object.content_hash();
     let disowned = row.managed_by.is_none();

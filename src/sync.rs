@@ -54,7 +54,8 @@ pub async fn prepare(
     let (desired, live) = tokio::join!(read_desired(source, limits), store.load(Some(source_name)));
     let (revision, desired) = desired?;
     let live = live?;
-    let plan = plan::plan(&desired, &live, source_name, options);
+    let mut plan = plan::plan(&desired, &live, source_name, options);
+    crate::store::explain_conflicts(store, &mut plan).await?;
     Ok(Prepared {
         revision,
         desired,

@@ -497,6 +497,91 @@ fn declared_key_owned_by_another_source_is_a_conflict_naming_it() {
 }
 
 #[test]
+fn conflict_over_another_sources_row_is_a_claim_to_record_once() {
+    let theirs = permit("pay").roles(["pay-svc:processor"]).build();
+    let ours = permit("pay").roles(["pay-svc:auditor"]).build();
+    let desired = desired([declared(ours).at("perms/pay.yaml", 3)]);
+    let unrecorded = live()
+        .row(theirs.clone())
+        .owned_by(KUBERNETES)
+        .applied()
+        .build();
+
+    let plan = plan_git(&desired, &unrecorded);
+    assert_eq!(only_change(&plan).owner.as_deref(), Some(KUBERNETES));
+    assert!(plan.claims_changed, "a new claim must be written");
+    assert!(plan.is_pending());
+
+    let recorded = live()
+        .row(theirs)
+        .owned_by(KUBERNETES)
+        .applied()
+        .claimed_by(key(Kind::Permit, "pay"), GIT, "perms/pay.yaml")
+        .build();
+    assert!(
+        !plan_git(&desired, &recorded).claims_changed,
+        "the same claim is not written again"
+    );
+}
+
+#[test]
+fn claim_no_longer_made_is_dropped() {
+    let (objects, synced) = synced_permits(1);
+    let stale = live()
+        .synced(GIT, objects[0].clone())
+        .claimed_by(key(Kind::Permit, "elsewhere"), GIT, "old.yaml")
+        .build();
+    assert!(!plan_git(&desired_objects(objects.clone()), &synced).claims_changed);
+    assert!(plan_git(&desired_objects(objects), &stale).claims_changed);
+}
+
+#[test]
+fn owned_key_another_source_also_declares_is_a_conflict_on_the_owners_side_too() {
+    let applied = permit("pay").roles(["pay-svc:processor"]).build();
+    let changed = permit("pay").roles(["pay-svc:auditor"]).build();
+    let live = live()
+        .synced(GIT, applied.clone())
+        .claimed_by(key(Kind::Permit, "pay"), KUBERNETES, "team-a/Permit/pay")
+        .build();
+
+    let plan = plan_git(&desired_objects([changed]), &live);
+
+    let change = only_change(&plan);
+    assert_eq!(change.action, Action::Conflict, "held, not updated");
+    assert_eq!(change.owner, None, "the owner makes no claim");
+    assert!(
+        change.note.contains(KUBERNETES) && change.note.contains("team-a/Permit/pay"),
+        "note: {}",
+        change.note
+    );
+    assert!(!plan.claims_changed);
+}
+
+#[test]
+fn owner_still_prunes_a_contested_key_it_stops_declaring() {
+    let applied = permit("pay").build();
+    let keep = permit("keep").build();
+    let live = live()
+        .synced(GIT, applied)
+        .synced(GIT, keep.clone())
+        .synced(GIT, permit("keep2").build())
+        .synced(GIT, permit("keep3").build())
+        .synced(GIT, permit("keep4").build())
+        .claimed_by(key(Kind::Permit, "pay"), KUBERNETES, "team-a/Permit/pay")
+        .build();
+    let desired = desired_objects([
+        keep,
+        permit("keep2").build(),
+        permit("keep3").build(),
+        permit("keep4").build(),
+    ]);
+
+    let plan = plan_git(&desired, &live);
+
+    assert_eq!(actions(&plan), vec![(Action::Delete, "pay".to_owned())]);
+}
+
+#[test]
 fn row_of_another_source_with_the_same_content_is_still_a_conflict() {
     let same = permit("pay").build();
     let live = live()

@@ -412,6 +412,69 @@ both_backends!(two_sources_conflict_on_one_key, |backend| async move {
 });
 
 both_backends!(
+    a_conflict_is_reported_on_both_sides_with_the_other_sides_file,
+    |backend| async move {
+        let (_db, store) = open(backend).await;
+        let git_desired = desired([declared(permit("shared").build()).at("perms/shared.yaml", 1)]);
+        sync_with(&store, &git_desired, "git", DriftPolicy::Correct).await;
+        let kube_desired =
+            desired([declared(permit("shared").roles(["svc:admin"]).build())
+                .at("team-a/Permit/shared", 1)]);
+
+        let mut kube_plan = plan_for(&store, &kube_desired, "kubernetes").await;
+        accord::store::explain_conflicts(&store, &mut kube_plan)
+            .await
+            .expect("owners");
+        assert_eq!(
+            kube_plan.changes[0].note,
+            "owned by source `git` (declared in perms/shared.yaml)"
+        );
+        assert!(kube_plan.claims_changed);
+        store
+            .apply(ApplyRequest::new(
+                "kubernetes",
+                "rv-9",
+                "t",
+                DriftPolicy::Correct,
+                &kube_plan,
+            ))
+            .await
+            .expect("claim recorded");
+        assert!(
+            !plan_for(&store, &kube_desired, "kubernetes")
+                .await
+                .claims_changed,
+            "the claim is stored"
+        );
+
+        // The owner now sees the conflict too, and holds the row.
+        let git_plan = plan_for(&store, &git_desired, "git").await;
+        assert_eq!(git_plan.summary().conflict, 1);
+        assert!(
+            git_plan.changes[0]
+                .note
+                .contains("`kubernetes` in team-a/Permit/shared"),
+            "{}",
+            git_plan.changes[0].note
+        );
+
+        // Once Kubernetes stops declaring it, its claim goes and Git is clear.
+        let (resolved, _) = sync_with(
+            &store,
+            &desired_objects(Vec::new()),
+            "kubernetes",
+            DriftPolicy::Correct,
+        )
+        .await;
+        assert!(resolved.claims_changed);
+        assert!(plan_for(&store, &git_desired, "git")
+            .await
+            .changes
+            .is_empty());
+    }
+);
+
+both_backends!(
     large_applies_are_chunked_under_the_bind_limits,
     |backend| async move {
         let (db, store) = open(backend).await;

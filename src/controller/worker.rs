@@ -268,7 +268,7 @@ impl Worker {
         // Planning 100k objects (and freeing the loaded rows) is CPU work:
         // off the runtime, so the HTTP API keeps answering meanwhile.
         let (planned, source, prune) = (desired.clone(), name.clone(), self.config.prune);
-        let plan = match tokio::task::spawn_blocking(move || {
+        let mut plan = match tokio::task::spawn_blocking(move || {
             plan::plan(&planned, &live, &source, PlanOptions { prune })
         })
         .await
@@ -276,6 +276,9 @@ impl Worker {
             Ok(plan) => plan,
             Err(e) => return self.fail("error", e.to_string()),
         };
+        if let Err(e) = crate::store::explain_conflicts(store.as_ref(), &mut plan).await {
+            return self.fail("error", e.to_string());
+        }
         if let Err(refusal) = plan::guard(&plan, self.config.max_delete_percent) {
             return self.fail(
                 "refused",
@@ -420,6 +423,7 @@ impl Worker {
 /// trace in the database, so an idle controller does not grow `sync_runs`.
 fn has_writes(plan: &Plan, drift: DriftPolicy) -> bool {
     !plan.forget.is_empty()
+        || plan.claims_changed
         || plan.changes.iter().any(|c| match c.action {
             Action::Create | Action::Update | Action::Delete => true,
             Action::Drift => drift == DriftPolicy::Correct || !c.drift_reported,

@@ -12,7 +12,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::model::Kind;
+use crate::model::{Key, KeyMap, Kind};
 use crate::plan::{LiveState, Plan, Summary};
 
 pub use sql::{PostgresStore, SqliteStore};
@@ -213,6 +213,12 @@ pub trait Store: Send + Sync {
         app: Option<&str>,
     ) -> impl Future<Output = Result<Vec<OrgSwitch>, StoreError>> + Send;
 
+    /// Which source manages each of `keys`, and from which file.
+    fn owners(
+        &self,
+        keys: &[&Key],
+    ) -> impl Future<Output = Result<KeyMap<(String, Option<String>)>, StoreError>> + Send;
+
     /// Takes the per-source lock that keeps replicas from syncing one source
     /// at once; `None` when another holds it. (PostgreSQL: an advisory lock,
     /// released with the lock or its connection; SQLite serves one process.)
@@ -294,6 +300,13 @@ impl Store for AnyStore {
         }
     }
 
+    async fn owners(&self, keys: &[&Key]) -> Result<KeyMap<(String, Option<String>)>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.owners(keys).await,
+            AnyStore::Postgres(s) => s.owners(keys).await,
+        }
+    }
+
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         match self {
             AnyStore::Sqlite(s) => s.audit(query).await,
@@ -347,6 +360,30 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// Names the file behind each conflict over a row another source owns
+/// ("owned by source `git` (declared in perms/a.yaml)"), so whoever reads the
+/// conflict knows where to look. One query, only when there are conflicts.
+pub async fn explain_conflicts(store: &impl Store, plan: &mut Plan) -> Result<(), StoreError> {
+    let keys: Vec<&Key> = plan
+        .changes
+        .iter()
+        .filter(|c| c.owner.is_some())
+        .map(|c| &c.key)
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let owners = store.owners(&keys).await?;
+    for change in plan.changes.iter_mut().filter(|c| c.owner.is_some()) {
+        if let Some((owner, Some(file))) = owners.get(&change.key) {
+            if change.owner.as_deref() == Some(owner.as_str()) {
+                change.note = format!("owned by source `{owner}` (declared in {file})");
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

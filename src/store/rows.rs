@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use crate::model::{Budget, Enrollment, Key, KeyMap, Kind, Member, Object, Organization, Permit};
-use crate::plan::{LiveRow, LiveState, Managed};
+use crate::plan::{Claim, LiveRow, LiveState, Managed};
 
 pub type OrgRow = (
     String,
@@ -45,6 +45,8 @@ pub type EnrollmentRow = (
     Option<String>,
 );
 pub type ManagedRow = (String, String, String, Option<String>, Option<String>);
+/// source, kind, app, object_id, declared_in
+pub type ClaimRow = (String, String, String, String, Option<String>);
 
 /// A stored JSON list as a sorted set; anything else as a one-element list
 /// holding the raw text, so a broken hand edit shows up in the diff.
@@ -72,6 +74,7 @@ pub fn assemble(
     permits: Vec<PermitRow>,
     enrollments: Vec<EnrollmentRow>,
     managed: Vec<ManagedRow>,
+    claim_rows: Vec<ClaimRow>,
 ) -> LiveState {
     let mut rows = KeyMap::default();
     rows.reserve(orgs.len() + permits.len() + enrollments.len());
@@ -132,7 +135,23 @@ pub fn assemble(
             Some((Key { kind, app, id }, managed))
         })
         .collect();
-    LiveState { rows, managed }
+    let mut claims: KeyMap<Vec<Claim>> = KeyMap::default();
+    for (source, kind, app, id, declared_in) in claim_rows {
+        if let Some(kind) = Kind::parse(&kind) {
+            claims
+                .entry(Key { kind, app, id })
+                .or_default()
+                .push(Claim {
+                    source,
+                    declared_in: declared_in.map(Into::into),
+                });
+        }
+    }
+    LiveState {
+        rows,
+        managed,
+        claims,
+    }
 }
 
 fn insert(

@@ -20,7 +20,7 @@ use super::{
     lock_key, redact, ApplyRequest, AuditAction, AuditEntry, AuditQuery, DriftPolicy, OrgSwitch,
     SourceLock, Store, StoreError, SyncRecord,
 };
-use crate::model::{Enrollment, Key, Kind, Member, Object, Organization, Permit};
+use crate::model::{Enrollment, Key, KeyMap, Kind, Member, Object, Organization, Permit};
 use crate::plan::{Action, Change, LiveState};
 
 pub struct SqliteStore {
@@ -293,6 +293,12 @@ const ENROLLMENTS: Table = Table {
         "updated_at",
     ],
 };
+const CLAIMS: Table = Table {
+    name: "claims",
+    columns: &["source", "kind", "app", "object_id", "owner", "declared_in"],
+    key: &["source", "kind", "app", "object_id"],
+    update: &["owner", "declared_in"],
+};
 const MANAGED: Table = Table {
     name: "managed_objects",
     columns: &[
@@ -462,9 +468,17 @@ macro_rules! sql_store {
                     }
                     None => Vec::new(),
                 };
+                // Few rows: only keys two sources declare at once.
+                let claims: Vec<rows::ClaimRow> = Self::fetch_rows(
+                    &mut tx,
+                    "claims",
+                    "source, kind, app, object_id, declared_in",
+                    None,
+                )
+                .await?;
                 tx.commit().await?;
                 tokio::task::spawn_blocking(move || {
-                    rows::assemble(orgs, members, permits, enrollments, managed)
+                    rows::assemble(orgs, members, permits, enrollments, managed, claims)
                 })
                 .await
                 .map_err(|e| StoreError::Decode {
@@ -612,6 +626,30 @@ macro_rules! sql_store {
                 })
                 .await?;
 
+                // This source's claims on keys other sources own: replaced whole.
+                if request.plan.claims_changed {
+                    let mut qb = QueryBuilder::<$db>::new("DELETE FROM claims WHERE source = ");
+                    qb.push_bind(source);
+                    qb.build().execute(&mut *conn).await?;
+                    let claims: Vec<&crate::plan::Change> = request
+                        .plan
+                        .changes
+                        .iter()
+                        .filter(|c| c.owner.is_some())
+                        .collect();
+                    $bulk(conn, &CLAIMS.insert_only(), &claims, |c| {
+                        [
+                            source.into(),
+                            c.key.kind.as_str().into(),
+                            c.key.app.as_str().into(),
+                            c.key.id.as_str().into(),
+                            c.owner.as_deref().into(),
+                            c.declared_in.as_deref().into(),
+                        ]
+                    })
+                    .await?;
+                }
+
                 // The sync record and its audit rows.
                 let summary = request.plan.summary();
                 let finished_at = Utc::now();
@@ -726,6 +764,31 @@ macro_rules! sql_store {
                 qb.push(" ORDER BY app");
                 let rows: Vec<OrgSwitchRow> = qb.build_query_as().fetch_all(&self.pool).await?;
                 Ok(switches(rows))
+            }
+
+            async fn owners(&self, keys: &[&Key]) -> Result<KeyMap<(String, Option<String>)>, StoreError> {
+                let mut owners = KeyMap::default();
+                let wanted: std::collections::HashSet<&Key> = keys.iter().copied().collect();
+                for chunk in keys.chunks($bind_limit / 2) {
+                    let mut qb = QueryBuilder::<$db>::new(
+                        "SELECT kind, app, object_id, source, declared_in FROM managed_objects WHERE object_id IN (",
+                    );
+                    let mut ids = qb.separated(", ");
+                    for key in chunk {
+                        ids.push_bind(key.id.as_str());
+                    }
+                    qb.push(")");
+                    let rows: Vec<(String, String, String, String, Option<String>)> =
+                        qb.build_query_as().fetch_all(&self.pool).await?;
+                    for (kind, app, id, source, declared_in) in rows {
+                        let Some(kind) = Kind::parse(&kind) else { continue };
+                        let key = Key { kind, app, id };
+                        if wanted.contains(&key) {
+                            owners.insert(key, (source, declared_in));
+                        }
+                    }
+                }
+                Ok(owners)
             }
 
             async fn lock_source(&self, source: &str) -> Result<Option<SourceLock>, StoreError> {

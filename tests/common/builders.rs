@@ -8,7 +8,7 @@ use accord::model::{
     Budget, Declaration, DesiredState, Enrollment, Key, Kind, Mark, Member, Object, Organization,
     Origin, Permit, DEFAULT_APP,
 };
-use accord::plan::{LiveRow, LiveState, Managed};
+use accord::plan::{Claim, LiveRow, LiveState, Managed};
 
 /// The key of an object of `kind` in the default app.
 pub fn key(kind: Kind, id: &str) -> Key {
@@ -316,6 +316,15 @@ impl LiveBuilder {
     /// A key in the source's ledger, last applied from `file`.
     pub fn declared_in(mut self, key: Key, file: &str) -> Self {
         self.state.managed.entry(key).or_default().declared_in = Some(Arc::from(file));
+        self
+    }
+
+    /// `source` declares `key` too and recorded its claim on it.
+    pub fn claimed_by(mut self, key: Key, source: &str, file: &str) -> Self {
+        self.state.claims.entry(key).or_default().push(Claim {
+            source: source.to_owned(),
+            declared_in: Some(Arc::from(file)),
+        });
         self
     }
 
