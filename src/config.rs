@@ -26,6 +26,44 @@ pub struct Config {
     /// Where Git sources keep their fetched objects.
     pub cache_dir: PathBuf,
     pub sources: Vec<SourceConfig>,
+    /// Replicas elect one leader through a Lease; only it writes.
+    pub leader_election: Option<LeaderElectionConfig>,
+}
+
+/// A Lease in the cluster decides which replica writes to the database and
+/// to object statuses; the others watch and wait.
+#[derive(Clone, Debug, PartialEq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LeaderElectionConfig {
+    #[serde(default = "default_lease_name")]
+    pub lease_name: String,
+    /// The namespace of the Lease (the one accord runs in).
+    pub namespace: String,
+    /// How long a leader's lease lasts without renewal, e.g. `15s`.
+    #[serde(default = "default_lease_duration")]
+    pub lease_duration: String,
+    /// A kubeconfig file; in-cluster configuration or `$KUBECONFIG` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+fn default_lease_name() -> String {
+    "accord-leader".into()
+}
+
+fn default_lease_duration() -> String {
+    "15s".into()
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Namespaces to watch; all of them when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// A kubeconfig file; in-cluster configuration or `$KUBECONFIG` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +81,7 @@ pub struct SourceConfig {
 pub enum SourceKind {
     Git(GitConfig),
     Directory { path: PathBuf },
+    Kubernetes(KubernetesConfig),
 }
 
 impl SourceKind {
@@ -50,6 +89,7 @@ impl SourceKind {
         match self {
             SourceKind::Git(_) => "git",
             SourceKind::Directory { .. } => "directory",
+            SourceKind::Kubernetes(_) => "kubernetes",
         }
     }
 }
@@ -90,6 +130,8 @@ struct FileConfig {
     api_token_file: Option<PathBuf>,
     #[serde(default)]
     cache_dir: Option<PathBuf>,
+    #[serde(default)]
+    leader_election: Option<LeaderElectionConfig>,
     /// Checked item by item below, so each source's errors are located.
     #[serde(default, rename = "sources")]
     _sources: Vec<serde::de::IgnoredAny>,
@@ -103,6 +145,8 @@ struct FileSource {
     git: Option<GitConfig>,
     #[serde(default)]
     directory: Option<FileDirectory>,
+    #[serde(default)]
+    kubernetes: Option<KubernetesConfig>,
     #[serde(default)]
     interval: Option<String>,
     #[serde(default)]
@@ -193,21 +237,32 @@ pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Ve
                 format!("sources: the name `{}` is used twice", source.name),
             );
         }
-        let kind = match (source.git, source.directory) {
-            (Some(git), None) => {
+        let kind = match (source.git, source.directory, source.kubernetes) {
+            (Some(git), None, None) => {
                 if !is_git_url(&git.url) {
                     fail("git", format!("git.url `{}` must be an https://, ssh://, git@host:path or file:// URL", git.url));
                 }
                 Some(SourceKind::Git(git))
             }
-            (None, Some(directory)) => Some(SourceKind::Directory {
+            (None, Some(directory), None) => Some(SourceKind::Directory {
                 path: directory.path,
             }),
+            (None, None, Some(kubernetes)) => {
+                for namespace in &kubernetes.namespaces {
+                    if crate::model::validate::org_slug(namespace).is_err() {
+                        fail(
+                            "kubernetes",
+                            format!("kubernetes.namespaces: `{namespace}` is not a namespace name"),
+                        );
+                    }
+                }
+                Some(SourceKind::Kubernetes(kubernetes))
+            }
             _ => {
                 fail(
                     "name",
                     format!(
-                        "source `{}` needs exactly one of `git`, `directory`",
+                        "source `{}` needs exactly one of `git`, `directory`, `kubernetes`",
                         source.name
                     ),
                 );
@@ -254,6 +309,17 @@ pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Ve
             });
         }
     }
+    if let Some(election) = &top.leader_election {
+        let at = root.get("leaderElection").map_or(root.mark, |n| n.mark);
+        match parse_duration(&election.lease_duration) {
+            Ok(d) if d >= Duration::from_secs(2) => {}
+            _ => errors.push(Diagnostic::new(
+                &file,
+                at,
+                "leaderElection.leaseDuration must be a duration of at least 2s, like 15s",
+            )),
+        }
+    }
     if source_nodes.is_empty() && errors.is_empty() {
         errors.push(Diagnostic::new(
             &file,
@@ -279,6 +345,7 @@ pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Ve
             .or(top.cache_dir)
             .unwrap_or_else(|| PathBuf::from(".accord-cache")),
         sources,
+        leader_election: top.leader_election,
     })
 }
 

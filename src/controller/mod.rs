@@ -1,6 +1,7 @@
 //! `accord run`: one worker per source, file watchers for folders, the HTTP
 //! server, and a graceful shutdown that lets an in-flight sync finish.
 
+pub mod leader;
 pub mod state;
 pub mod worker;
 
@@ -13,9 +14,10 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, SourceKind};
+use crate::config::{Config, KubernetesConfig, SourceKind};
 use crate::metrics::Metrics;
 use crate::source::git::redact_url;
+use crate::source::kubernetes::{Feeds, KubernetesSource};
 use crate::source::{DirectorySource, GitSource};
 use crate::store::{AnyStore, StoreError};
 use state::{SourceHandle, SourceStatus, State};
@@ -46,6 +48,31 @@ pub enum RunError {
     },
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
+    #[error("cannot reach Kubernetes: {0}")]
+    Kubernetes(String),
+}
+
+/// A client for the cluster: from a kubeconfig file when given, else
+/// in-cluster configuration or `$KUBECONFIG`.
+async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, RunError> {
+    let fail = |e: &dyn std::fmt::Display| RunError::Kubernetes(e.to_string());
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path).map_err(|e| fail(&e))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| fail(&e))?
+        }
+        None => kube::Config::infer().await.map_err(|e| fail(&e))?,
+    };
+    kube::Client::try_from(config).map_err(|e| fail(&e))
+}
+
+/// This replica's name on Leases and Events: the pod name (the hostname in
+/// a pod) and the process id, so replicas on one host differ too.
+fn identity() -> String {
+    let host = whoami::hostname().unwrap_or_else(|_| "accord".into());
+    format!("{host}-{}", std::process::id())
 }
 
 /// A quiet period after the last file event before a folder is synced, so an
@@ -124,6 +151,32 @@ pub async fn run(
         .as_deref()
         .map(|p| read_secret("the API token", p))
         .transpose()?;
+    let identity = identity();
+    // One client for the whole process, made only when something needs it.
+    let needs_cluster = config.leader_election.is_some()
+        || config
+            .sources
+            .iter()
+            .any(|s| matches!(s.kind, SourceKind::Kubernetes(_)));
+    let client = if needs_cluster {
+        let kubeconfig = config
+            .sources
+            .iter()
+            .find_map(|s| match &s.kind {
+                SourceKind::Kubernetes(KubernetesConfig { kubeconfig, .. }) => kubeconfig.clone(),
+                _ => None,
+            })
+            .or_else(|| {
+                config
+                    .leader_election
+                    .as_ref()
+                    .and_then(|e| e.kubeconfig.clone())
+            });
+        Some(kube_client(kubeconfig.as_deref()).await?)
+    } else {
+        None
+    };
+    let mut feeds: Vec<(usize, Feeds)> = Vec::new();
     let mut handles = Vec::new();
     let mut workers = Vec::new();
     for source in &config.sources {
@@ -155,6 +208,24 @@ pub async fn run(
                     .map(|p| read_secret("the webhook secret", p))
                     .transpose()?,
             ),
+            SourceKind::Kubernetes(kubernetes) => {
+                let Some(client) = client.clone() else {
+                    unreachable!("a client is made whenever a kubernetes source exists")
+                };
+                let feed = Feeds::new(&kubernetes.namespaces);
+                let cache = feed.cache();
+                feeds.push((handles.len(), feed));
+                let scope = if kubernetes.namespaces.is_empty() {
+                    "all namespaces".to_owned()
+                } else {
+                    kubernetes.namespaces.join(", ")
+                };
+                (
+                    format!("accord.dev/v1alpha1 in {scope}"),
+                    AnySource::Kubernetes(KubernetesSource::new(client, cache, &identity)),
+                    None,
+                )
+            }
         };
         let handle = Arc::new(SourceHandle {
             name: source.name.clone(),
@@ -169,13 +240,59 @@ pub async fn run(
         handles.push(handle.clone());
         workers.push((handle, any, source.clone(), requests));
     }
+    let leadership = config
+        .leader_election
+        .as_ref()
+        .map(|_| Arc::new(leader::Leadership::new(&identity)));
     let state = Arc::new(State {
         sources: handles,
         store,
         metrics: Metrics::default(),
         api_token,
         shutdown: shutdown.clone(),
+        leadership: leadership.clone(),
     });
+    if let (Some(election), Some(leadership), Some(client)) =
+        (&config.leader_election, &leadership, &client)
+    {
+        let duration = crate::config::parse_duration(&election.lease_duration)
+            .unwrap_or(Duration::from_secs(15));
+        let campaign = leader::Election::new(
+            client.clone(),
+            &election.namespace,
+            &election.lease_name,
+            duration,
+            leadership.clone(),
+        );
+        tokio::spawn(campaign.run(shutdown.clone()));
+        // A new leader syncs every source at once instead of at its next interval.
+        let (leadership, state) = (leadership.clone(), state.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = state.shutdown.cancelled() => break,
+                    _ = leadership.changed() => {}
+                }
+                if leadership.is_leader() {
+                    for handle in &state.sources {
+                        handle.poke("elected leader");
+                    }
+                }
+            }
+        });
+    }
+    // Watches run on every replica, so a follower that takes over has a warm cache.
+    for (index, feed) in feeds {
+        let (Some(client), Some(handle)) = (client.clone(), state.sources.get(index).cloned())
+        else {
+            continue;
+        };
+        feed.follow(
+            client,
+            Arc::new(move || handle.poke("kubernetes change")),
+            shutdown.clone(),
+        );
+    }
 
     // File watchers live as long as this function.
     let mut watchers = Vec::new();

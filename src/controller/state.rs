@@ -8,6 +8,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::store::AnyStore;
 
@@ -148,6 +149,8 @@ pub struct State {
     /// When set, mutating API calls need `Authorization: Bearer <token>`.
     pub api_token: Option<String>,
     pub shutdown: CancellationToken,
+    /// Set when replicas elect a leader: only the leader syncs.
+    pub leadership: Option<Arc<Leadership>>,
 }
 
 impl State {

@@ -14,6 +14,7 @@ use crate::config::SourceConfig;
 use crate::metrics::{KindLabels, OutcomeLabels, SourceLabel};
 use crate::model::{DesiredState, Kind, Limits};
 use crate::plan::{self, Action, Plan, PlanOptions};
+use crate::source::kubernetes::{KubernetesSource, SyncResult};
 use crate::source::{DirectorySource, GitSource, Snapshot, Source, SourceError};
 use crate::store::{ApplyRequest, DriftPolicy, Store};
 
@@ -21,6 +22,7 @@ use crate::store::{ApplyRequest, DriftPolicy, Store};
 pub enum AnySource {
     Directory(DirectorySource),
     Git(GitSource),
+    Kubernetes(KubernetesSource),
 }
 
 impl Source for AnySource {
@@ -28,6 +30,7 @@ impl Source for AnySource {
         match self {
             AnySource::Directory(s) => s.read().await,
             AnySource::Git(s) => s.read().await,
+            AnySource::Kubernetes(s) => s.read().await,
         }
     }
 
@@ -35,6 +38,7 @@ impl Source for AnySource {
         match self {
             AnySource::Directory(s) => s.poll(known).await,
             AnySource::Git(s) => s.poll(known).await,
+            AnySource::Kubernetes(s) => s.poll(known).await,
         }
     }
 
@@ -42,13 +46,14 @@ impl Source for AnySource {
         match self {
             AnySource::Directory(s) => s.authors(revision, files).await,
             AnySource::Git(s) => s.authors(revision, files).await,
+            AnySource::Kubernetes(_) => HashMap::new(),
         }
     }
 }
 
 /// How one sync ended, for the loop's timing and the metrics.
 #[derive(Debug, PartialEq, Eq)]
-enum Outcome {
+pub enum Outcome {
     Applied,
     Unchanged,
     /// Another replica holds the source's lock.
@@ -135,8 +140,21 @@ impl Worker {
         tracing::info!(source = %self.config.name, "source stopped");
     }
 
+    /// One sync: read, plan, apply, report. Public so tests can drive a
+    /// worker step by step.
     #[tracing::instrument(skip_all, fields(source = %self.config.name))]
-    async fn sync_once(&mut self) -> Outcome {
+    pub async fn sync_once(&mut self) -> Outcome {
+        if let Some(leadership) = &self.state.leadership {
+            if !leadership.is_leader() {
+                let holder = leadership
+                    .holder()
+                    .map_or_else(|| "no replica".to_owned(), |h| format!("replica `{h}`"));
+                self.handle.update(|s| {
+                    s.message = format!("standing by: {holder} holds the leader lease");
+                });
+                return Outcome::Busy;
+            }
+        }
         let started = Instant::now();
         self.handle.update(|s| {
             s.state = SyncState::Progressing;
@@ -175,6 +193,11 @@ impl Worker {
         }
         let revision = snapshot.revision.clone();
         self.notes = snapshot.notes.clone();
+        let rejected: Vec<String> = snapshot
+            .declared
+            .as_ref()
+            .map(|d| d.rejected.iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
         let parsed = tokio::task::spawn_blocking(move || snapshot.desired(Limits::default()))
             .await
             .map_err(|e| e.to_string())?;
@@ -182,8 +205,10 @@ impl Worker {
             Ok(desired) => {
                 let desired = Arc::new(desired);
                 self.desired = Some((revision.clone(), desired.clone()));
+                // Object-by-object sources apply what is valid; the rest is
+                // listed here and on each object.
                 self.handle.update(|s| {
-                    s.errors.clear();
+                    s.errors = rejected;
                     s.last_attempted_revision = Some(revision.clone());
                 });
                 Ok(Some((revision, desired)))
@@ -259,11 +284,41 @@ impl Worker {
     }
 
     async fn reconcile_locked(&self, revision: &str, desired: &Arc<DesiredState>) -> Outcome {
+        let (outcome, plan, failure) = self.plan_and_apply(revision, desired).await;
+        if let AnySource::Kubernetes(source) = &self.source {
+            let result = match (&plan, failure) {
+                (Some(plan), None) => SyncResult::Applied(plan),
+                (Some(plan), Some(Failure::Refused(message))) => SyncResult::Refused(plan, message),
+                (plan, Some(Failure::Error(message))) => SyncResult::Failed(plan.as_ref(), message),
+                (None, _) => SyncResult::Failed(None, "not planned".into()),
+            };
+            let writes = source.report(&result, self.config.drift).await;
+            if writes != Default::default() {
+                tracing::info!(source = %self.config.name, patched = writes.patched, failed = writes.failed, events = writes.events, "statuses written");
+            }
+        }
+        outcome
+    }
+
+    /// Plans and applies; the plan (when there was one) and why it was not
+    /// applied (when it was not) go to the object statuses.
+    async fn plan_and_apply(
+        &self,
+        revision: &str,
+        desired: &Arc<DesiredState>,
+    ) -> (Outcome, Option<Plan>, Option<Failure>) {
         let store = &self.state.store;
         let name = &self.config.name;
+        let failed = |message: String| {
+            (
+                self.fail("error", message.clone()),
+                None,
+                Some(Failure::Error(message)),
+            )
+        };
         let live = match store.load(Some(name)).await {
             Ok(live) => live,
-            Err(e) => return self.fail("error", e.to_string()),
+            Err(e) => return failed(e.to_string()),
         };
         // Planning 100k objects (and freeing the loaded rows) is CPU work:
         // off the runtime, so the HTTP API keeps answering meanwhile.
@@ -274,15 +329,17 @@ impl Worker {
         .await
         {
             Ok(plan) => plan,
-            Err(e) => return self.fail("error", e.to_string()),
+            Err(e) => return failed(e.to_string()),
         };
         if let Err(e) = crate::store::explain_conflicts(store.as_ref(), &mut plan).await {
-            return self.fail("error", e.to_string());
+            return failed(e.to_string());
         }
         if let Err(refusal) = plan::guard(&plan, self.config.max_delete_percent) {
-            return self.fail(
-                "refused",
-                format!("revision {revision} not applied: {refusal}"),
+            let message = format!("revision {revision} not applied: {refusal}");
+            return (
+                self.fail("refused", message.clone()),
+                Some(plan),
+                Some(Failure::Refused(message)),
             );
         }
         let writes = has_writes(&plan, self.config.drift);
@@ -306,18 +363,24 @@ impl Worker {
                 plan: &plan,
             };
             if let Err(e) = store.apply(request).await {
-                return self.fail("error", e.to_string());
+                let message = e.to_string();
+                return (
+                    self.fail("error", message.clone()),
+                    Some(plan),
+                    Some(Failure::Error(message)),
+                );
             }
             let s = plan.summary();
             tracing::info!(source = %name, %revision, created = s.create, updated = s.update, deleted = s.delete, drift = s.drift, "sync applied");
         }
         self.count(if writes { "applied" } else { "unchanged" });
         self.report(revision, desired, &plan);
-        if writes {
+        let outcome = if writes {
             Outcome::Applied
         } else {
             Outcome::Unchanged
-        }
+        };
+        (outcome, Some(plan), None)
     }
 
     /// Status and metrics after a successful sync.
@@ -417,6 +480,12 @@ impl Worker {
                 .set(managed as i64);
         }
     }
+}
+
+/// Why a planned sync was not applied.
+enum Failure {
+    Refused(String),
+    Error(String),
 }
 
 /// Whether applying the plan would write anything: a no-op sync leaves no

@@ -30,12 +30,26 @@ pub struct Snapshot {
     /// Things an operator should know that do not stop the sync, such as a
     /// force-push.
     pub notes: Vec<String>,
+    /// Declarations made object by object (Kubernetes) instead of from
+    /// files: the valid ones apply, each rejection stays with its object.
+    pub declared: Option<Declared>,
+}
+
+/// A source's declarations taken one object at a time.
+#[derive(Clone, Debug, Default)]
+pub struct Declared {
+    pub desired: DesiredState,
+    /// Objects that were not taken, each located by the object's own name.
+    pub rejected: Vec<Diagnostic>,
 }
 
 impl Snapshot {
     /// The declared state of this revision, or every problem with it: files
     /// that could not be taken and parse errors together, sorted by place.
     pub fn desired(&self, limits: Limits) -> Result<DesiredState, Vec<Diagnostic>> {
+        if let Some(declared) = &self.declared {
+            return Ok(declared.desired.clone());
+        }
         match parse_tree(&self.files, limits) {
             Ok(desired) if self.problems.is_empty() => Ok(desired),
             parsed => {
@@ -60,6 +74,8 @@ pub enum SourceError {
     Task(String),
     #[error("git: {0}")]
     Git(String),
+    #[error("kubernetes: {0}")]
+    Kubernetes(String),
 }
 
 pub trait Source: Send + Sync {
