@@ -1,0 +1,404 @@
+//! `accord run` with a Kubernetes source, end to end, against a Kubernetes
+//! API server emulator (tests/kube-emulator, one Python file) driven with
+//! the real `kubectl`: CRDs and the bundled example manifests applied, rows
+//! in the database, statuses and Events read back the way a kubectl user
+//! reads them, pruning across a restart, no writes on a no-op sync, and a
+//! follower taking over when the leader dies.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::controller::{eventually, free_port, Controller};
+use common::db::{Backend, TestDb};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(60);
+const EXAMPLES: usize = 6;
+
+fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// A running emulator; killed when dropped.
+struct Cluster {
+    child: Child,
+    kubeconfig: PathBuf,
+    requests: PathBuf,
+}
+
+impl Cluster {
+    fn start(dir: &Path) -> Cluster {
+        let kubeconfig = dir.join("kubeconfig");
+        let requests = dir.join("requests.jsonl");
+        let mut child = Command::new("python3")
+            .arg(repo_path("tests/kube-emulator/emulator.py"))
+            .args(["--port", "0", "--bookmark-interval", "5"])
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--request-log")
+            .arg(&requests)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs the emulator");
+        let mut port = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut port)
+            .expect("the emulator prints its port");
+        assert!(port.trim().parse::<u16>().is_ok(), "no port: {port:?}");
+        let cluster = Cluster {
+            child,
+            kubeconfig,
+            requests,
+        };
+        cluster.kubectl_ok(&["apply", "-f", repo_path("crds").to_str().expect("utf-8")]);
+        cluster.kubectl_ok(&[
+            "wait",
+            "--for",
+            "condition=established",
+            "crd/permits.accord.dev",
+            "crd/enrollments.accord.dev",
+            "crd/organizations.accord.dev",
+        ]);
+        cluster
+    }
+
+    fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
+        let output = Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .output()
+            .expect("kubectl runs");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let (ok, stdout, stderr) = self.kubectl(args);
+        assert!(ok, "kubectl {args:?} failed: {stderr}");
+        stdout
+    }
+
+    /// Every accord object in every namespace, as JSON.
+    fn objects(&self) -> Vec<Value> {
+        let text = self.kubectl_ok(&[
+            "get",
+            "organizations,permits,enrollments",
+            "-A",
+            "-o",
+            "json",
+        ]);
+        let list: Value = serde_json::from_str(&text).expect("json");
+        list["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn object(&self, kind: &str, name: &str) -> Value {
+        let text = self.kubectl_ok(&["get", kind, name, "-o", "json"]);
+        serde_json::from_str(&text).expect("json")
+    }
+
+    /// Status writes accord made so far (server-side applies of `/status`).
+    fn status_writes(&self) -> usize {
+        std::fs::read_to_string(&self.requests)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| {
+                r["method"] == "PATCH" && r["path"].as_str().is_some_and(|p| p.ends_with("/status"))
+            })
+            .count()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn condition(object: &Value, type_: &str) -> Value {
+    object["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == type_).cloned())
+        .unwrap_or(Value::Null)
+}
+
+fn synced(object: &Value) -> bool {
+    condition(object, "Synced")["status"] == "True"
+        && object["status"]["observedGeneration"] == object["metadata"]["generation"]
+}
+
+fn config(dir: &Path, cluster: &Cluster, database: &str, lease: &str) -> PathBuf {
+    let path = dir.join("accord.yaml");
+    let kubeconfig = cluster.kubeconfig.display();
+    std::fs::write(
+        &path,
+        format!(
+            "database: {database}
+leaderElection:
+  namespace: default
+  leaseDuration: {lease}
+  kubeconfig: {kubeconfig}
+sources:
+  - name: kubernetes
+    kubernetes:
+      kubeconfig: {kubeconfig}
+    interval: 1h
+"
+        ),
+    )
+    .expect("config");
+    path
+}
+
+async fn rows(url: &str) -> Vec<(String, String)> {
+    let store = accord::store::AnyStore::connect(url).await.expect("store");
+    let live = accord::store::Store::load(&store, None)
+        .await
+        .expect("load");
+    let mut rows: Vec<(String, String)> = live
+        .rows
+        .iter()
+        .filter(|(_, r)| r.managed_by.as_deref() == Some("kubernetes"))
+        .map(|(k, _)| (k.kind.to_string(), k.id.clone()))
+        .collect();
+    rows.sort();
+    rows
+}
+
+const BOTH_SUBJECTS: &str = "apiVersion: accord.dev/v1alpha1
+kind: Enrollment
+metadata:
+  name: both-subjects
+  namespace: default
+spec:
+  role: payment-svc:processor
+  userId: u-1
+  contactId: someone@example.com
+";
+
+#[tokio::test]
+async fn kubectl_users_see_their_objects_applied_with_status_and_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path());
+    let db = TestDb::new(Backend::Sqlite).await;
+    cluster.kubectl_ok(&[
+        "apply",
+        "-f",
+        repo_path("examples/kubernetes").to_str().expect("utf-8"),
+    ]);
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, BOTH_SUBJECTS).expect("write");
+    cluster.kubectl_ok(&["apply", "-f", bad.to_str().expect("utf-8")]);
+    let config = config(dir.path(), &cluster, &db.url, "5s");
+    let accord = Controller::start(dir.path(), &config, free_port()).await;
+
+    let settled = eventually(WAIT, || async {
+        let objects = cluster.objects();
+        objects.len() == EXAMPLES + 1
+            && objects
+                .iter()
+                .filter(|o| o["metadata"]["name"] != "both-subjects")
+                .all(synced)
+            && condition(&cluster.object("enrollment", "both-subjects"), "Ready")["reason"]
+                == "Invalid"
+    })
+    .await;
+    assert!(
+        settled,
+        "objects not synced: {:#?}\n{}",
+        cluster.objects(),
+        accord.log_text()
+    );
+
+    // The database holds the six examples, owned by the Kubernetes source.
+    let applied = rows(&db.url).await;
+    assert_eq!(applied.len(), EXAMPLES, "{applied:?}");
+    assert!(applied.contains(&("Enrollment".into(), "prod-admin".into())));
+
+    // `kubectl get` shows the printer columns.
+    let table = cluster.kubectl_ok(&["get", "permits"]);
+    let header = table.lines().next().unwrap_or_default();
+    for column in ["NAME", "APP", "PERMISSION", "SYNCED", "AGE"] {
+        assert!(header.contains(column), "{column} missing from {header}");
+    }
+    assert!(
+        table.contains("order-service-payments") && table.contains("True"),
+        "{table}"
+    );
+
+    // The invalid object says why, on the object and in an Event.
+    let ready = condition(&cluster.object("enrollment", "both-subjects"), "Ready");
+    assert_eq!(ready["status"], "False");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not both"),
+        "{ready}"
+    );
+    let events: Value =
+        serde_json::from_str(&cluster.kubectl_ok(&["get", "events", "-o", "json"])).expect("json");
+    let invalid = events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| e["reason"] == "Invalid" && e["involvedObject"]["name"] == "both-subjects");
+    assert!(invalid, "no Invalid event: {events:#}");
+
+    // A sync with nothing new writes no status.
+    let writes = cluster.status_writes();
+    assert!(
+        writes > EXAMPLES,
+        "each object got its status ({writes})"
+    );
+    let (code, _) = accord.post("/api/v1/sources/kubernetes/sync", None).await;
+    assert_eq!(code, 200);
+    accord.post("/api/v1/sources/kubernetes/sync", None).await;
+    assert_eq!(
+        cluster.status_writes(),
+        writes,
+        "a no-op sync made API writes"
+    );
+
+    // A spec edit is applied and the new generation observed.
+    cluster.kubectl_ok(&[
+        "patch",
+        "permit",
+        "order-service-payments",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"slugs":["order-service","refund-service"]}}"#,
+    ]);
+    let applied = eventually(WAIT, || async {
+        let object = cluster.object("permit", "order-service-payments");
+        object["metadata"]["generation"] == 2 && synced(&object)
+    })
+    .await;
+    assert!(applied, "{}", accord.log_text());
+    let (_, audit) = accord.get("/api/v1/audit?limit=5").await;
+    assert!(
+        audit.to_string().contains("refund-service"),
+        "the update is audited: {audit:#}"
+    );
+
+    // A deleted object's row is pruned (one of seven is under the guard's 25 %).
+    cluster.kubectl_ok(&["delete", "enrollment", "payment-processor"]);
+    let pruned = eventually(WAIT, || async {
+        !rows(&db.url)
+            .await
+            .contains(&("Enrollment".into(), "payment-processor".into()))
+    })
+    .await;
+    assert!(pruned, "{}", accord.log_text());
+}
+
+#[tokio::test]
+async fn an_object_deleted_while_accord_was_down_is_pruned_on_the_next_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path());
+    let db = TestDb::new(Backend::Sqlite).await;
+    cluster.kubectl_ok(&[
+        "apply",
+        "-f",
+        repo_path("examples/kubernetes").to_str().expect("utf-8"),
+    ]);
+    let config = config(dir.path(), &cluster, &db.url, "3s");
+    let mut accord = Controller::start(dir.path(), &config, free_port()).await;
+    let first = eventually(WAIT, || async { rows(&db.url).await.len() == EXAMPLES }).await;
+    assert!(first, "{}", accord.log_text());
+    assert!(accord.terminate().success());
+
+    cluster.kubectl_ok(&["delete", "permit", "org-admins-add-members"]);
+    let accord = Controller::start(dir.path(), &config, free_port()).await;
+
+    let pruned = eventually(WAIT, || async { rows(&db.url).await.len() == EXAMPLES - 1 }).await;
+    assert!(pruned, "{}", accord.log_text());
+    assert!(!rows(&db.url)
+        .await
+        .contains(&("Permit".into(), "org-admins-add-members".into())));
+}
+
+#[tokio::test]
+async fn a_follower_takes_over_within_one_lease_period_when_the_leader_dies() {
+    const LEASE: Duration = Duration::from_secs(4);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path());
+    let db = TestDb::new(Backend::Postgres).await;
+    cluster.kubectl_ok(&[
+        "apply",
+        "-f",
+        repo_path("examples/kubernetes").to_str().expect("utf-8"),
+    ]);
+    let config = config(dir.path(), &cluster, &db.url, "4s");
+    let mut replicas = vec![
+        Controller::start(dir.path(), &config, free_port()).await,
+        Controller::start(dir.path(), &config, free_port()).await,
+    ];
+    let holder = || {
+        let lease: Value = serde_json::from_str(&cluster.kubectl_ok(&[
+            "get",
+            "lease",
+            "accord-leader",
+            "-o",
+            "json",
+        ]))
+        .unwrap_or(Value::Null);
+        lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
+    };
+    let elected = eventually(WAIT, || async {
+        holder().is_some() && rows(&db.url).await.len() == EXAMPLES
+    })
+    .await;
+    assert!(elected, "{}", replicas[0].log_text());
+    let leader = holder().expect("a holder");
+    let pids: Vec<String> = replicas.iter().map(|r| r.child.id().to_string()).collect();
+    let leading = pids
+        .iter()
+        .position(|pid| leader.ends_with(&format!("-{pid}")))
+        .expect("the holder is one of the replicas");
+    let follower = &replicas[1 - leading];
+    let standby = follower.source("kubernetes").await;
+    assert!(
+        standby["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("standing by"),
+        "the follower does not sync: {standby:#}"
+    );
+
+    // The leader dies without releasing the lease.
+    replicas[leading].child.kill().expect("kill");
+    let killed = Instant::now();
+    let mut new_leader = None;
+    while killed.elapsed() < LEASE * 3 {
+        if let Some(h) = holder().filter(|h| *h != leader) {
+            new_leader = Some(h);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = killed.elapsed();
+    let new_leader = new_leader.expect("a follower took over");
+    assert!(new_leader.ends_with(&format!("-{}", pids[1 - leading])));
+    eprintln!("takeover after {took:?} (lease {LEASE:?})");
+    assert!(
+        took <= LEASE + Duration::from_secs(1),
+        "takeover took {took:?}, lease is {LEASE:?}"
+    );
+
+    // The new leader applies what changes next.
+    cluster.kubectl_ok(&["delete", "permit", "org-admins-add-members"]);
+    let follower = replicas.swap_remove(1 - leading);
+    let applied = eventually(WAIT, || async { rows(&db.url).await.len() == EXAMPLES - 1 }).await;
+    assert!(applied, "{}", follower.log_text());
+}
