@@ -84,7 +84,9 @@ impl Harness {
         let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = kube::Client::new(service, "default");
         let feeds = Feeds::new(&[]);
-        let source = KubernetesSource::new(client, feeds.cache(), "replica-1");
+        // One write at a time, so the verifier sees them in object order.
+        let source =
+            KubernetesSource::new(client, feeds.cache(), "replica-1").with_write_concurrency(1);
         let (trigger, _requests) = mpsc::channel(4);
         let source_handle = Arc::new(SourceHandle {
             name: SOURCE.into(),
@@ -519,6 +521,39 @@ async fn a_conflict_with_a_git_source_is_reported_on_both_sides() {
             .contains("`kubernetes` in team-a/Permit/pay"),
         "{}",
         git_again.changes[0].note
+    );
+}
+
+#[tokio::test]
+async fn a_hand_edit_put_back_is_an_event_and_leaves_the_status_alone() {
+    let mut h = Harness::new(true).await;
+    let pay = permit_object("pay", "payment-svc:process");
+    h.list(std::slice::from_ref(&pay), vec![]);
+    let (_, bodies) = h.sync(vec![Expect::status_patch(&pay)]).await;
+    h.list(&[with_status(&pay, &bodies[0]["status"])], vec![]);
+    let AnyStore::Sqlite(sqlite) = h.store.as_ref() else {
+        panic!("SQLite harness");
+    };
+    sqlx::query("UPDATE permits SET permission_id = 'payment-svc:refund' WHERE id = 'pay'")
+        .execute(sqlite.pool())
+        .await
+        .expect("hand edit");
+
+    let (outcome, bodies) = h.sync(vec![Expect::event("team-a")]).await;
+
+    assert_eq!(outcome, Outcome::Applied);
+    assert_eq!(bodies[0]["type"], "Normal");
+    assert_eq!(bodies[0]["reason"], "DriftCorrected");
+    assert!(bodies[0]["note"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("edited by hand"));
+    let live = h.store.load(None).await.expect("load");
+    let row = live.rows.values().next().expect("row");
+    assert_eq!(
+        row.object.to_json()["permissionId"],
+        "payment-svc:process",
+        "put back"
     );
 }
 

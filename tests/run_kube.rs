@@ -32,6 +32,38 @@ struct Cluster {
 
 impl Cluster {
     fn start(dir: &Path) -> Cluster {
+        Self::start_with(dir, &[])
+    }
+
+    /// An emulator preloaded with the CRDs and `objects` (a JSON `List`).
+    fn preloaded(dir: &Path, objects: &[Value]) -> Cluster {
+        use kube::core::CustomResourceExt;
+        let crds = serde_json::json!({"kind": "List", "items": [
+            accord::source::kubernetes::resources::OrganizationResource::crd(),
+            accord::source::kubernetes::resources::PermitResource::crd(),
+            accord::source::kubernetes::resources::EnrollmentResource::crd(),
+        ]});
+        let crd_file = dir.join("crds.json");
+        std::fs::write(&crd_file, crds.to_string()).expect("write");
+        let mut namespaces: Vec<&str> = objects
+            .iter()
+            .filter_map(|o| o["metadata"]["namespace"].as_str())
+            .filter(|n| *n != "default")
+            .collect();
+        namespaces.sort_unstable();
+        namespaces.dedup();
+        let mut items: Vec<Value> = namespaces
+            .into_iter()
+            .map(|n| serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}))
+            .collect();
+        items.extend(objects.iter().cloned());
+        let object_file = dir.join("objects.json");
+        let list = serde_json::json!({"kind": "List", "items": items});
+        std::fs::write(&object_file, list.to_string()).expect("write");
+        Self::start_with(dir, &[&crd_file, &object_file])
+    }
+
+    fn start_with(dir: &Path, preload: &[&Path]) -> Cluster {
         let kubeconfig = dir.join("kubeconfig");
         let requests = dir.join("requests.jsonl");
         let mut child = Command::new("python3")
@@ -41,6 +73,7 @@ impl Cluster {
             .arg(&kubeconfig)
             .arg("--request-log")
             .arg(&requests)
+            .args(preload.iter().flat_map(|p| [Path::new("--load"), p]))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -256,10 +289,7 @@ async fn kubectl_users_see_their_objects_applied_with_status_and_events() {
 
     // A sync with nothing new writes no status.
     let writes = cluster.status_writes();
-    assert!(
-        writes > EXAMPLES,
-        "each object got its status ({writes})"
-    );
+    assert!(writes > EXAMPLES, "each object got its status ({writes})");
     let (code, _) = accord.post("/api/v1/sources/kubernetes/sync", None).await;
     assert_eq!(code, 200);
     accord.post("/api/v1/sources/kubernetes/sync", None).await;
@@ -401,4 +431,60 @@ async fn a_follower_takes_over_within_one_lease_period_when_the_leader_dies() {
     let follower = replicas.swap_remove(1 - leading);
     let applied = eventually(WAIT, || async { rows(&db.url).await.len() == EXAMPLES - 1 }).await;
     assert!(applied, "{}", follower.log_text());
+}
+
+#[tokio::test]
+async fn a_no_op_sync_of_ten_thousand_objects_makes_no_api_writes() {
+    const COUNT: usize = 10_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let objects: Vec<Value> = (0..COUNT)
+        .map(|i| {
+            serde_json::json!({
+                "apiVersion": "accord.dev/v1alpha1",
+                "kind": "Permit",
+                "metadata": {"name": format!("p{i:05}"), "namespace": format!("team-{}", i % 10)},
+                "spec": {"permissionId": format!("svc{}:act{i}", i % 50), "slugs": [format!("caller-{}", i % 300)]},
+            })
+        })
+        .collect();
+    let cluster = Cluster::preloaded(dir.path(), &objects);
+    let db = TestDb::new(Backend::Sqlite).await;
+    let config = config(dir.path(), &cluster, &db.url, "15s");
+    let accord = Controller::start(dir.path(), &config, free_port()).await;
+
+    // The first sync writes every status once.
+    let first = eventually(Duration::from_secs(300), || async {
+        cluster.status_writes() >= COUNT
+    })
+    .await;
+    assert!(
+        first,
+        "{} statuses written\n{}",
+        cluster.status_writes(),
+        accord.log_text()
+    );
+    let status = accord
+        .wait_for("kubernetes", WAIT, |s| {
+            s["state"] == "Synced" && s["counts"]["managed"] == COUNT
+        })
+        .await;
+    assert_eq!(status["counts"]["created"], COUNT);
+    let settled = eventually(WAIT, || async {
+        let before = cluster.status_writes();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cluster.status_writes() == before
+    })
+    .await;
+    assert!(settled);
+    let writes = cluster.status_writes();
+    assert_eq!(writes, COUNT, "one status write per object");
+
+    let (code, status) = accord.post("/api/v1/sources/kubernetes/sync", None).await;
+    assert_eq!(code, 200, "{status:#}");
+    assert_eq!(status["state"], "Synced");
+    assert_eq!(
+        cluster.status_writes(),
+        writes,
+        "a no-op sync made API writes"
+    );
 }

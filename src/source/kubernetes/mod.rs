@@ -31,6 +31,10 @@ use self::resources::{EnrollmentResource, ObjectStatus, OrganizationResource, Pe
 use self::status::{reasons, Outcome};
 use super::{Declared, Snapshot, SourceError};
 
+/// Status writes in flight at once: a round trip each, so 10,000 first
+/// statuses take seconds rather than minutes.
+pub const DEFAULT_WRITE_CONCURRENCY: usize = 16;
+
 /// A namespace annotation naming the app of the objects in it that name none.
 pub const APP_ANNOTATION: &str = "accord.dev/app";
 
@@ -571,6 +575,8 @@ pub struct KubernetesSource {
     /// What accord last wrote per object uid, so a status the watch has not
     /// echoed back yet is not written twice.
     written: Mutex<HashMap<String, ObjectStatus>>,
+    /// Status writes in flight at once.
+    concurrency: usize,
 }
 
 impl KubernetesSource {
@@ -587,7 +593,14 @@ impl KubernetesSource {
             last: Mutex::new(None),
             fingerprint: Mutex::new(None),
             written: Mutex::new(HashMap::new()),
+            concurrency: DEFAULT_WRITE_CONCURRENCY,
         }
+    }
+
+    /// Status writes in flight at once (1: in object order, as tests want).
+    pub fn with_write_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
     }
 
     fn fingerprint(objects: &[KubeObject]) -> u64 {
@@ -648,55 +661,99 @@ impl KubernetesSource {
         let live_uids: std::collections::HashSet<&str> =
             last.objects.iter().map(|o| o.uid.as_str()).collect();
         lock(&self.written).retain(|uid, _| live_uids.contains(uid.as_str()));
-        for (object, outcome) in last.objects.iter().zip(&outcomes) {
-            let written = lock(&self.written).get(&object.uid).cloned();
-            let current = written.as_ref().or(object.status.as_ref());
-            let next = status::status_for(outcome, object.generation, current, &now);
-            let changed = status::differs(object.status.as_ref(), &next)
-                && status::differs(written.as_ref(), &next);
-            if changed {
-                let resource = api_resource(object.kind);
-                let api: Api<DynamicObject> =
-                    Api::namespaced_with(self.client.clone(), &object.namespace, &resource);
-                let body = status::apply_body(object.kind.as_str(), &next);
-                let params = PatchParams::apply(status::FIELD_MANAGER).force();
-                match api
-                    .patch_status(&object.name, &params, &Patch::Apply(&body))
-                    .await
-                {
-                    Ok(_) => {
-                        writes.patched += 1;
-                        lock(&self.written).insert(object.uid.clone(), next);
-                    }
-                    Err(error) => {
-                        writes.failed += 1;
-                        tracing::warn!(object = %object.id(), %error, "status not written");
-                    }
-                }
+        // Only objects whose status changes (or that get an Event) cost a
+        // request; they go out a few at a time, since each is a round trip.
+        let work: Vec<(&KubeObject, &Outcome, ObjectStatus, bool)> = last
+            .objects
+            .iter()
+            .zip(&outcomes)
+            .filter_map(|(object, outcome)| {
+                let written = lock(&self.written).get(&object.uid).cloned();
+                let current = written.as_ref().or(object.status.as_ref());
+                let next = status::status_for(outcome, object.generation, current, &now);
+                let changed = status::differs(object.status.as_ref(), &next)
+                    && status::differs(written.as_ref(), &next);
+                let event = outcome.event.as_ref().is_some_and(|e| e.always || changed);
+                (changed || event).then_some((object, outcome, next, changed))
+            })
+            .collect();
+        let mut pending = Vec::with_capacity(work.len());
+        for (object, outcome, next, changed) in work {
+            pending.push(self.write(object, outcome, next, changed));
+        }
+        let results: Vec<(bool, Option<bool>, Option<bool>)> = futures::stream::iter(pending)
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        for (_, patched, event) in results {
+            match patched {
+                Some(true) => writes.patched += 1,
+                Some(false) => writes.failed += 1,
+                None => {}
             }
-            if let Some(note) = &outcome.event {
-                if note.always || changed {
-                    let event = KubeEvent {
-                        type_: if note.warning {
-                            EventType::Warning
-                        } else {
-                            EventType::Normal
-                        },
-                        reason: note.reason.into(),
-                        note: Some(note.note.chars().take(1000).collect()),
-                        action: "Sync".into(),
-                        secondary: None,
-                    };
-                    match self.recorder.publish(&event, &object.reference).await {
-                        Ok(()) => writes.events += 1,
-                        Err(error) => {
-                            tracing::warn!(object = %object.id(), %error, "event not published");
-                        }
-                    }
-                }
+            if event == Some(true) {
+                writes.events += 1;
             }
         }
         writes
+    }
+}
+
+impl KubernetesSource {
+    /// Writes one object's status (when `changed`) and its Event; whether
+    /// each succeeded, `None` when not attempted.
+    async fn write(
+        &self,
+        object: &KubeObject,
+        outcome: &Outcome,
+        next: ObjectStatus,
+        changed: bool,
+    ) -> (bool, Option<bool>, Option<bool>) {
+        let mut patched = None;
+        if changed {
+            let resource = api_resource(object.kind);
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.client.clone(), &object.namespace, &resource);
+            let body = status::apply_body(object.kind.as_str(), &next);
+            let params = PatchParams::apply(status::FIELD_MANAGER).force();
+            match api
+                .patch_status(&object.name, &params, &Patch::Apply(&body))
+                .await
+            {
+                Ok(_) => {
+                    patched = Some(true);
+                    lock(&self.written).insert(object.uid.clone(), next);
+                }
+                Err(error) => {
+                    patched = Some(false);
+                    tracing::warn!(object = %object.id(), %error, "status not written");
+                }
+            }
+        }
+        let mut published = None;
+        if let Some(note) = outcome.event.as_ref().filter(|e| e.always || changed) {
+            let event = KubeEvent {
+                type_: if note.warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: note.reason.into(),
+                note: Some(note.note.chars().take(1000).collect()),
+                action: "Sync".into(),
+                secondary: None,
+            };
+            published = Some(
+                match self.recorder.publish(&event, &object.reference).await {
+                    Ok(()) => true,
+                    Err(error) => {
+                        tracing::warn!(object = %object.id(), %error, "event not published");
+                        false
+                    }
+                },
+            );
+        }
+        (changed, patched, published)
     }
 }
 
