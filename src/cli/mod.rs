@@ -65,7 +65,20 @@ pub enum Command {
     /// Show open drift (and conflicts) from a running controller.
     Drift(ServerArgs),
     /// Print the Organization, Permit and Enrollment CustomResourceDefinitions.
-    Crds,
+    Crds(CrdsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CrdsArgs {
+    /// `yaml` (three documents, as crds/ holds them) or `json` (one `List`).
+    #[arg(long, value_enum, default_value_t = CrdFormat::Yaml)]
+    pub output: CrdFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CrdFormat {
+    Yaml,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -279,9 +292,22 @@ pub fn run(cli: Cli, default_actor: &str) -> u8 {
         Command::Run(args) => runtime.block_on(run_controller(&args, default_actor)),
         Command::Status(args) => runtime.block_on(remote::status(&args, style)),
         Command::Drift(args) => runtime.block_on(remote::drift(&args, style)),
-        Command::Crds => {
-            print!("{}", crate::source::kubernetes::resources::crds_yaml());
-            OK
+        Command::Crds(args) => {
+            use crate::source::kubernetes::resources;
+            use std::io::Write;
+            let text = match args.output {
+                CrdFormat::Yaml => resources::crds_yaml(),
+                CrdFormat::Json => resources::crds_json() + "\n",
+            };
+            // A closed pipe (`accord crds | head`) is not an error worth a panic.
+            match std::io::stdout().write_all(text.as_bytes()) {
+                Ok(()) => OK,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => OK,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ERROR
+                }
+            }
         }
     }
 }
