@@ -61,10 +61,16 @@ fn dynamic(value: &Value) -> DynamicObject {
     serde_json::from_value(value.clone()).expect("a valid object")
 }
 
-/// The same object as the API server returns it after accord's status patch.
+/// The same object as the API server returns it after accord's status
+/// patch: with the status, at a newer resourceVersion.
 fn with_status(value: &Value, status: &Value) -> Value {
     let mut value = value.clone();
     value["status"] = status.clone();
+    let version: u64 = value["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    value["metadata"]["resourceVersion"] = json!((version + 1).to_string());
     value
 }
 
@@ -393,6 +399,68 @@ async fn an_invalid_object_is_marked_and_does_not_stop_the_others() {
         .unwrap_or_default()
         .contains("not both"));
     assert_eq!(bodies[4]["regarding"]["name"], "both");
+}
+
+#[tokio::test]
+async fn an_edit_accord_rejects_keeps_the_version_applied_before() {
+    let mut h = Harness::new(true).await;
+    let admin = object(
+        "Enrollment",
+        "team-a",
+        "prod-admin",
+        1,
+        json!({"role": "svc:admin", "userId": "u-1"}),
+    );
+    h.list(std::slice::from_ref(&admin), vec![]);
+    let (_, bodies) = h.sync(vec![Expect::status_patch(&admin)]).await;
+    let applied = with_status(&admin, &bodies[0]["status"]);
+
+    // Generation 2 names both subjects: refused, and the grant must not vanish.
+    let mut broken = applied.clone();
+    broken["metadata"]["generation"] = json!(2);
+    broken["spec"]["contactId"] = json!("someone@example.com");
+    h.list(std::slice::from_ref(&broken), vec![]);
+    let (outcome, bodies) = h
+        .sync(vec![Expect::status_patch(&broken), Expect::event("team-a")])
+        .await;
+
+    assert_ne!(outcome, Outcome::Failed);
+    assert_eq!(
+        h.rows().await,
+        vec![(
+            "Enrollment".into(),
+            "prod-admin".into(),
+            Some(SOURCE.into())
+        )],
+        "the previous version stays"
+    );
+    let ready = condition(&bodies[0], "Ready");
+    assert_eq!(ready["reason"], "Invalid");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("version applied before stays"),
+        "{ready}"
+    );
+}
+
+#[tokio::test]
+async fn a_status_changed_by_someone_else_since_is_written_again() {
+    let mut h = Harness::new(true).await;
+    let pay = permit_object("pay", "svc:act");
+    h.list(std::slice::from_ref(&pay), vec![]);
+    let (_, bodies) = h.sync(vec![Expect::status_patch(&pay)]).await;
+    let ours = with_status(&pay, &bodies[0]["status"]);
+
+    // Another replica (leading for a while) wrote a different status since.
+    let mut theirs = with_status(&ours, &ours["status"]);
+    theirs["status"]["conditions"][0]["status"] = json!("False");
+    theirs["status"]["conditions"][0]["reason"] = json!("Conflict");
+    h.list(std::slice::from_ref(&theirs), vec![]);
+    let (_, bodies) = h.sync(vec![Expect::status_patch(&theirs)]).await;
+
+    assert_eq!(condition(&bodies[0], "Ready")["reason"], "Applied");
 }
 
 #[tokio::test]

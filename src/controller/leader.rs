@@ -24,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 pub struct Leadership {
     pub identity: String,
     leading: AtomicBool,
+    /// Leading ends here unless a renewal moves it: a leader cut off from
+    /// the API server stops writing on time even while a request hangs.
+    until: Mutex<Option<Instant>>,
     holder: Mutex<Option<String>>,
     changed: tokio::sync::Notify,
 }
@@ -33,6 +36,7 @@ impl Leadership {
         Leadership {
             identity: identity.to_owned(),
             leading: AtomicBool::new(false),
+            until: Mutex::new(None),
             holder: Mutex::new(None),
             changed: tokio::sync::Notify::new(),
         }
@@ -42,11 +46,27 @@ impl Leadership {
     pub fn fixed(identity: &str, leading: bool) -> Leadership {
         let leadership = Leadership::new(identity);
         leadership.set(leading, leading.then(|| identity.to_owned()));
+        *leadership.until.lock().unwrap_or_else(|e| e.into_inner()) = None;
         leadership
     }
 
     pub fn is_leader(&self) -> bool {
-        self.leading.load(Ordering::Acquire)
+        let until = *self.until.lock().unwrap_or_else(|e| e.into_inner());
+        self.leading.load(Ordering::Acquire) && until.is_none_or(|t| Instant::now() < t)
+    }
+
+    /// Records the loss once the lease could not be renewed in time, so a
+    /// later renewal counts as a new election (and syncs at once).
+    fn step_down_if_expired(&self) {
+        if self.leading.load(Ordering::Acquire) && !self.is_leader() {
+            self.set(false, self.holder());
+        }
+    }
+
+    /// Leading is valid until `deadline` (set on each renewal).
+    fn lead_until(&self, deadline: Instant) {
+        *self.until.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+        self.set(true, Some(self.identity.clone()));
     }
 
     /// The replica holding the lease, if any.
@@ -102,27 +122,31 @@ impl Election {
     /// Campaigns and renews until `shutdown`, then releases a held lease.
     pub async fn run(self, shutdown: CancellationToken) {
         let renew_every = self.duration / 3;
-        let mut last_renewal: Option<Instant> = None;
         loop {
-            let wait = match self.attempt().await {
-                Ok(Attempt::Leading) => {
-                    last_renewal = Some(Instant::now());
-                    self.leadership
-                        .set(true, Some(self.leadership.identity.clone()));
+            // Measured before the request: the lease runs from the renewTime
+            // written, which is no earlier than this.
+            let asked = Instant::now();
+            let attempt = tokio::time::timeout(renew_every, self.attempt()).await;
+            let wait = match attempt {
+                Ok(Ok(Attempt::Leading)) => {
+                    // Two thirds of the lease: stepped down well before a
+                    // follower may take over.
+                    self.leadership.lead_until(asked + renew_every * 2);
                     renew_every
                 }
-                Ok(Attempt::Following { holder, expires_in }) => {
-                    last_renewal = None;
+                Ok(Ok(Attempt::Following { holder, expires_in })) => {
                     self.leadership.set(false, holder);
                     expires_in.clamp(Duration::from_millis(50), renew_every)
                 }
-                Err(error) => {
+                Ok(Err(error)) => {
                     tracing::warn!(%error, lease = %self.name, "lease not renewed");
-                    // Step down before the lease can expire for the others.
-                    if last_renewal.is_none_or(|t| t.elapsed() >= renew_every * 2) {
-                        self.leadership.set(false, self.leadership.holder());
-                    }
+                    self.leadership.step_down_if_expired();
                     Duration::from_secs(1).min(renew_every)
+                }
+                Err(_) => {
+                    tracing::warn!(lease = %self.name, "lease renewal timed out");
+                    self.leadership.step_down_if_expired();
+                    Duration::from_millis(200)
                 }
             };
             tokio::select! {
@@ -223,4 +247,23 @@ enum Attempt {
         holder: Option<String>,
         expires_in: Duration,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leader_that_cannot_renew_stops_leading_at_its_deadline() {
+        let leadership = Leadership::new("me");
+        assert!(!leadership.is_leader());
+        leadership.lead_until(Instant::now() + Duration::from_millis(100));
+        assert!(leadership.is_leader());
+        std::thread::sleep(Duration::from_millis(150));
+        assert!(!leadership.is_leader(), "no renewal, no writes");
+        leadership.step_down_if_expired();
+        assert!(!leadership.leading.load(Ordering::Acquire));
+        leadership.lead_until(Instant::now() + Duration::from_secs(10));
+        assert!(leadership.is_leader(), "a later renewal leads again");
+    }
 }

@@ -285,7 +285,9 @@ impl Worker {
 
     async fn reconcile_locked(&self, revision: &str, desired: &Arc<DesiredState>) -> Outcome {
         let (outcome, plan, failure) = self.plan_and_apply(revision, desired).await;
-        if let AnySource::Kubernetes(source) = &self.source {
+        // A replica that lost the lease meanwhile leaves statuses to the new leader.
+        let leading = self.state.leadership.as_ref().is_none_or(|l| l.is_leader());
+        if let (AnySource::Kubernetes(source), true) = (&self.source, leading) {
             let result = match (&plan, failure) {
                 (Some(plan), None) => SyncResult::Applied(plan),
                 (Some(plan), Some(Failure::Refused(message))) => SyncResult::Refused(plan, message),
@@ -331,6 +333,9 @@ impl Worker {
             Ok(plan) => plan,
             Err(e) => return failed(e.to_string()),
         };
+        if let AnySource::Kubernetes(source) = &self.source {
+            source.hold_rejected(&mut plan);
+        }
         if let Err(e) = crate::store::explain_conflicts(store.as_ref(), &mut plan).await {
             return failed(e.to_string());
         }

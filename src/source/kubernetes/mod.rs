@@ -7,7 +7,7 @@ pub mod resources;
 pub mod status;
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -59,6 +59,7 @@ pub struct KubeObject {
     pub created: Option<i64>,
     pub spec: Value,
     pub status: Option<ObjectStatus>,
+    pub resource_version: u64,
     /// The namespace's `accord.dev/app` annotation.
     pub namespace_app: Option<String>,
     pub reference: ObjectReference,
@@ -90,10 +91,18 @@ impl KubeObject {
                 .map(|t| t.0.as_second()),
             spec: object.data.get("spec").cloned().unwrap_or(Value::Null),
             status,
+            resource_version: resource_version(object),
             namespace_app,
             reference: object.object_ref(&resource),
         }
     }
+}
+
+fn resource_version(object: &DynamicObject) -> u64 {
+    object
+        .resource_version()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Turns objects into declarations with the same parser as files: each is
@@ -146,6 +155,29 @@ pub fn declare(objects: &[KubeObject], limits: Limits) -> Declared {
     Declared { desired, rejected }
 }
 
+/// Keeps what a rejected object applied before: a delete of a key last
+/// declared by an object that is now invalid is dropped from the plan, so a
+/// bad edit leaves the previous grant in place instead of revoking it.
+/// Returns the objects whose previous version was kept.
+pub fn hold_rejected(plan: &mut Plan, declared: &Declared) -> HashSet<Arc<str>> {
+    let rejected: HashSet<&str> = declared.rejected.iter().map(|d| &*d.file).collect();
+    let mut held = HashSet::new();
+    plan.changes.retain(|change| {
+        let file = change
+            .declared_in
+            .as_ref()
+            .filter(|f| rejected.contains(&***f));
+        match (change.action, file) {
+            (Action::Delete, Some(file)) => {
+                held.insert(file.clone());
+                false
+            }
+            _ => true,
+        }
+    });
+    held
+}
+
 /// How a sync ended, as the objects' statuses report it.
 pub enum SyncResult<'a> {
     Applied(&'a Plan),
@@ -159,6 +191,7 @@ pub enum SyncResult<'a> {
 pub fn outcomes(
     objects: &[KubeObject],
     declared: &Declared,
+    held: &HashSet<Arc<str>>,
     result: &SyncResult<'_>,
     drift: DriftPolicy,
 ) -> Vec<Outcome> {
@@ -186,7 +219,12 @@ pub fn outcomes(
         .map(|object| {
             let id = object.id();
             if let Some(error) = rejections.get(id.as_str()) {
-                return Outcome::failed(reasons::INVALID, error.message.clone(), false);
+                let message = if held.contains(id.as_str()) {
+                    format!("{}; the version applied before stays in the database", error.message)
+                } else {
+                    error.message.clone()
+                };
+                return Outcome::failed(reasons::INVALID, message, false);
             }
             let Some((key, _)) = keys.get(id.as_str()) else {
                 return Outcome::failed(reasons::INVALID, "not declared".into(), false);
@@ -572,11 +610,15 @@ pub struct KubernetesSource {
     last: Mutex<Option<Arc<LastRead>>>,
     /// The fingerprint of the last objects read: an unchanged one is not re-read.
     fingerprint: Mutex<Option<u64>>,
-    /// What accord last wrote per object uid, so a status the watch has not
-    /// echoed back yet is not written twice.
-    written: Mutex<HashMap<String, ObjectStatus>>,
+    /// What accord last wrote per object uid, and the resourceVersion the
+    /// write produced: until the watch cache reaches that version, the write
+    /// stands for the status (so it is not made twice); after, the cache does
+    /// (so a status another replica wrote since is corrected).
+    written: Mutex<HashMap<String, (ObjectStatus, u64)>>,
     /// Status writes in flight at once.
     concurrency: usize,
+    /// Rejected objects whose previous version the last plan kept.
+    held: Mutex<HashSet<Arc<str>>>,
 }
 
 impl KubernetesSource {
@@ -594,7 +636,17 @@ impl KubernetesSource {
             fingerprint: Mutex::new(None),
             written: Mutex::new(HashMap::new()),
             concurrency: DEFAULT_WRITE_CONCURRENCY,
+            held: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// [`hold_rejected`] for the snapshot last read; remembered for the statuses.
+    pub fn hold_rejected(&self, plan: &mut Plan) {
+        let held = match lock(&self.last).as_ref() {
+            Some(last) => hold_rejected(plan, &last.declared),
+            None => HashSet::new(),
+        };
+        *lock(&self.held) = held;
     }
 
     /// Status writes in flight at once (1: in object order, as tests want).
@@ -655,7 +707,8 @@ impl KubernetesSource {
         let Some(last) = lock(&self.last).clone() else {
             return StatusWrites::default();
         };
-        let outcomes = outcomes(&last.objects, &last.declared, result, drift);
+        let held = lock(&self.held).clone();
+        let outcomes = outcomes(&last.objects, &last.declared, &held, result, drift);
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let mut writes = StatusWrites::default();
         let live_uids: std::collections::HashSet<&str> =
@@ -668,11 +721,13 @@ impl KubernetesSource {
             .iter()
             .zip(&outcomes)
             .filter_map(|(object, outcome)| {
-                let written = lock(&self.written).get(&object.uid).cloned();
-                let current = written.as_ref().or(object.status.as_ref());
+                let pending = lock(&self.written)
+                    .get(&object.uid)
+                    .filter(|(_, version)| object.resource_version < *version)
+                    .map(|(status, _)| status.clone());
+                let current = pending.as_ref().or(object.status.as_ref());
                 let next = status::status_for(outcome, object.generation, current, &now);
-                let changed = status::differs(object.status.as_ref(), &next)
-                    && status::differs(written.as_ref(), &next);
+                let changed = status::differs(current, &next);
                 let event = outcome.event.as_ref().is_some_and(|e| e.always || changed);
                 (changed || event).then_some((object, outcome, next, changed))
             })
@@ -720,9 +775,10 @@ impl KubernetesSource {
                 .patch_status(&object.name, &params, &Patch::Apply(&body))
                 .await
             {
-                Ok(_) => {
+                Ok(updated) => {
                     patched = Some(true);
-                    lock(&self.written).insert(object.uid.clone(), next);
+                    lock(&self.written)
+                        .insert(object.uid.clone(), (next, resource_version(&updated)));
                 }
                 Err(error) => {
                     patched = Some(false);
@@ -739,7 +795,8 @@ impl KubernetesSource {
                     EventType::Normal
                 },
                 reason: note.reason.into(),
-                note: Some(note.note.chars().take(1000).collect()),
+                // The API takes at most 1 kB.
+                note: Some(status::truncate(&note.note, 1000)),
                 action: "Sync".into(),
                 secondary: None,
             };

@@ -163,7 +163,8 @@ pub fn apply_body(kind: &str, status: &ObjectStatus) -> serde_json::Value {
     })
 }
 
-fn truncate(text: &str, max: usize) -> String {
+/// At most `max` bytes, cut at a character boundary.
+pub fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
     }
