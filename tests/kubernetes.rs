@@ -120,7 +120,7 @@ impl Harness {
         let worker = Worker::new(
             source_handle,
             state,
-            AnySource::Kubernetes(source),
+            AnySource::Kubernetes(Box::new(source)),
             config,
             "accord@test".into(),
         );

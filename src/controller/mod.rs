@@ -222,7 +222,9 @@ pub async fn run(
                 };
                 (
                     format!("accord.dev/v1alpha1 in {scope}"),
-                    AnySource::Kubernetes(KubernetesSource::new(client, cache, &identity)),
+                    AnySource::Kubernetes(Box::new(KubernetesSource::new(
+                        client, cache, &identity,
+                    ))),
                     None,
                 )
             }

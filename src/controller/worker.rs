@@ -22,7 +22,7 @@ use crate::store::{ApplyRequest, DriftPolicy, Store};
 pub enum AnySource {
     Directory(DirectorySource),
     Git(GitSource),
-    Kubernetes(KubernetesSource),
+    Kubernetes(Box<KubernetesSource>),
 }
 
 impl Source for AnySource {
