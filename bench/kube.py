@@ -11,9 +11,10 @@ together with the CRDs (`accord crds --output json`), and a fresh SQLite databas
   noop       a forced sync (POST /api/v1/sources/kubernetes/sync) once everything is
              written: its duration and the status writes it made (target: none)
   edit       one object's spec patched → its status shows the new generation applied
-  floor      the same N status writes made directly by a Python client with the same number
-             of connections in flight (16): what the emulator itself can take; the ratio
-             first/floor is accord's overhead over the API server's own cost
+  floor      the same N status writes (same shape: two conditions) made directly by a Python
+             client with the same number in flight (16), one keep-alive-less request each:
+             what the emulator itself can take; the ratio first/floor is accord's overhead
+             (startup, list, database apply included) over the API server's own cost
 
 Medians over the runs go to a markdown table. All traffic stays on 127.0.0.1.
 """
@@ -138,8 +139,14 @@ def one_run(accord, n, crds):
                     if not names:
                         return
                     ns, name = names.pop()
+                # The same shape as the status accord writes: two conditions.
+                now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                condition = {"status": "True", "reason": "Applied", "observedGeneration": 1,
+                             "message": "the database holds what this object declares",
+                             "lastTransitionTime": now}
                 body = {"apiVersion": "accord.dev/v1alpha1", "kind": "Permit",
-                        "status": {"observedGeneration": 1, "lastSyncedAt": "floor"}}
+                        "status": {"conditions": [dict(condition, type="Ready"), dict(condition, type="Synced")],
+                                   "observedGeneration": 1, "lastSyncedAt": now}}
                 request(port, "PATCH",
                         f"/apis/accord.dev/v1alpha1/namespaces/{ns}/permits/{name}/status?fieldManager=floor&force=true",
                         body, "application/apply-patch+yaml")
