@@ -233,6 +233,11 @@ pub fn outcomes(
             let pending = change.is_some_and(|c| {
                 matches!(c.action, Action::Create | Action::Update | Action::Drift)
             });
+            // A conflict or suspension is what the object should show, whether
+            // or not the rest of the sync went through.
+            let held_back = change.is_some_and(|c| {
+                matches!(c.action, Action::Conflict | Action::Suspended)
+            });
             let already_applied = object.status.as_ref().is_some_and(|s| {
                 s.observed_generation == object.generation
                     && s.conditions
@@ -240,6 +245,7 @@ pub fn outcomes(
                         .any(|c| c.type_ == status::SYNCED && c.reason == reasons::APPLIED)
             });
             match result {
+                _ if held_back => {}
                 SyncResult::Failed(_, message) if pending || !already_applied => {
                     return Outcome::failed(
                         reasons::DATABASE_ERROR,
@@ -824,4 +830,74 @@ pub struct StatusWrites {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{LiveRow, LiveState, PlanOptions};
+
+    fn permit(name: &str) -> KubeObject {
+        KubeObject {
+            kind: Kind::Permit,
+            namespace: "team-a".into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            generation: Some(1),
+            created: Some(0),
+            spec: serde_json::json!({"permissionId": "svc:act", "slugs": ["caller"]}),
+            status: None,
+            resource_version: 1,
+            namespace_app: None,
+            reference: ObjectReference::default(),
+        }
+    }
+
+    #[test]
+    fn a_conflicting_object_shows_the_conflict_even_when_the_sync_is_refused() {
+        let objects = vec![permit("pay"), permit("new")];
+        let declared = declare(&objects, Limits::default());
+        let (key, declaration) = declared
+            .desired
+            .objects
+            .iter()
+            .find(|(k, _)| k.id == "pay")
+            .expect("declared");
+        let mut live = LiveState::default();
+        live.rows.insert(
+            key.clone(),
+            LiveRow {
+                object: declaration.object.clone(),
+                managed_by: Some("git".into()),
+                applied_hash: None,
+                gitops: true,
+            },
+        );
+        let plan = crate::plan::plan(
+            &declared.desired,
+            &live,
+            "kubernetes",
+            PlanOptions::default(),
+        );
+        let refused = SyncResult::Refused(&plan, "too many deletes".into());
+
+        let outcomes = outcomes(
+            &objects,
+            &declared,
+            &HashSet::new(),
+            &refused,
+            DriftPolicy::Correct,
+        );
+
+        assert_eq!(
+            outcomes[0].reason,
+            reasons::CONFLICT,
+            "`pay` is in conflict either way"
+        );
+        assert_eq!(
+            outcomes[1].reason,
+            reasons::DELETION_REFUSED,
+            "`new` was not applied"
+        );
+    }
 }
