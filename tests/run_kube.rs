@@ -280,6 +280,18 @@ async fn kubectl_users_see_their_objects_applied_with_status_and_events() {
     );
     let events: Value =
         serde_json::from_str(&cluster.kubectl_ok(&["get", "events", "-o", "json"])).expect("json");
+    let source = accord.source("kubernetes").await;
+    assert!(
+        source["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("1 object(s) rejected"),
+        "{source:#}"
+    );
+    assert!(source["errors"][0]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("default/Enrollment/both-subjects:"));
     let invalid = events["items"]
         .as_array()
         .into_iter()

@@ -441,6 +441,11 @@ impl Worker {
         if summary.suspended > 0 && state != SyncState::Suspended {
             message.push_str(&format!("; {} suspended", summary.suspended));
         }
+        // Object-by-object sources apply what is valid; say what was not.
+        let rejected = self.handle.status().errors.len();
+        if rejected > 0 {
+            message.push_str(&format!("; {rejected} object(s) rejected, see errors"));
+        }
         let previous = self.handle.status().last_applied_revision;
         self.handle.update(|s| {
             s.state = state;
