@@ -487,28 +487,15 @@ impl Feeds {
                 None => Api::all_with(client.clone(), &resource),
             };
             let stream = watcher(api, watcher::Config::default()).default_backoff();
-            let (cache, wake, shutdown, kind) =
-                (cache.clone(), wake.clone(), shutdown.clone(), slot.kind);
-            tokio::spawn(async move {
-                let mut stream = std::pin::pin!(stream);
-                loop {
-                    let event = tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        event = stream.next() => event,
-                    };
-                    match event {
-                        Some(Ok(event)) => {
-                            if apply_event(&cache, index, &mut writer, event) {
-                                wake();
-                            }
-                        }
-                        Some(Err(error)) => {
-                            tracing::warn!(kind = %kind, %error, "watch failed; retrying");
-                        }
-                        None => break,
-                    }
-                }
-            });
+            let cache = cache.clone();
+            let what = format!("{}s", slot.kind.as_str().to_lowercase());
+            tokio::spawn(drain(
+                stream,
+                what,
+                wake.clone(),
+                shutdown.clone(),
+                move |event| apply_event(&cache, index, &mut writer, event),
+            ));
         }
         for (index, mut writer) in namespace_slots.into_iter().enumerate() {
             let api: Api<Namespace> = Api::all(client.clone());
@@ -517,27 +504,42 @@ impl Feeds {
                 None => watcher::Config::default(),
             };
             let stream = watcher(api, config).default_backoff();
-            let (cache, wake, shutdown) = (cache.clone(), wake.clone(), shutdown.clone());
-            tokio::spawn(async move {
-                let mut stream = std::pin::pin!(stream);
-                loop {
-                    let event = tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        event = stream.next() => event,
-                    };
-                    match event {
-                        Some(Ok(event)) => {
-                            if apply_namespace_event(&cache, index, &mut writer, event) {
-                                wake();
-                            }
-                        }
-                        Some(Err(error)) => {
-                            tracing::warn!(%error, "namespace watch failed; retrying");
-                        }
-                        None => break,
-                    }
+            let cache = cache.clone();
+            tokio::spawn(drain(
+                stream,
+                "namespaces".into(),
+                wake.clone(),
+                shutdown.clone(),
+                move |event| apply_namespace_event(&cache, index, &mut writer, event),
+            ));
+        }
+    }
+}
+
+/// Feeds one watch into the cache until `shutdown`, waking the source when
+/// `apply` says an event may change the desired state. The watch retries
+/// with backoff on its own; errors are logged.
+async fn drain<K>(
+    stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    what: String,
+    wake: Arc<dyn Fn() + Send + Sync>,
+    shutdown: CancellationToken,
+    mut apply: impl FnMut(watcher::Event<K>) -> bool,
+) {
+    let mut stream = std::pin::pin!(stream);
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            event = stream.next() => event,
+        };
+        match event {
+            Some(Ok(event)) => {
+                if apply(event) {
+                    wake();
                 }
-            });
+            }
+            Some(Err(error)) => tracing::warn!(watch = %what, %error, "watch failed; retrying"),
+            None => break,
         }
     }
 }
