@@ -417,6 +417,11 @@ async fn a_follower_takes_over_within_one_lease_period_when_the_leader_dies() {
             .contains("standing by"),
         "the follower does not sync: {standby:#}"
     );
+    let (ready, _) = follower.get("/readyz").await;
+    assert_eq!(
+        ready, 200,
+        "a follower is ready, or rolling updates would stall"
+    );
 
     // The leader dies without releasing the lease.
     replicas[leading].child.kill().expect("kill");

@@ -166,7 +166,10 @@ async fn readyz(Extract(state): Extract<Arc<State>>) -> ApiResult<&'static str> 
             ))
         }
     }
-    if !state.synced_once() {
+    // A replica standing by for the leader lease syncs nothing; it is ready
+    // when the database answers, or a rolling update would never finish.
+    let standing_by = state.leadership.as_ref().is_some_and(|l| !l.is_leader());
+    if !state.synced_once() && !standing_by {
         return Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not every source has synced yet",
