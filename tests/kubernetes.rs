@@ -177,6 +177,21 @@ impl Harness {
         (outcome, bodies)
     }
 
+    /// Lists `objects`, runs a first sync that must patch each one's status
+    /// once, and returns them as the watch then echoes them (with status).
+    async fn synced(&mut self, objects: &[Value]) -> Vec<Value> {
+        self.list(objects, vec![]);
+        let (outcome, bodies) = self
+            .sync(objects.iter().map(Expect::status_patch).collect())
+            .await;
+        assert_eq!(outcome, Outcome::Applied);
+        objects
+            .iter()
+            .zip(&bodies)
+            .map(|(o, b)| with_status(o, &b["status"]))
+            .collect()
+    }
+
     async fn rows(&self) -> Vec<(String, String, Option<String>)> {
         let live = self.store.load(None).await.expect("load");
         let mut rows: Vec<_> = live
@@ -322,17 +337,8 @@ async fn an_unchanged_status_is_not_patched_again() {
     let objects: Vec<Value> = (0..3)
         .map(|i| permit_object(&format!("p{i}"), "svc:act"))
         .collect();
-    h.list(&objects, vec![]);
-    let (_, bodies) = h
-        .sync(objects.iter().map(Expect::status_patch).collect())
-        .await;
-
     // The watch echoes the written statuses back into the cache.
-    let echoed: Vec<Value> = objects
-        .iter()
-        .zip(&bodies)
-        .map(|(o, b)| with_status(o, &b["status"]))
-        .collect();
+    let echoed = h.synced(&objects).await;
     h.list(&echoed, vec![]);
     let (outcome, none) = h.sync(vec![]).await;
     assert_eq!(outcome, Outcome::Unchanged);
@@ -411,9 +417,7 @@ async fn an_edit_accord_rejects_keeps_the_version_applied_before() {
         1,
         json!({"role": "svc:admin", "userId": "u-1"}),
     );
-    h.list(std::slice::from_ref(&admin), vec![]);
-    let (_, bodies) = h.sync(vec![Expect::status_patch(&admin)]).await;
-    let applied = with_status(&admin, &bodies[0]["status"]);
+    let applied = h.synced(std::slice::from_ref(&admin)).await.remove(0);
 
     // Generation 2 names both subjects: refused, and the grant must not vanish.
     let mut broken = applied.clone();
@@ -449,9 +453,7 @@ async fn an_edit_accord_rejects_keeps_the_version_applied_before() {
 async fn a_status_changed_by_someone_else_since_is_written_again() {
     let mut h = Harness::new(true).await;
     let pay = permit_object("pay", "svc:act");
-    h.list(std::slice::from_ref(&pay), vec![]);
-    let (_, bodies) = h.sync(vec![Expect::status_patch(&pay)]).await;
-    let ours = with_status(&pay, &bodies[0]["status"]);
+    let ours = h.synced(std::slice::from_ref(&pay)).await.remove(0);
 
     // Another replica (leading for a while) wrote a different status since.
     let mut theirs = with_status(&ours, &ours["status"]);
@@ -469,15 +471,7 @@ async fn an_object_gone_from_the_list_has_its_row_pruned() {
     let objects: Vec<Value> = (0..4)
         .map(|i| permit_object(&format!("p{i}"), "svc:act"))
         .collect();
-    h.list(&objects, vec![]);
-    let (_, bodies) = h
-        .sync(objects.iter().map(Expect::status_patch).collect())
-        .await;
-    let echoed: Vec<Value> = objects
-        .iter()
-        .zip(&bodies)
-        .map(|(o, b)| with_status(o, &b["status"]))
-        .collect();
+    let echoed = h.synced(&objects).await;
 
     // p3 was deleted (while accord was down, or just now: the list is the truth).
     h.list(&echoed[..3], vec![]);
@@ -596,9 +590,8 @@ async fn a_conflict_with_a_git_source_is_reported_on_both_sides() {
 async fn a_hand_edit_put_back_is_an_event_and_leaves_the_status_alone() {
     let mut h = Harness::new(true).await;
     let pay = permit_object("pay", "payment-svc:process");
-    h.list(std::slice::from_ref(&pay), vec![]);
-    let (_, bodies) = h.sync(vec![Expect::status_patch(&pay)]).await;
-    h.list(&[with_status(&pay, &bodies[0]["status"])], vec![]);
+    let echoed = h.synced(std::slice::from_ref(&pay)).await;
+    h.list(&echoed, vec![]);
     let AnyStore::Sqlite(sqlite) = h.store.as_ref() else {
         panic!("SQLite harness");
     };

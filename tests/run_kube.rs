@@ -100,6 +100,15 @@ impl Cluster {
         cluster
     }
 
+    /// `kubectl apply -f examples/kubernetes/`: the bundled manifests.
+    fn apply_examples(&self) {
+        self.kubectl_ok(&[
+            "apply",
+            "-f",
+            repo_path("examples/kubernetes").to_str().expect("utf-8"),
+        ]);
+    }
+
     fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
         let output = Command::new("kubectl")
             .args(args)
@@ -223,11 +232,7 @@ async fn kubectl_users_see_their_objects_applied_with_status_and_events() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = Cluster::start(dir.path());
     let db = TestDb::new(Backend::Sqlite).await;
-    cluster.kubectl_ok(&[
-        "apply",
-        "-f",
-        repo_path("examples/kubernetes").to_str().expect("utf-8"),
-    ]);
+    cluster.apply_examples();
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, BOTH_SUBJECTS).expect("write");
     cluster.kubectl_ok(&["apply", "-f", bad.to_str().expect("utf-8")]);
@@ -349,11 +354,7 @@ async fn an_object_deleted_while_accord_was_down_is_pruned_on_the_next_start() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = Cluster::start(dir.path());
     let db = TestDb::new(Backend::Sqlite).await;
-    cluster.kubectl_ok(&[
-        "apply",
-        "-f",
-        repo_path("examples/kubernetes").to_str().expect("utf-8"),
-    ]);
+    cluster.apply_examples();
     let config = config(dir.path(), &cluster, &db.url, "3s");
     let mut accord = Controller::start(dir.path(), &config, free_port()).await;
     let first = eventually(WAIT, || async { rows(&db.url).await.len() == EXAMPLES }).await;
@@ -376,11 +377,7 @@ async fn a_follower_takes_over_within_one_lease_period_when_the_leader_dies() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = Cluster::start(dir.path());
     let db = TestDb::new(Backend::Postgres).await;
-    cluster.kubectl_ok(&[
-        "apply",
-        "-f",
-        repo_path("examples/kubernetes").to_str().expect("utf-8"),
-    ]);
+    cluster.apply_examples();
     let config = config(dir.path(), &cluster, &db.url, "4s");
     let mut replicas = vec![
         Controller::start(dir.path(), &config, free_port()).await,

@@ -72,8 +72,12 @@ impl KubeObject {
         format!("{}/{}/{}", self.namespace, self.kind, self.name)
     }
 
-    fn from_dynamic(kind: Kind, object: &DynamicObject, namespace_app: Option<String>) -> Self {
-        let resource = api_resource(kind);
+    fn from_dynamic(
+        kind: Kind,
+        resource: &ApiResource,
+        object: &DynamicObject,
+        namespace_app: Option<String>,
+    ) -> Self {
         let status = object
             .data
             .get("status")
@@ -93,7 +97,7 @@ impl KubeObject {
             status,
             resource_version: resource_version(object),
             namespace_app,
-            reference: object.object_ref(&resource),
+            reference: object.object_ref(resource),
         }
     }
 }
@@ -364,9 +368,11 @@ impl Cache {
             .slots
             .iter()
             .flat_map(|slot| {
-                slot.reader.state().into_iter().map(|o| {
+                let resource = api_resource(slot.kind);
+                let apps = &apps;
+                slot.reader.state().into_iter().map(move |o| {
                     let app = apps.get(&o.namespace().unwrap_or_default()).cloned();
-                    KubeObject::from_dynamic(slot.kind, &o, app)
+                    KubeObject::from_dynamic(slot.kind, &resource, &o, app)
                 })
             })
             .collect();
