@@ -239,20 +239,35 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
             managed_by_kind[i] += 1;
         }
     }
-    let is_managed = |key: &Key| {
-        live.managed.contains_key(key) || live.rows.get(key).is_some_and(owned_by_source)
-    };
 
-    let mut changes: Vec<Change> = desired
+    // Each worker counts the declared keys it finds in the ledger: when that
+    // is the whole ledger, nothing in it can be undeclared, and the search
+    // for keys to prune skips the ledger.
+    let (mut changes, declared_in_ledger) = desired
         .objects
         .par_iter()
-        .filter_map(|(key, declaration)| {
-            plan_declared(key, declaration, live, is_managed(key), source)
-        })
-        .collect();
+        .fold(
+            || (Vec::new(), 0usize),
+            |(mut changes, mut in_ledger), (key, declaration)| {
+                let recorded = live.managed.contains_key(key);
+                in_ledger += usize::from(recorded);
+                let managed = recorded || live.rows.get(key).is_some_and(owned_by_source);
+                changes.extend(plan_declared(key, declaration, live, managed, source));
+                (changes, in_ledger)
+            },
+        )
+        .reduce(
+            || (Vec::new(), 0),
+            |(mut changes, a), (more, b)| {
+                changes.extend(more);
+                (changes, a + b)
+            },
+        );
+    let ledger_all_declared = declared_in_ledger == live.managed.len();
 
     let mut forget = Vec::new();
-    for key in live.managed.keys().chain(unrecorded) {
+    let ledger = live.managed.keys().filter(|_| !ledger_all_declared);
+    for key in ledger.chain(unrecorded) {
         if desired.objects.contains_key(key) {
             continue;
         }
@@ -279,7 +294,7 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
             _ => forget.push(key.clone()),
         }
     }
-    let changes = sorted_by_key(changes);
+    changes = sorted_by_key(changes);
     forget.sort();
     let mut recorded: Vec<(&Key, Option<&str>)> = live
         .claims
@@ -411,9 +426,12 @@ fn plan_declared(
             ),
         );
     }
-    let live_hash = row.object.content_hash();
     let disowned = row.managed_by.is_none();
-    if !disowned && row.applied_hash.as_deref() == Some(&live_hash) {
+    let as_applied = row
+        .applied_hash
+        .as_deref()
+        .is_some_and(|hash| row.object.has_content_hash(hash));
+    if !disowned && as_applied {
         return (row.object != *desired)
             .then(|| Change::new(Action::Update, key.clone(), before(), Some(desired.clone())))
             .and_then(with_origin);
@@ -431,6 +449,7 @@ fn plan_declared(
     } else {
         "edited by hand"
     };
+    let live_hash = row.object.content_hash();
     let mut change =
         Change::new(Action::Drift, key.clone(), before(), Some(desired.clone())).note(note);
     change.drift_reported = live

@@ -224,8 +224,16 @@ both_backends!(
         let delete = db.exec("DELETE FROM audit_log").await;
         assert!(delete.is_err_and(|e| e.to_string().contains("append-only")));
         assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log").await, 5);
+        // The runs the audit rows refer to are history too.
+        let update = db.exec("UPDATE sync_runs SET actor = 'someone-else'").await;
+        assert!(update.is_err_and(|e| e.to_string().contains("append-only")));
+        let delete = db.exec("DELETE FROM sync_runs").await;
+        assert!(delete.is_err_and(|e| e.to_string().contains("append-only")));
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM sync_runs").await, 1);
         if backend == Backend::Postgres {
             assert!(db.exec("TRUNCATE audit_log CASCADE").await.is_err());
+            let truncate = db.exec("TRUNCATE sync_runs").await;
+            assert!(truncate.is_err_and(|e| e.to_string().contains("append-only")));
         }
     }
 );

@@ -273,6 +273,17 @@ impl Object {
     /// field (length-prefixed) rather than through JSON: it runs for every
     /// live row on every sync.
     pub fn content_hash(&self) -> String {
+        hex::encode(self.digest())
+    }
+
+    /// Whether `hash` (as `content_hash` renders it) is this object's hash,
+    /// without allocating: the planner asks it of every live row.
+    pub fn has_content_hash(&self, hash: &str) -> bool {
+        let mut rendered = [0u8; 32];
+        hex::encode_to_slice(self.digest(), &mut rendered).is_ok() && rendered == hash.as_bytes()
+    }
+
+    fn digest(&self) -> [u8; 16] {
         let mut h = blake3::Hasher::new();
         let text = |h: &mut blake3::Hasher, value: &str| {
             h.update(&(value.len() as u64).to_le_bytes());
@@ -335,7 +346,9 @@ impl Object {
                 }
             }
         }
-        h.finalize().to_hex()[..32].to_owned()
+        let mut digest = [0u8; 16];
+        digest.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        digest
     }
 
     /// Puts lists in canonical order so that order and duplicates carry no meaning.

@@ -58,6 +58,12 @@ impl From<String> for Cell<'_> {
     }
 }
 
+impl From<Option<String>> for Cell<'_> {
+    fn from(value: Option<String>) -> Self {
+        value.map_or(Cell::Null, Cell::Owned)
+    }
+}
+
 impl From<i64> for Cell<'_> {
     fn from(value: i64) -> Self {
         Cell::Int(value)

@@ -4,6 +4,7 @@
 //! rather than an error that stops every sync.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::model::{Budget, Enrollment, Key, KeyMap, Kind, Member, Object, Organization, Permit};
 use crate::plan::{Claim, LiveRow, LiveState, Managed};
@@ -124,17 +125,31 @@ pub fn assemble(
         });
         insert(&mut rows, object, managed_by, applied_hash, true);
     }
-    let managed = managed
-        .into_iter()
-        .filter_map(|(kind, app, id, reported_hash, declared_in)| {
-            let kind = Kind::parse(&kind)?;
-            let managed = Managed {
-                reported_hash,
-                declared_in: declared_in.map(Into::into),
-            };
-            Some((Key { kind, app, id }, managed))
-        })
-        .collect();
+    // Sized up front: collecting from a filter grows the map from nothing.
+    let mut ledger: KeyMap<Managed> = KeyMap::default();
+    ledger.reserve(managed.len());
+    // A few thousand files declare a hundred thousand keys: one shared copy
+    // of each path.
+    let mut files: HashMap<String, Arc<str>> = HashMap::new();
+    for (kind, app, id, reported_hash, declared_in) in managed {
+        let Some(kind) = Kind::parse(&kind) else {
+            continue;
+        };
+        let declared_in = declared_in.map(|path| match files.get(&path) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: Arc<str> = Arc::from(path.as_str());
+                files.insert(path, shared.clone());
+                shared
+            }
+        });
+        let managed = Managed {
+            reported_hash,
+            declared_in,
+        };
+        ledger.insert(Key { kind, app, id }, managed);
+    }
+    let managed = ledger;
     let mut claims: KeyMap<Vec<Claim>> = KeyMap::default();
     for (source, kind, app, id, declared_in) in claim_rows {
         if let Some(kind) = Kind::parse(&kind) {

@@ -78,7 +78,9 @@ impl PostgresStore {
     }
 }
 
-/// One audit row, rendered before the transaction starts so that it stays short.
+/// One audit row. Rendered while the rows before it are being written (the
+/// database works on one chunk while accord renders the next), rather than
+/// all before the transaction, which left the database idle meanwhile.
 struct AuditRow<'a> {
     action: AuditAction,
     change: &'a Change,
@@ -135,7 +137,7 @@ struct Writes<'a> {
     declared: Vec<&'a Change>,
     /// Drift reported (not corrected) for the first time.
     reported: Vec<&'a Change>,
-    audit: Vec<AuditRow<'a>>,
+    audit: Vec<(AuditAction, &'a Change)>,
 }
 
 impl<'a> Writes<'a> {
@@ -169,12 +171,7 @@ impl<'a> Writes<'a> {
             }
             audited.push((audit_action, change));
         }
-        // Rendering JSON and diffs is the costly part of a large apply, and
-        // each row is independent.
-        w.audit = audited
-            .into_par_iter()
-            .map(|(action, change)| AuditRow::new(action, change))
-            .collect();
+        w.audit = audited;
         let hashed: Vec<String> = w
             .upserts
             .par_iter()
@@ -351,37 +348,53 @@ type AuditTuple = (
     String,
 );
 
+/// The rows of one table, being decoded on a blocking thread.
+struct Decoding<T> {
+    table: &'static str,
+    handle: tokio::task::JoinHandle<Result<Vec<T>, serde_json::Error>>,
+}
+
+impl<T> Decoding<T> {
+    async fn rows(self) -> Result<Vec<T>, StoreError> {
+        let error = |message: String| StoreError::Decode {
+            table: self.table.to_owned(),
+            message,
+        };
+        match self.handle.await {
+            Ok(decoded) => decoded.map_err(|e| error(e.to_string())),
+            Err(e) => Err(error(e.to_string())),
+        }
+    }
+}
+
 macro_rules! sql_store {
     ($store:ident, $db:ty, $bind_limit:expr, $bulk:path, $aggregate:path, $gitops_json:expr) => {
         impl $store {
             /// Every row of `table` (of one source, for the ledger) in one value:
             /// the database builds a JSON array of row arrays. Decoding 100k rows
-            /// one by one through the driver cost several times more.
+            /// one by one through the driver cost several times more. The rows
+            /// are decoded on a blocking thread while the caller goes on to the
+            /// next read; the handle yields them.
             async fn fetch_rows<T: serde::de::DeserializeOwned + Send + 'static>(
                 conn: &mut <$db as sqlx::Database>::Connection,
-                table: &str,
+                table: &'static str,
                 columns: &str,
                 source: Option<&str>,
-            ) -> Result<Vec<T>, StoreError> {
+            ) -> Result<Decoding<T>, StoreError> {
                 let sql = $aggregate(table, columns, source.is_some());
                 let mut query = sqlx::query_scalar::<_, Option<String>>(sqlx::AssertSqlSafe(sql));
                 if let Some(source) = source {
                     query = query.bind(source);
                 }
                 let json = query.fetch_one(&mut *conn).await?.unwrap_or_default();
-                if json.is_empty() {
-                    return Ok(Vec::new());
-                }
-                // Decoding 100k rows is CPU work; keep it off the async runtime.
-                let decoded = tokio::task::spawn_blocking(move || serde_json::from_str(&json))
-                    .await
-                    .map_err(|e| StoreError::Decode {
-                        table: table.to_owned(),
-                        message: e.to_string(),
-                    })?;
-                decoded.map_err(|e| StoreError::Decode {
-                    table: table.to_owned(),
-                    message: e.to_string(),
+                Ok(Decoding {
+                    table,
+                    handle: tokio::task::spawn_blocking(move || {
+                        if json.is_empty() {
+                            return Ok(Vec::new());
+                        }
+                        serde_json::from_str(&json)
+                    }),
                 })
             }
 
@@ -426,50 +439,50 @@ macro_rules! sql_store {
         impl Store for $store {
             #[tracing::instrument(skip_all, fields(source = ?source))]
             async fn load(&self, source: Option<&str>) -> Result<LiveState, StoreError> {
-                // One transaction, so the five reads see one snapshot.
+                // One transaction, so the reads see one snapshot.
                 let mut tx = self.pool.begin().await?;
-                let orgs: Vec<OrgRow> = Self::fetch_rows(
+                let orgs = Self::fetch_rows::<OrgRow>(
                     &mut tx,
                     "organizations",
                     &format!("app, slug, name, monthly_tokens, allowed_models, {}, managed_by, applied_hash", $gitops_json),
                     None,
                 )
                 .await?;
-                let members: Vec<MemberRow> = Self::fetch_rows(
+                let members = Self::fetch_rows::<MemberRow>(
                     &mut tx,
                     "organization_members",
                     "app, org_slug, user_id, contact_id, role, token_limit",
                     None,
                 )
                 .await?;
-                let permits: Vec<PermitRow> = Self::fetch_rows(
+                let permits = Self::fetch_rows::<PermitRow>(
                     &mut tx,
                     "permits",
                     "app, id, permission_id, slugs, roles, managed_by, applied_hash",
                     None,
                 )
                 .await?;
-                let enrollments: Vec<EnrollmentRow> = Self::fetch_rows(
+                let enrollments = Self::fetch_rows::<EnrollmentRow>(
                     &mut tx,
                     "enrollments",
                     "app, id, role, user_id, contact_id, managed_by, applied_hash",
                     None,
                 )
                 .await?;
-                let managed: Vec<ManagedRow> = match source {
-                    Some(source) => {
-                        Self::fetch_rows(
+                let managed = match source {
+                    Some(source) => Some(
+                        Self::fetch_rows::<ManagedRow>(
                             &mut tx,
                             "managed_objects",
                             "kind, app, object_id, reported_hash, declared_in",
                             Some(source),
                         )
-                        .await?
-                    }
-                    None => Vec::new(),
+                        .await?,
+                    ),
+                    None => None,
                 };
                 // Few rows: only keys two sources declare at once.
-                let claims: Vec<rows::ClaimRow> = Self::fetch_rows(
+                let claims = Self::fetch_rows::<rows::ClaimRow>(
                     &mut tx,
                     "claims",
                     "source, kind, app, object_id, declared_in",
@@ -477,6 +490,15 @@ macro_rules! sql_store {
                 )
                 .await?;
                 tx.commit().await?;
+                let orgs = orgs.rows().await?;
+                let members = members.rows().await?;
+                let permits = permits.rows().await?;
+                let enrollments = enrollments.rows().await?;
+                let managed = match managed {
+                    Some(managed) => managed.rows().await?,
+                    None => Vec::new(),
+                };
+                let claims = claims.rows().await?;
                 tokio::task::spawn_blocking(move || {
                     rows::assemble(orgs, members, permits, enrollments, managed, claims)
                 })
@@ -674,20 +696,21 @@ macro_rules! sql_store {
                 });
                 qb.push(" RETURNING id");
                 let (sync_id,): (i64,) = qb.build_query_as().fetch_one(&mut *conn).await?;
-                $bulk(conn, &AUDIT_LOG, &writes.audit, |row| {
+                $bulk(conn, &AUDIT_LOG, &writes.audit, |&(action, change)| {
+                    let row = AuditRow::new(action, change);
                     [
                         finished_at.into(),
                         row.actor(&request).into(),
                         source.into(),
                         request.revision.into(),
                         sync_id.into(),
-                        row.action.as_str().into(),
-                        row.change.key.kind.as_str().into(),
-                        row.change.key.app.as_str().into(),
-                        row.change.key.id.as_str().into(),
-                        row.before.as_deref().into(),
-                        row.after.as_deref().into(),
-                        row.diff.as_str().into(),
+                        action.as_str().into(),
+                        change.key.kind.as_str().into(),
+                        change.key.app.as_str().into(),
+                        change.key.id.as_str().into(),
+                        row.before.into(),
+                        row.after.into(),
+                        row.diff.into(),
                     ]
                 })
                 .await?;
