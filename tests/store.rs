@@ -109,6 +109,31 @@ both_backends!(
 );
 
 both_backends!(
+    text_the_read_formats_escape_loads_back_unchanged,
+    |backend| async move {
+        // Tabs, newlines, backslashes and quotes are what PostgreSQL's COPY
+        // and JSON escape; every one must come back as written.
+        let (_db, store) = open(backend).await;
+        let awkward = "tab\there, line\nbreak, back\\slash \\N, \"quoted\", ünïcode";
+        let desired = desired_objects(vec![
+            org("acme")
+                .name(awkward)
+                .models([awkward, "\\"])
+                .member("jane@acme.com", awkward)
+                .build(),
+            permit("pay").roles([awkward]).build(),
+            enrollment("admin").role(awkward).user("\\N").build(),
+        ]);
+        sync(&store, &desired).await;
+        let live = store.load(Some("git")).await.expect("load");
+        for (key, declaration) in &desired.objects {
+            assert_eq!(live.rows[key].object, declaration.object, "{key}");
+        }
+        assert!(plan_for(&store, &desired, "git").await.changes.is_empty());
+    }
+);
+
+both_backends!(
     migrations_are_applied_once_and_reconnecting_is_harmless,
     |backend| async move {
         let (db, store) = open(backend).await;

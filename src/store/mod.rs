@@ -3,6 +3,7 @@
 //! sync applied in one transaction together with its audit rows.
 
 mod bulk;
+mod copy_text;
 mod rows;
 mod sql;
 
