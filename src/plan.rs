@@ -2,7 +2,7 @@
 //! database holds to the changes that would make them agree. No I/O.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -12,7 +12,7 @@ use crate::model::render;
 use crate::model::{Declaration, DesiredState, Key, KeyMap, Object, Origin};
 
 /// One row of the database as the planner sees it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct LiveRow {
     pub object: Object,
     /// The source that owns the row; `None` for rows nobody manages.
@@ -21,6 +21,62 @@ pub struct LiveRow {
     pub applied_hash: Option<String>,
     /// `false` when an operator suspended the organization in the database.
     pub gitops: bool,
+    /// The object's content hash, computed once: the store fills it while
+    /// the source is still being parsed, so the plan compares hashes rather
+    /// than reading every live row again.
+    digest: OnceLock<[u8; 16]>,
+    /// Known to be in the source's ledger (`LiveState::managed`): set by the
+    /// store as it reads the ledger, so the plan need not look every key up
+    /// there. When unset the plan looks.
+    in_ledger: bool,
+}
+
+impl LiveRow {
+    pub fn new(
+        object: Object,
+        managed_by: Option<String>,
+        applied_hash: Option<String>,
+        gitops: bool,
+    ) -> LiveRow {
+        LiveRow {
+            object,
+            managed_by,
+            applied_hash,
+            gitops,
+            digest: OnceLock::new(),
+            in_ledger: false,
+        }
+    }
+
+    /// Records that the row's key is in the ledger the row was read with.
+    pub(crate) fn mark_in_ledger(&mut self) {
+        self.in_ledger = true;
+    }
+
+    /// `object.digest()`, remembered. (`object` is not changed once read.)
+    pub fn digest(&self) -> [u8; 16] {
+        *self.digest.get_or_init(|| self.object.digest())
+    }
+
+    /// Whether the row is exactly as accord last wrote it.
+    fn as_applied(&self) -> bool {
+        let mut rendered = [0u8; 32];
+        self.applied_hash.as_deref().is_some_and(|hash| {
+            hex::encode_to_slice(self.digest(), &mut rendered).is_ok()
+                && rendered == hash.as_bytes()
+        })
+    }
+}
+
+/// Rows are equal when their contents are; whether the hash was computed yet
+/// does not matter.
+impl PartialEq for LiveRow {
+    fn eq(&self, other: &LiveRow) -> bool {
+        self.object == other.object
+            && self.managed_by == other.managed_by
+            && self.applied_hash == other.applied_hash
+            && self.gitops == other.gitops
+    }
 }
 
 /// What accord remembers about a key a source manages, kept apart from the
@@ -229,7 +285,9 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
     let unrecorded: Vec<&Key> = live
         .rows
         .iter()
-        .filter(|(key, row)| owned_by_source(row) && !live.managed.contains_key(*key))
+        .filter(|(key, row)| {
+            !row.in_ledger && owned_by_source(row) && !live.managed.contains_key(*key)
+        })
         .map(|(key, _)| key)
         .collect();
     let managed_count = live.managed.len() + unrecorded.len();
@@ -249,10 +307,11 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
         .fold(
             || (Vec::new(), 0usize),
             |(mut changes, mut in_ledger), (key, declaration)| {
-                let recorded = live.managed.contains_key(key);
+                let row = live.rows.get(key);
+                let recorded = row.is_some_and(|r| r.in_ledger) || live.managed.contains_key(key);
                 in_ledger += usize::from(recorded);
-                let managed = recorded || live.rows.get(key).is_some_and(owned_by_source);
-                changes.extend(plan_declared(key, declaration, live, managed, source));
+                let managed = recorded || row.is_some_and(owned_by_source);
+                changes.extend(plan_declared(key, declaration, row, live, managed, source));
                 (changes, in_ledger)
             },
         )
@@ -332,12 +391,12 @@ fn sorted_by_key(changes: Vec<Change>) -> Vec<Change> {
 fn plan_declared(
     key: &Key,
     declaration: &Declaration,
+    row: Option<&LiveRow>,
     live: &LiveState,
     is_managed: bool,
     source: &str,
 ) -> Option<Change> {
     let desired = &declaration.object;
-    let row = live.rows.get(key);
     let with_origin = |mut change: Change| {
         change.origin = Some(declaration.origin.clone());
         change.declared_in = Some(declaration.origin.file.clone());
@@ -427,16 +486,15 @@ fn plan_declared(
         );
     }
     let disowned = row.managed_by.is_none();
-    let as_applied = row
-        .applied_hash
-        .as_deref()
-        .is_some_and(|hash| row.object.has_content_hash(hash));
-    if !disowned && as_applied {
-        return (row.object != *desired)
+    // Objects are compared by their content hashes (the live one computed as
+    // the rows were read), as drift already is.
+    let unchanged = desired.digest() == row.digest();
+    if !disowned && row.as_applied() {
+        return (!unchanged)
             .then(|| Change::new(Action::Update, key.clone(), before(), Some(desired.clone())))
             .and_then(with_origin);
     }
-    if !disowned && row.object == *desired {
+    if !disowned && unchanged {
         // Edited by hand to exactly what is declared: nothing to put back,
         // only the record of what accord wrote is stale.
         return with_origin(
@@ -449,7 +507,7 @@ fn plan_declared(
     } else {
         "edited by hand"
     };
-    let live_hash = row.object.content_hash();
+    let live_hash = hex::encode(row.digest());
     let mut change =
         Change::new(Action::Drift, key.clone(), before(), Some(desired.clone())).note(note);
     change.drift_reported = live

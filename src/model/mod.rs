@@ -276,14 +276,8 @@ impl Object {
         hex::encode(self.digest())
     }
 
-    /// Whether `hash` (as `content_hash` renders it) is this object's hash,
-    /// without allocating: the planner asks it of every live row.
-    pub fn has_content_hash(&self, hash: &str) -> bool {
-        let mut rendered = [0u8; 32];
-        hex::encode_to_slice(self.digest(), &mut rendered).is_ok() && rendered == hash.as_bytes()
-    }
-
-    fn digest(&self) -> [u8; 16] {
+    /// The content hash as bytes (`content_hash` is its hex form).
+    pub fn digest(&self) -> [u8; 16] {
         let mut h = blake3::Hasher::new();
         let text = |h: &mut blake3::Hasher, value: &str| {
             h.update(&(value.len() as u64).to_le_bytes());

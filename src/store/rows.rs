@@ -147,7 +147,11 @@ pub fn assemble(
             reported_hash,
             declared_in,
         };
-        ledger.insert(Key { kind, app, id }, managed);
+        let key = Key { kind, app, id };
+        if let Some(row) = rows.get_mut(&key) {
+            row.mark_in_ledger();
+        }
+        ledger.insert(key, managed);
     }
     let managed = ledger;
     let mut claims: KeyMap<Vec<Claim>> = KeyMap::default();
@@ -176,13 +180,9 @@ fn insert(
     applied_hash: Option<String>,
     gitops: bool,
 ) {
-    rows.insert(
-        object.key(),
-        LiveRow {
-            object,
-            managed_by,
-            applied_hash,
-            gitops,
-        },
-    );
+    let row = LiveRow::new(object, managed_by, applied_hash, gitops);
+    // Hashed here, while the object is fresh in the cache and the source is
+    // still being parsed, rather than in the plan.
+    row.digest();
+    rows.insert(row.object.key(), row);
 }

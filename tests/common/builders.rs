@@ -245,15 +245,9 @@ impl LiveBuilder {
     /// A row nobody manages, as the identity service's own API creates it.
     pub fn row(mut self, object: Object) -> Self {
         let key = object.key();
-        self.state.rows.insert(
-            key.clone(),
-            LiveRow {
-                object,
-                managed_by: None,
-                applied_hash: None,
-                gitops: true,
-            },
-        );
+        self.state
+            .rows
+            .insert(key.clone(), LiveRow::new(object, None, None, true));
         self.last = Some(key);
         self
     }

@@ -874,12 +874,7 @@ mod tests {
         let mut live = LiveState::default();
         live.rows.insert(
             key.clone(),
-            LiveRow {
-                object: declaration.object.clone(),
-                managed_by: Some("git".into()),
-                applied_hash: None,
-                gitops: true,
-            },
+            LiveRow::new(declaration.object.clone(), Some("git".into()), None, true),
         );
         let plan = crate::plan::plan(
             &declared.desired,
