@@ -300,7 +300,10 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
 
     // Each worker counts the declared keys it finds in the ledger: when that
     // is the whole ledger, nothing in it can be undeclared, and the search
-    // for keys to prune skips the ledger.
+    // for keys to prune skips the ledger. Changes are boxed until they are
+    // sorted: a `Change` is several hundred bytes, and a first sync has one
+    // per object, so gathering and sorting them moved far more memory than
+    // the planning itself touched.
     let (mut changes, declared_in_ledger) = desired
         .objects
         .par_iter()
@@ -311,7 +314,9 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
                 let recorded = row.is_some_and(|r| r.in_ledger) || live.managed.contains_key(key);
                 in_ledger += usize::from(recorded);
                 let managed = recorded || row.is_some_and(owned_by_source);
-                changes.extend(plan_declared(key, declaration, row, live, managed, source));
+                changes.extend(
+                    plan_declared(key, declaration, row, live, managed, source).map(Box::new),
+                );
                 (changes, in_ledger)
             },
         )
@@ -333,7 +338,7 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
         match live.rows.get(key) {
             Some(row) if owned_by_source(row) || row.managed_by.is_none() => {
                 if !row.gitops {
-                    changes.push(
+                    changes.push(Box::new(
                         Change::new(
                             Action::Suspended,
                             key.clone(),
@@ -341,19 +346,21 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
                             None,
                         )
                         .note("suspended in the database; not pruned"),
-                    );
+                    ));
                 } else if options.prune {
                     let mut change =
                         Change::new(Action::Delete, key.clone(), Some(row.object.clone()), None)
                             .note("no longer declared");
                     change.declared_in = live.managed.get(key).and_then(|m| m.declared_in.clone());
-                    changes.push(change);
+                    changes.push(Box::new(change));
                 }
             }
             _ => forget.push(key.clone()),
         }
     }
-    changes = sorted_by_key(changes);
+    changes.par_sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    // Unboxed once, in order.
+    let changes: Vec<Change> = changes.into_iter().map(|change| *change).collect();
     forget.sort();
     let mut recorded: Vec<(&Key, Option<&str>)> = live
         .claims
@@ -376,16 +383,6 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
         managed_by_kind,
         claims_changed,
     }
-}
-
-/// The changes in key order. A `Change` is several hundred bytes, and a first
-/// sync has one per object: sorting the indices and moving each change once
-/// costs far less than sorting the changes themselves.
-fn sorted_by_key(changes: Vec<Change>) -> Vec<Change> {
-    let mut order: Vec<usize> = (0..changes.len()).collect();
-    order.par_sort_unstable_by(|&a, &b| changes[a].key.cmp(&changes[b].key));
-    let mut slots: Vec<Option<Change>> = changes.into_iter().map(Some).collect();
-    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 fn plan_declared(
