@@ -357,7 +357,19 @@ struct Decoding<T> {
     handle: tokio::task::JoinHandle<Result<Vec<T>, String>>,
 }
 
-impl<T> Decoding<T> {
+impl<T: Send + 'static> Decoding<T> {
+    /// Starts decoding `text` with `decode` on a blocking thread.
+    fn start<D: Send + 'static>(
+        table: &'static str,
+        text: D,
+        decode: fn(D) -> Result<Vec<T>, String>,
+    ) -> Decoding<T> {
+        Decoding {
+            table,
+            handle: tokio::task::spawn_blocking(move || decode(text)),
+        }
+    }
+
     async fn rows(self) -> Result<Vec<T>, StoreError> {
         let error = |message: String| StoreError::Decode {
             table: self.table.to_owned(),
@@ -850,15 +862,12 @@ async fn sqlite_fetch<T: serde::de::DeserializeOwned + Send + 'static>(
         query = query.bind(source);
     }
     let json = query.fetch_one(&mut *conn).await?.unwrap_or_default();
-    Ok(Decoding {
-        table,
-        handle: tokio::task::spawn_blocking(move || {
-            if json.is_empty() {
-                return Ok(Vec::new());
-            }
-            serde_json::from_str(&json).map_err(|e| e.to_string())
-        }),
-    })
+    Ok(Decoding::start(table, json, |json: String| {
+        if json.is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_str(&json).map_err(|e| e.to_string())
+    }))
 }
 
 /// The same for PostgreSQL, through `COPY … TO STDOUT`: far cheaper for the
@@ -890,10 +899,9 @@ async fn postgres_fetch<T: serde::de::DeserializeOwned + Send + 'static>(
     while let Some(chunk) = copy.next().await {
         text.extend_from_slice(&chunk?);
     }
-    Ok(Decoding {
-        table,
-        handle: tokio::task::spawn_blocking(move || copy_text::rows(&text)),
-    })
+    Ok(Decoding::start(table, text, |text: Vec<u8>| {
+        copy_text::rows(&text)
+    }))
 }
 
 sql_store!(
