@@ -383,7 +383,7 @@ impl<T: Send + 'static> Decoding<T> {
 }
 
 macro_rules! sql_store {
-    ($store:ident, $db:ty, $bind_limit:expr, $bulk:path, $fetch:ident, $gitops_json:expr) => {
+    ($store:ident, $db:ty, $bind_limit:expr, $bulk:path, $fetch:ident, $begin_read:expr, $gitops_json:expr) => {
         impl $store {
             /// Writes rows marked new with plain inserts and the others as upserts.
             async fn write_split<T, const N: usize>(
@@ -426,8 +426,10 @@ macro_rules! sql_store {
         impl Store for $store {
             #[tracing::instrument(skip_all, fields(source = ?source))]
             async fn load(&self, source: Option<&str>) -> Result<LiveState, StoreError> {
-                // One transaction, so the reads see one snapshot.
-                let mut tx = self.pool.begin().await?;
+                // One transaction, so the reads see one snapshot (on
+                // PostgreSQL that takes REPEATABLE READ: under the default
+                // each statement has its own).
+                let mut tx = self.pool.begin_with($begin_read).await?;
                 let orgs = $fetch::<OrgRow>(
                     &mut tx,
                     "organizations",
@@ -910,6 +912,8 @@ sql_store!(
     32_000usize,
     bulk::sqlite,
     sqlite_fetch,
+    // A read transaction in WAL mode sees one snapshot from its first read.
+    "BEGIN",
     // SQLite keeps booleans as 0/1; the row reader wants JSON true/false.
     "json(CASE WHEN gitops THEN 'true' ELSE 'false' END)"
 );
@@ -919,5 +923,6 @@ sql_store!(
     65_000usize,
     bulk::postgres,
     postgres_fetch,
+    "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
     "gitops"
 );
