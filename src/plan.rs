@@ -2,29 +2,30 @@
 //! database holds to the changes that would make them agree. No I/O.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::render;
-use crate::model::{Declaration, DesiredState, Key, KeyMap, Object, Origin};
+use crate::model::{Canonical, Declaration, DesiredState, Key, KeyMap, Object, Origin};
 
 /// One row of the database as the planner sees it.
 #[derive(Clone, Debug)]
 pub struct LiveRow {
-    pub object: Object,
+    /// The object, kept as its canonical bytes: one allocation per row, and
+    /// decoded only for the rows a plan changes.
+    content: Canonical,
+    /// The content hash, computed as the row is read (while the source is
+    /// still being parsed) so the plan compares hashes.
+    digest: [u8; 16],
     /// The source that owns the row; `None` for rows nobody manages.
     pub managed_by: Option<String>,
     /// The content hash accord recorded when it last wrote the row.
     pub applied_hash: Option<String>,
     /// `false` when an operator suspended the organization in the database.
     pub gitops: bool,
-    /// The object's content hash, computed once: the store fills it while
-    /// the source is still being parsed, so the plan compares hashes rather
-    /// than reading every live row again.
-    digest: OnceLock<[u8; 16]>,
     /// Known to be in the source's ledger (`LiveState::managed`): set by the
     /// store as it reads the ledger, so the plan need not look every key up
     /// there. When unset the plan looks.
@@ -38,12 +39,21 @@ impl LiveRow {
         applied_hash: Option<String>,
         gitops: bool,
     ) -> LiveRow {
+        LiveRow::from_canonical(Canonical::of(&object), managed_by, applied_hash, gitops)
+    }
+
+    pub fn from_canonical(
+        content: Canonical,
+        managed_by: Option<String>,
+        applied_hash: Option<String>,
+        gitops: bool,
+    ) -> LiveRow {
         LiveRow {
-            object,
+            digest: content.digest(),
+            content,
             managed_by,
             applied_hash,
             gitops,
-            digest: OnceLock::new(),
             in_ledger: false,
         }
     }
@@ -53,26 +63,29 @@ impl LiveRow {
         self.in_ledger = true;
     }
 
-    /// `object.digest()`, remembered. (`object` is not changed once read.)
+    /// The object as it is in the database.
+    pub fn object(&self) -> Object {
+        self.content.object()
+    }
+
+    /// The object's content hash (`Object::digest`).
     pub fn digest(&self) -> [u8; 16] {
-        *self.digest.get_or_init(|| self.object.digest())
+        self.digest
     }
 
     /// Whether the row is exactly as accord last wrote it.
     fn as_applied(&self) -> bool {
         let mut rendered = [0u8; 32];
         self.applied_hash.as_deref().is_some_and(|hash| {
-            hex::encode_to_slice(self.digest(), &mut rendered).is_ok()
-                && rendered == hash.as_bytes()
+            hex::encode_to_slice(self.digest, &mut rendered).is_ok() && rendered == hash.as_bytes()
         })
     }
 }
 
-/// Rows are equal when their contents are; whether the hash was computed yet
-/// does not matter.
+/// Rows are equal when their contents are; the ledger hint does not count.
 impl PartialEq for LiveRow {
     fn eq(&self, other: &LiveRow) -> bool {
-        self.object == other.object
+        self.content == other.content
             && self.managed_by == other.managed_by
             && self.applied_hash == other.applied_hash
             && self.gitops == other.gitops
@@ -339,17 +352,12 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
             Some(row) if owned_by_source(row) || row.managed_by.is_none() => {
                 if !row.gitops {
                     changes.push(Box::new(
-                        Change::new(
-                            Action::Suspended,
-                            key.clone(),
-                            Some(row.object.clone()),
-                            None,
-                        )
-                        .note("suspended in the database; not pruned"),
+                        Change::new(Action::Suspended, key.clone(), Some(row.object()), None)
+                            .note("suspended in the database; not pruned"),
                     ));
                 } else if options.prune {
                     let mut change =
-                        Change::new(Action::Delete, key.clone(), Some(row.object.clone()), None)
+                        Change::new(Action::Delete, key.clone(), Some(row.object()), None)
                             .note("no longer declared");
                     change.declared_in = live.managed.get(key).and_then(|m| m.declared_in.clone());
                     changes.push(Box::new(change));
@@ -400,7 +408,7 @@ fn plan_declared(
         Some(change)
     };
     // Cloned only when a change is made: a no-op sync makes none.
-    let before = || row.map(|r| r.object.clone());
+    let before = || row.map(LiveRow::object);
     if declaration.suspended {
         return with_origin(
             Change::new(

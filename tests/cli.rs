@@ -448,6 +448,15 @@ async fn the_default_database_is_a_sqlite_file_created_in_the_working_directory(
         "{}",
         bad.stderr
     );
+    for memory in ["sqlite::memory:", "sqlite://accord.db?mode=memory"] {
+        let refused = ws.accord(&["plan", "--source", "config", "--database", memory]);
+        assert_eq!(refused.code, 1, "{memory}");
+        assert!(
+            refused.stderr.contains("in-memory SQLite database"),
+            "{}",
+            refused.stderr
+        );
+    }
 }
 
 #[tokio::test]

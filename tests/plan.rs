@@ -267,6 +267,48 @@ fn objects_normalized_from_differently_ordered_lists_compare_equal() {
     assert_eq!(one.content_hash(), another.content_hash());
 }
 
+/// The hashes accord recorded in `applied_hash` by earlier releases: if the
+/// way an object is hashed changes, every managed row in every database
+/// reads as edited by hand after an upgrade.
+#[test]
+fn content_hashes_stay_what_earlier_releases_recorded() {
+    let objects = [
+        (
+            permit("pay")
+                .app("shop")
+                .permission("payments:write")
+                .slugs(["orders", "billing"])
+                .roles(["admin"])
+                .build(),
+            "2d1b25320dd2c18d48b42a2d1d3d9894",
+        ),
+        (
+            enrollment("ann").role("admin").user("u-1").build(),
+            "6d04dd60cbd44437e46c0da7319925aa",
+        ),
+        (
+            enrollment("bob")
+                .app("shop")
+                .contact("bob@acme.com")
+                .build(),
+            "ca6da475e88001b9052a33f9bb147f18",
+        ),
+        (
+            org("acme")
+                .name("Acme")
+                .budget(5_000)
+                .models(["o3", "gpt-4o"])
+                .member("ann@acme.com", "admin")
+                .build(),
+            "2c30b3f4aea2dd43b96cce71f0b3b6eb",
+        ),
+        (org("empty").build(), "0d090049df582c3ce492b4c8d5cdb08b"),
+    ];
+    let hashes: Vec<String> = objects.iter().map(|(o, _)| o.content_hash()).collect();
+    let recorded: Vec<&str> = objects.iter().map(|(_, hash)| *hash).collect();
+    assert_eq!(hashes, recorded);
+}
+
 #[test]
 fn organizations_normalized_from_differently_ordered_members_compare_equal() {
     let mut one = org("acme")

@@ -8,6 +8,7 @@ use accord::plan::{self, Action, Plan, PlanOptions};
 use accord::store::{AnyStore, ApplyRequest, AuditQuery, DriftPolicy, Store, SyncRecord};
 use common::builders::*;
 use common::db::{Backend, TestDb};
+use serde_json::json;
 
 async fn open(backend: Backend) -> (TestDb, AnyStore) {
     let db = TestDb::new(backend).await;
@@ -95,7 +96,7 @@ both_backends!(
         assert_eq!(live.managed.len(), 5);
         for (key, declaration) in &desired.objects {
             let row = live.rows.get(key).expect("row written");
-            assert_eq!(row.object, declaration.object, "{key}");
+            assert_eq!(row.object(), declaration.object, "{key}");
             assert_eq!(row.managed_by.as_deref(), Some("git"));
             assert_eq!(row.applied_hash, Some(declaration.object.content_hash()));
         }
@@ -127,7 +128,7 @@ both_backends!(
         sync(&store, &desired).await;
         let live = store.load(Some("git")).await.expect("load");
         for (key, declaration) in &desired.objects {
-            assert_eq!(live.rows[key].object, declaration.object, "{key}");
+            assert_eq!(live.rows[key].object(), declaration.object, "{key}");
         }
         assert!(plan_for(&store, &desired, "git").await.changes.is_empty());
     }
@@ -176,7 +177,10 @@ both_backends!(
         let live = store.load(Some("git")).await.expect("load");
         for (key, declaration) in &desired.objects {
             assert_eq!(
-                live.rows.get(key).map(|r| &r.object),
+                live.rows
+                    .get(key)
+                    .map(accord::plan::LiveRow::object)
+                    .as_ref(),
                 Some(&declaration.object)
             );
         }
@@ -353,6 +357,53 @@ both_backends!(
             .filter(|e| e.action == "drift_corrected")
             .count();
         assert_eq!(corrected, 4);
+    }
+);
+
+both_backends!(
+    values_accord_never_writes_load_as_drift_and_get_corrected,
+    |backend| async move {
+        // Rows are read leniently: a list that is not JSON, a number where
+        // text belongs, or (SQLite keeps them as written) bytes in a text
+        // column are drift to show and put back, not an error that stops
+        // every sync.
+        let (db, store) = open(backend).await;
+        let desired = desired_objects(sample());
+        sync(&store, &desired).await;
+        db.exec(
+            "UPDATE permits SET slugs = 'orders, billing' WHERE id = 'pay' AND app = 'unnamed'",
+        )
+        .await
+        .expect("edit list");
+        db.exec("UPDATE enrollments SET role = 5 WHERE id = 'everyone'")
+            .await
+            .expect("edit role");
+        let mut expected = vec!["pay", "everyone"];
+        if backend == Backend::Sqlite {
+            db.exec("UPDATE enrollments SET user_id = x'752d39' WHERE id = 'admin'")
+                .await
+                .expect("edit user");
+            expected.insert(1, "admin");
+        }
+        let live = store.load(Some("git")).await.expect("load");
+        let pay = live.rows[&key(Kind::Permit, "pay")].object();
+        assert_eq!(pay.to_json()["slugs"], json!(["orders, billing"]));
+        let everyone = live.rows[&key(Kind::Enrollment, "everyone")].object();
+        assert_eq!(everyone.to_json()["role"], json!("5"));
+        if backend == Backend::Sqlite {
+            let admin = live.rows[&key(Kind::Enrollment, "admin")].object();
+            assert_eq!(admin.to_json()["userId"], json!("u-9"));
+        }
+
+        let (plan, _) = sync(&store, &desired).await;
+        let drifted: Vec<&str> = plan
+            .changes
+            .iter()
+            .filter(|c| c.action == Action::Drift)
+            .map(|c| c.key.id.as_str())
+            .collect();
+        assert_eq!(drifted, expected);
+        assert!(plan_for(&store, &desired, "git").await.changes.is_empty());
     }
 );
 

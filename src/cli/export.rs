@@ -51,7 +51,8 @@ fn bundles<'a>(
 ) -> BTreeMap<String, Vec<(Kind, String, Value)>> {
     let mut by_app: BTreeMap<String, Vec<(Kind, String, Value)>> = BTreeMap::new();
     for row in rows {
-        let mut value = row.object.to_json();
+        let object = row.object();
+        let mut value = object.to_json();
         if let Value::Object(map) = &mut value {
             // Items inherit the bundle's app.
             map.remove("app");
@@ -59,10 +60,11 @@ fn bundles<'a>(
                 map.insert("gitops".into(), Value::Bool(false));
             }
         }
-        by_app
-            .entry(row.object.app().to_owned())
-            .or_default()
-            .push((row.object.kind(), row.object.id().to_owned(), value));
+        by_app.entry(object.app().to_owned()).or_default().push((
+            object.kind(),
+            object.id().to_owned(),
+            value,
+        ));
     }
     for items in by_app.values_mut() {
         items.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));

@@ -2,6 +2,7 @@
 //! shape users write them (`*Spec`) and in the normalized shape that is stored,
 //! compared and hashed. No I/O here.
 
+mod canonical;
 pub mod de;
 pub mod parse;
 pub mod render;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use canonical::Canonical;
 pub use parse::{parse_tree, Diagnostic, SourceFile};
 pub use yaml::{Limits, Mark};
 
@@ -276,73 +278,10 @@ impl Object {
         hex::encode(self.digest())
     }
 
-    /// The content hash as bytes (`content_hash` is its hex form).
+    /// The content hash as bytes (`content_hash` is its hex form): the hash
+    /// of the object's canonical bytes.
     pub fn digest(&self) -> [u8; 16] {
-        let mut h = blake3::Hasher::new();
-        let text = |h: &mut blake3::Hasher, value: &str| {
-            h.update(&(value.len() as u64).to_le_bytes());
-            h.update(value.as_bytes());
-        };
-        let optional = |h: &mut blake3::Hasher, value: Option<&str>| match value {
-            None => {
-                h.update(&[0]);
-            }
-            Some(v) => {
-                h.update(&[1]);
-                text(h, v);
-            }
-        };
-        let list = |h: &mut blake3::Hasher, values: &[String]| {
-            h.update(&(values.len() as u64).to_le_bytes());
-            for v in values {
-                text(h, v);
-            }
-        };
-        let number = |h: &mut blake3::Hasher, value: Option<u64>| match value {
-            None => {
-                h.update(&[0]);
-            }
-            Some(n) => {
-                h.update(&[1]);
-                h.update(&n.to_le_bytes());
-            }
-        };
-        match self {
-            Object::Permit(p) => {
-                h.update(b"accord/permit/1");
-                text(&mut h, &p.id);
-                text(&mut h, &p.app);
-                text(&mut h, &p.permission_id);
-                list(&mut h, &p.slugs);
-                list(&mut h, &p.roles);
-            }
-            Object::Enrollment(e) => {
-                h.update(b"accord/enrollment/1");
-                text(&mut h, &e.id);
-                text(&mut h, &e.app);
-                text(&mut h, &e.role);
-                optional(&mut h, e.user_id.as_deref());
-                optional(&mut h, e.contact_id.as_deref());
-            }
-            Object::Organization(o) => {
-                h.update(b"accord/organization/1");
-                text(&mut h, &o.slug);
-                text(&mut h, &o.app);
-                optional(&mut h, o.name.as_deref());
-                number(&mut h, o.budget.as_ref().map(|b| b.monthly_tokens));
-                list(&mut h, &o.allowed_models);
-                h.update(&(o.members.len() as u64).to_le_bytes());
-                for m in &o.members {
-                    optional(&mut h, m.contact_id.as_deref());
-                    optional(&mut h, m.user_id.as_deref());
-                    text(&mut h, &m.role);
-                    number(&mut h, m.token_limit);
-                }
-            }
-        }
-        let mut digest = [0u8; 16];
-        digest.copy_from_slice(&h.finalize().as_bytes()[..16]);
-        digest
+        Canonical::of(self).digest()
     }
 
     /// Puts lists in canonical order so that order and duplicates carry no meaning.

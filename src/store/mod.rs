@@ -6,6 +6,7 @@ mod bulk;
 mod copy_text;
 mod rows;
 mod sql;
+mod sqlite_read;
 
 use std::fmt;
 use std::future::Future;
@@ -24,6 +25,10 @@ pub enum StoreError {
         "unsupported database URL `{0}`: expected sqlite://PATH or postgres://USER@HOST:PORT/DB"
     )]
     UnsupportedUrl(String),
+    #[error(
+        "`{0}` is an in-memory SQLite database, which would forget what accord applied when it exits; give a file: sqlite://PATH"
+    )]
+    InMemory(String),
     #[error("cannot connect to {url}: {source}")]
     Connect {
         url: String,

@@ -3,6 +3,7 @@
 //! concrete types, so there is one copy of the SQL to read and review.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use futures::StreamExt as _;
 use super::bulk::{self, Table};
 use super::copy_text;
 use super::rows::{self, EnrollmentRow, ManagedRow, MemberRow, OrgRow, PermitRow};
+use super::sqlite_read;
 use super::{
     lock_key, redact, ApplyRequest, AuditAction, AuditEntry, AuditQuery, DriftPolicy, OrgSwitch,
     SourceLock, Store, StoreError, SyncRecord,
@@ -28,6 +30,8 @@ use crate::plan::{Action, Change, LiveState};
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The database file, which `load` reads through its own connection.
+    path: PathBuf,
 }
 
 pub struct PostgresStore {
@@ -40,6 +44,11 @@ impl SqliteStore {
             url: redact(url),
             source,
         };
+        // Other processes (and the next run) read the same state: an
+        // in-memory database would lose the ledger when accord exits.
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(StoreError::InMemory(redact(url)));
+        }
         let options = SqliteConnectOptions::from_str(url)
             .map_err(connect_error)?
             .create_if_missing(true)
@@ -47,13 +56,25 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
+        let path = options.get_filename().to_owned();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await
             .map_err(connect_error)?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, path })
+    }
+
+    async fn read_live(&self, source: Option<&str>) -> Result<LiveState, StoreError> {
+        let path = self.path.clone();
+        let source = source.map(str::to_owned);
+        tokio::task::spawn_blocking(move || sqlite_read::load(&path, source.as_deref()))
+            .await
+            .map_err(|e| StoreError::Decode {
+                table: "every table".into(),
+                message: e.to_string(),
+            })?
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -62,6 +83,83 @@ impl SqliteStore {
 }
 
 impl PostgresStore {
+    /// Reads with `COPY`, each table decoded on a blocking thread while the
+    /// next is read.
+    async fn read_live(&self, source: Option<&str>) -> Result<LiveState, StoreError> {
+        // One transaction, so the reads see one snapshot (that takes
+        // REPEATABLE READ: under the default each statement has its own).
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?;
+        let orgs = postgres_fetch::<OrgRow>(
+            &mut tx,
+            "organizations",
+            "app, slug, name, monthly_tokens, allowed_models, gitops, managed_by, applied_hash",
+            None,
+        )
+        .await?;
+        let members = postgres_fetch::<MemberRow>(
+            &mut tx,
+            "organization_members",
+            "app, org_slug, user_id, contact_id, role, token_limit",
+            None,
+        )
+        .await?;
+        let permits = postgres_fetch::<PermitRow>(
+            &mut tx,
+            "permits",
+            "app, id, permission_id, slugs, roles, managed_by, applied_hash",
+            None,
+        )
+        .await?;
+        let enrollments = postgres_fetch::<EnrollmentRow>(
+            &mut tx,
+            "enrollments",
+            "app, id, role, user_id, contact_id, managed_by, applied_hash",
+            None,
+        )
+        .await?;
+        let managed = match source {
+            Some(source) => Some(
+                postgres_fetch::<ManagedRow>(
+                    &mut tx,
+                    "managed_objects",
+                    "kind, app, object_id, reported_hash, declared_in",
+                    Some(source),
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        // Few rows: only keys two sources declare at once.
+        let claims = postgres_fetch::<rows::ClaimRow>(
+            &mut tx,
+            "claims",
+            "source, kind, app, object_id, declared_in",
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        let orgs = orgs.rows().await?;
+        let members = members.rows().await?;
+        let permits = permits.rows().await?;
+        let enrollments = enrollments.rows().await?;
+        let managed = match managed {
+            Some(managed) => managed.rows().await?,
+            None => Vec::new(),
+        };
+        let claims = claims.rows().await?;
+        tokio::task::spawn_blocking(move || {
+            rows::assemble(orgs, members, permits, enrollments, managed, claims)
+        })
+        .await
+        .map_err(|e| StoreError::Decode {
+            table: "every table".into(),
+            message: e.to_string(),
+        })
+    }
+
     pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(8)
@@ -383,7 +481,7 @@ impl<T: Send + 'static> Decoding<T> {
 }
 
 macro_rules! sql_store {
-    ($store:ident, $db:ty, $bind_limit:expr, $bulk:path, $fetch:ident, $begin_read:expr, $gitops_json:expr) => {
+    ($store:ident, $db:ty, $bind_limit:expr, $bulk:path) => {
         impl $store {
             /// Writes rows marked new with plain inserts and the others as upserts.
             async fn write_split<T, const N: usize>(
@@ -426,76 +524,7 @@ macro_rules! sql_store {
         impl Store for $store {
             #[tracing::instrument(skip_all, fields(source = ?source))]
             async fn load(&self, source: Option<&str>) -> Result<LiveState, StoreError> {
-                // One transaction, so the reads see one snapshot (on
-                // PostgreSQL that takes REPEATABLE READ: under the default
-                // each statement has its own).
-                let mut tx = self.pool.begin_with($begin_read).await?;
-                let orgs = $fetch::<OrgRow>(
-                    &mut tx,
-                    "organizations",
-                    &format!("app, slug, name, monthly_tokens, allowed_models, {}, managed_by, applied_hash", $gitops_json),
-                    None,
-                )
-                .await?;
-                let members = $fetch::<MemberRow>(
-                    &mut tx,
-                    "organization_members",
-                    "app, org_slug, user_id, contact_id, role, token_limit",
-                    None,
-                )
-                .await?;
-                let permits = $fetch::<PermitRow>(
-                    &mut tx,
-                    "permits",
-                    "app, id, permission_id, slugs, roles, managed_by, applied_hash",
-                    None,
-                )
-                .await?;
-                let enrollments = $fetch::<EnrollmentRow>(
-                    &mut tx,
-                    "enrollments",
-                    "app, id, role, user_id, contact_id, managed_by, applied_hash",
-                    None,
-                )
-                .await?;
-                let managed = match source {
-                    Some(source) => Some(
-                        $fetch::<ManagedRow>(
-                            &mut tx,
-                            "managed_objects",
-                            "kind, app, object_id, reported_hash, declared_in",
-                            Some(source),
-                        )
-                        .await?,
-                    ),
-                    None => None,
-                };
-                // Few rows: only keys two sources declare at once.
-                let claims = $fetch::<rows::ClaimRow>(
-                    &mut tx,
-                    "claims",
-                    "source, kind, app, object_id, declared_in",
-                    None,
-                )
-                .await?;
-                tx.commit().await?;
-                let orgs = orgs.rows().await?;
-                let members = members.rows().await?;
-                let permits = permits.rows().await?;
-                let enrollments = enrollments.rows().await?;
-                let managed = match managed {
-                    Some(managed) => managed.rows().await?,
-                    None => Vec::new(),
-                };
-                let claims = claims.rows().await?;
-                tokio::task::spawn_blocking(move || {
-                    rows::assemble(orgs, members, permits, enrollments, managed, claims)
-                })
-                .await
-                .map_err(|e| StoreError::Decode {
-                    table: "every table".into(),
-                    message: e.to_string(),
-                })
+                self.read_live(source).await
             }
 
             #[tracing::instrument(skip_all, fields(source = %request.source, revision = %request.revision))]
@@ -843,38 +872,10 @@ fn switches(rows: Vec<OrgSwitchRow>) -> Vec<OrgSwitch> {
         .collect()
 }
 
-/// Every row of `table` (of one source, for the ledger), read in one value:
-/// SQLite builds a JSON array of row arrays (decoding 100k rows one by one
-/// through the driver cost several times more). The rows are decoded on a
-/// blocking thread while the caller goes on to the next read.
-async fn sqlite_fetch<T: serde::de::DeserializeOwned + Send + 'static>(
-    conn: &mut sqlx::SqliteConnection,
-    table: &'static str,
-    columns: &str,
-    source: Option<&str>,
-) -> Result<Decoding<T>, StoreError> {
-    let filter = if source.is_some() {
-        " WHERE source = ?"
-    } else {
-        ""
-    };
-    let sql = format!("SELECT json_group_array(json_array({columns})) FROM {table}{filter}");
-    let mut query = sqlx::query_scalar::<_, Option<String>>(sqlx::AssertSqlSafe(sql));
-    if let Some(source) = source {
-        query = query.bind(source);
-    }
-    let json = query.fetch_one(&mut *conn).await?.unwrap_or_default();
-    Ok(Decoding::start(table, json, |json: String| {
-        if json.is_empty() {
-            return Ok(Vec::new());
-        }
-        serde_json::from_str(&json).map_err(|e| e.to_string())
-    }))
-}
-
-/// The same for PostgreSQL, through `COPY … TO STDOUT`: far cheaper for the
-/// server than building one JSON value (which took it half a second for
-/// 100k rows). `COPY` takes no bind parameters, so the source name travels
+/// Every row of `table` (of one source, for the ledger), through `COPY … TO
+/// STDOUT`: far cheaper for the server than building one JSON value (which
+/// took it half a second for 100k rows), and decoded on a blocking thread
+/// while the caller goes on to the next read. `COPY` takes no bind parameters, so the source name travels
 /// as a transaction-local setting.
 async fn postgres_fetch<T: serde::de::DeserializeOwned + Send + 'static>(
     conn: &mut sqlx::PgConnection,
@@ -906,23 +907,5 @@ async fn postgres_fetch<T: serde::de::DeserializeOwned + Send + 'static>(
     }))
 }
 
-sql_store!(
-    SqliteStore,
-    sqlx::Sqlite,
-    32_000usize,
-    bulk::sqlite,
-    sqlite_fetch,
-    // A read transaction in WAL mode sees one snapshot from its first read.
-    "BEGIN",
-    // SQLite keeps booleans as 0/1; the row reader wants JSON true/false.
-    "json(CASE WHEN gitops THEN 'true' ELSE 'false' END)"
-);
-sql_store!(
-    PostgresStore,
-    sqlx::Postgres,
-    65_000usize,
-    bulk::postgres,
-    postgres_fetch,
-    "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-    "gitops"
-);
+sql_store!(SqliteStore, sqlx::Sqlite, 32_000usize, bulk::sqlite);
+sql_store!(PostgresStore, sqlx::Postgres, 65_000usize, bulk::postgres);

@@ -266,7 +266,7 @@ impl LiveBuilder {
     /// accord last wrote the row exactly as it is now.
     pub fn applied(mut self) -> Self {
         let row = self.last_row();
-        row.applied_hash = Some(row.object.content_hash());
+        row.applied_hash = Some(row.object().content_hash());
         self
     }
 
