@@ -52,8 +52,17 @@ pub async fn prepare(
     options: PlanOptions,
 ) -> Result<Prepared, SyncError> {
     let (desired, live) = tokio::join!(read_desired(source, limits), store.load(Some(source_name)));
-    let (revision, desired) = desired?;
-    let live = live?;
+    plan_read(store, desired?, live?, source_name, options).await
+}
+
+/// Plans a source already read against the database state already loaded.
+pub async fn plan_read(
+    store: &impl Store,
+    (revision, desired): (String, DesiredState),
+    live: LiveState,
+    source_name: &str,
+    options: PlanOptions,
+) -> Result<Prepared, SyncError> {
     let mut plan = plan::plan(&desired, &live, source_name, options);
     crate::store::explain_conflicts(store, &mut plan).await?;
     Ok(Prepared {

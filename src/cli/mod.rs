@@ -369,28 +369,35 @@ fn report_sync_error(error: &SyncError) -> u8 {
     }
 }
 
-async fn prepare(args: &PlanArgs, store: &AnyStore) -> Result<sync::Prepared, SyncError> {
+/// Reads the source while connecting to the database (which checks its
+/// migrations) and loading its rows, then plans: the store and the plan, or
+/// the exit code of an error already reported.
+async fn prepare(args: &PlanArgs) -> Result<(AnyStore, sync::Prepared), u8> {
     let source = DirectorySource::new(&args.source, args.limits.max_file_size);
+    let loading = async {
+        let store = connect(&args.database.database).await?;
+        let live = store.load(Some(&args.source_name)).await;
+        Some((store, live))
+    };
+    let (desired, loaded) = tokio::join!(sync::read_desired(&source, Limits::default()), loading);
+    let Some((store, live)) = loaded else {
+        return Err(ERROR);
+    };
     let options = PlanOptions {
         prune: !args.no_prune,
     };
-    sync::prepare(
-        store,
-        &source,
-        &args.source_name,
-        Limits::default(),
-        options,
-    )
-    .await
+    let prepared =
+        async { sync::plan_read(&store, desired?, live?, &args.source_name, options).await };
+    match prepared.await {
+        Ok(prepared) => Ok((store, prepared)),
+        Err(e) => Err(report_sync_error(&e)),
+    }
 }
 
 async fn plan(args: &PlanArgs, style: Style) -> u8 {
-    let Some(store) = connect(&args.database.database).await else {
-        return ERROR;
-    };
-    let prepared = match prepare(args, &store).await {
-        Ok(prepared) => prepared,
-        Err(e) => return report_sync_error(&e),
+    let prepared = match prepare(args).await {
+        Ok((_, prepared)) => prepared,
+        Err(code) => return code,
     };
     match args.output {
         OutputFormat::Text => output::print_plan(&prepared, &args.source_name, style),
@@ -407,12 +414,9 @@ async fn plan(args: &PlanArgs, style: Style) -> u8 {
 }
 
 async fn apply(args: &ApplyArgs, style: Style, default_actor: &str) -> u8 {
-    let Some(store) = connect(&args.plan.database.database).await else {
-        return ERROR;
-    };
-    let prepared = match prepare(&args.plan, &store).await {
+    let (store, prepared) = match prepare(&args.plan).await {
         Ok(prepared) => prepared,
-        Err(e) => return report_sync_error(&e),
+        Err(code) => return code,
     };
     let options = ApplyOptions {
         actor: args

@@ -10,45 +10,79 @@ use std::sync::Arc;
 use crate::model::{Budget, Canonical, Key, KeyMap, Kind, Member, Object, Organization};
 use crate::plan::{Claim, LiveRow, LiveState, Managed};
 
-pub type OrgRow = (
-    String,
-    String,
-    Option<String>,
-    Option<i64>,
-    String,
-    bool,
-    Option<String>,
-    Option<String>,
-);
-pub type MemberRow = (
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    Option<i64>,
-);
-pub type PermitRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-);
-pub type EnrollmentRow = (
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
-pub type ManagedRow = (String, String, String, Option<String>, Option<String>);
-/// source, kind, app, object_id, declared_in
-pub type ClaimRow = (String, String, String, String, Option<String>);
+/// The tables a load reads, in the order it reads them: members before
+/// their organizations, every row before the ledger that marks them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LiveTable {
+    Members,
+    Organizations,
+    Permits,
+    Enrollments,
+    /// The source's ledger (`managed_objects`), read only for a source.
+    Ledger,
+    Claims,
+}
+
+impl LiveTable {
+    pub const LOAD_ORDER: [LiveTable; 6] = [
+        LiveTable::Members,
+        LiveTable::Organizations,
+        LiveTable::Permits,
+        LiveTable::Enrollments,
+        LiveTable::Ledger,
+        LiveTable::Claims,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LiveTable::Members => "organization_members",
+            LiveTable::Organizations => "organizations",
+            LiveTable::Permits => "permits",
+            LiveTable::Enrollments => "enrollments",
+            LiveTable::Ledger => "managed_objects",
+            LiveTable::Claims => "claims",
+        }
+    }
+
+    /// The columns `Assembler::add` reads, in its order; the same SQL on
+    /// both backends.
+    pub fn columns(self) -> &'static str {
+        match self {
+            LiveTable::Members => "app, org_slug, user_id, contact_id, role, token_limit",
+            LiveTable::Organizations => {
+                "app, slug, name, monthly_tokens, allowed_models, \
+                 CASE WHEN gitops THEN 1 ELSE 0 END, managed_by, applied_hash"
+            }
+            LiveTable::Permits => "app, id, permission_id, slugs, roles, managed_by, applied_hash",
+            LiveTable::Enrollments => {
+                "app, id, role, user_id, contact_id, managed_by, applied_hash"
+            }
+            LiveTable::Ledger => "kind, app, object_id, reported_hash, declared_in",
+            LiveTable::Claims => "source, kind, app, object_id, declared_in",
+        }
+    }
+}
+
+/// One row as a backend reads it: its columns by position, text borrowed
+/// from the backend's buffer where it can be.
+pub trait Columns {
+    fn optional(&self, column: usize) -> Result<Option<Cow<'_, str>>, String>;
+
+    fn integer(&self, column: usize) -> Result<Option<i64>, String>;
+
+    fn text(&self, column: usize) -> Result<Cow<'_, str>, String> {
+        self.optional(column)?.ok_or_else(|| {
+            format!(
+                "column {}: NULL where accord always writes a value",
+                column + 1
+            )
+        })
+    }
+
+    fn owned(&self, column: usize) -> Result<Option<String>, String> {
+        Ok(self.optional(column)?.map(Cow::into_owned))
+    }
+}
 
 /// A stored JSON list as a sorted set; anything else as a one-element list
 /// holding the raw text, so a broken hand edit shows up in the diff. Borrows
@@ -97,21 +131,51 @@ impl Assembler {
         assembler
     }
 
-    pub fn member(&mut self, row: MemberRow) {
-        let (app, slug, user_id, contact_id, role, token_limit) = row;
-        self.members_by_org
-            .entry((app, slug))
-            .or_default()
-            .push(Member {
-                contact_id,
-                user_id,
-                role,
-                token_limit: token_limit.map(unsigned),
-            });
+    /// Adds one row of `table`.
+    pub fn add(&mut self, table: LiveTable, row: &impl Columns) -> Result<(), String> {
+        match table {
+            LiveTable::Members => self.member(row),
+            LiveTable::Organizations => self.organization(row),
+            LiveTable::Permits => {
+                let content = Canonical::permit(
+                    &row.text(1)?,
+                    &row.text(0)?,
+                    &row.text(2)?,
+                    &list_from_json(&row.text(3)?),
+                    &list_from_json(&row.text(4)?),
+                );
+                self.insert(Kind::Permit, row, content)
+            }
+            LiveTable::Enrollments => {
+                let content = Canonical::enrollment(
+                    &row.text(1)?,
+                    &row.text(0)?,
+                    &row.text(2)?,
+                    row.optional(3)?.as_deref(),
+                    row.optional(4)?.as_deref(),
+                );
+                self.insert(Kind::Enrollment, row, content)
+            }
+            LiveTable::Ledger => self.managed(row),
+            LiveTable::Claims => self.claim(row),
+        }
     }
 
-    pub fn organization(&mut self, row: OrgRow) {
-        let (app, slug, name, monthly_tokens, models, gitops, managed_by, applied_hash) = row;
+    fn member(&mut self, row: &impl Columns) -> Result<(), String> {
+        let org = (row.text(0)?.into_owned(), row.text(1)?.into_owned());
+        let member = Member {
+            user_id: row.owned(2)?,
+            contact_id: row.owned(3)?,
+            role: row.text(4)?.into_owned(),
+            token_limit: row.integer(5)?.map(unsigned),
+        };
+        self.members_by_org.entry(org).or_default().push(member);
+        Ok(())
+    }
+
+    fn organization(&mut self, row: &impl Columns) -> Result<(), String> {
+        let app = row.text(0)?.into_owned();
+        let slug = row.text(1)?.into_owned();
         let members = self
             .members_by_org
             .remove(&(app.clone(), slug.clone()))
@@ -119,118 +183,74 @@ impl Assembler {
         let mut object = Object::Organization(Organization {
             slug,
             app,
-            name,
-            budget: monthly_tokens.map(|t| Budget {
+            name: row.owned(2)?,
+            budget: row.integer(3)?.map(|t| Budget {
                 monthly_tokens: unsigned(t),
             }),
-            allowed_models: list_from_json(&models)
+            allowed_models: list_from_json(&row.text(4)?)
                 .into_iter()
                 .map(Cow::into_owned)
                 .collect(),
             members,
         });
         object.normalize();
+        let gitops = row.integer(5)? != Some(0);
         let key = object.key();
-        let row = LiveRow::new(object, managed_by, applied_hash, gitops);
+        let row = LiveRow::new(object, row.owned(6)?, row.owned(7)?, gitops);
         self.rows.insert(key, row);
+        Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn permit(
-        &mut self,
-        app: &str,
-        id: &str,
-        permission_id: &str,
-        slugs: &str,
-        roles: &str,
-        managed_by: Option<String>,
-        applied_hash: Option<String>,
-    ) {
-        let content = Canonical::permit(
-            id,
-            app,
-            permission_id,
-            &list_from_json(slugs),
-            &list_from_json(roles),
-        );
-        self.insert(Kind::Permit, app, id, content, managed_by, applied_hash);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub fn enrollment(
-        &mut self,
-        app: &str,
-        id: &str,
-        role: &str,
-        user_id: Option<&str>,
-        contact_id: Option<&str>,
-        managed_by: Option<String>,
-        applied_hash: Option<String>,
-    ) {
-        let content = Canonical::enrollment(id, app, role, user_id, contact_id);
-        self.insert(Kind::Enrollment, app, id, content, managed_by, applied_hash);
-    }
-
-    fn insert(
-        &mut self,
-        kind: Kind,
-        app: &str,
-        id: &str,
-        content: Canonical,
-        managed_by: Option<String>,
-        applied_hash: Option<String>,
-    ) {
+    /// A permit's or enrollment's row: app and id first, owner and applied
+    /// hash last.
+    fn insert(&mut self, kind: Kind, row: &impl Columns, content: Canonical) -> Result<(), String> {
         let key = Key {
             kind,
-            app: app.to_owned(),
-            id: id.to_owned(),
+            app: row.text(0)?.into_owned(),
+            id: row.text(1)?.into_owned(),
         };
-        let row = LiveRow::from_canonical(content, managed_by, applied_hash, true);
+        let row = LiveRow::from_canonical(content, row.owned(5)?, row.owned(6)?, true);
         self.rows.insert(key, row);
+        Ok(())
     }
 
     /// A key in the source's ledger; rows of other kinds than accord's are
     /// skipped.
-    pub fn managed(
-        &mut self,
-        kind: &str,
-        app: &str,
-        id: &str,
-        reported_hash: Option<String>,
-        declared_in: Option<&str>,
-    ) {
-        let Some(kind) = Kind::parse(kind) else {
-            return;
+    fn managed(&mut self, row: &impl Columns) -> Result<(), String> {
+        let Some(kind) = Kind::parse(&row.text(0)?) else {
+            return Ok(());
         };
-        let declared_in = declared_in.map(|path| self.file(path));
+        let declared_in = row.optional(4)?.map(|path| self.file(&path));
         let key = Key {
             kind,
-            app: app.to_owned(),
-            id: id.to_owned(),
+            app: row.text(1)?.into_owned(),
+            id: row.text(2)?.into_owned(),
         };
-        if let Some(row) = self.rows.get_mut(&key) {
-            row.mark_in_ledger();
+        if let Some(live) = self.rows.get_mut(&key) {
+            live.mark_in_ledger();
         }
-        self.ledger.insert(
-            key,
-            Managed {
-                reported_hash,
-                declared_in,
-            },
-        );
+        let managed = Managed {
+            reported_hash: row.owned(3)?,
+            declared_in,
+        };
+        self.ledger.insert(key, managed);
+        Ok(())
     }
 
-    pub fn claim(&mut self, row: ClaimRow) {
-        let (source, kind, app, id, declared_in) = row;
-        if let Some(kind) = Kind::parse(&kind) {
-            self.claims
-                .entry(Key { kind, app, id })
-                .or_default()
-                .push(Claim {
-                    source,
-                    declared_in: declared_in.map(Into::into),
-                });
+    fn claim(&mut self, row: &impl Columns) -> Result<(), String> {
+        if let Some(kind) = Kind::parse(&row.text(1)?) {
+            let key = Key {
+                kind,
+                app: row.text(2)?.into_owned(),
+                id: row.text(3)?.into_owned(),
+            };
+            let claim = Claim {
+                source: row.text(0)?.into_owned(),
+                declared_in: row.optional(4)?.map(|path| Arc::from(&*path)),
+            };
+            self.claims.entry(key).or_default().push(claim);
         }
+        Ok(())
     }
 
     fn file(&mut self, path: &str) -> Arc<str> {
@@ -249,54 +269,4 @@ impl Assembler {
             claims: self.claims,
         }
     }
-}
-
-/// The state from every table's rows, decoded whole (PostgreSQL's reads).
-pub fn assemble(
-    orgs: Vec<OrgRow>,
-    members: Vec<MemberRow>,
-    permits: Vec<PermitRow>,
-    enrollments: Vec<EnrollmentRow>,
-    managed: Vec<ManagedRow>,
-    claims: Vec<ClaimRow>,
-) -> LiveState {
-    let mut assembler = Assembler::with_capacity(
-        orgs.len() + permits.len() + enrollments.len(),
-        managed.len(),
-    );
-    for row in members {
-        assembler.member(row);
-    }
-    for row in orgs {
-        assembler.organization(row);
-    }
-    for (app, id, permission_id, slugs, roles, managed_by, applied_hash) in permits {
-        assembler.permit(
-            &app,
-            &id,
-            &permission_id,
-            &slugs,
-            &roles,
-            managed_by,
-            applied_hash,
-        );
-    }
-    for (app, id, role, user_id, contact_id, managed_by, applied_hash) in enrollments {
-        assembler.enrollment(
-            &app,
-            &id,
-            &role,
-            user_id.as_deref(),
-            contact_id.as_deref(),
-            managed_by,
-            applied_hash,
-        );
-    }
-    for (kind, app, id, reported_hash, declared_in) in managed {
-        assembler.managed(&kind, &app, &id, reported_hash, declared_in.as_deref());
-    }
-    for row in claims {
-        assembler.claim(row);
-    }
-    assembler.finish()
 }

@@ -19,7 +19,7 @@ use futures::StreamExt as _;
 
 use super::bulk::{self, Table};
 use super::copy_text;
-use super::rows::{self, EnrollmentRow, ManagedRow, MemberRow, OrgRow, PermitRow};
+use super::rows::{self, LiveTable};
 use super::sqlite_read;
 use super::{
     lock_key, redact, ApplyRequest, AuditAction, AuditEntry, AuditQuery, DriftPolicy, OrgSwitch,
@@ -83,8 +83,8 @@ impl SqliteStore {
 }
 
 impl PostgresStore {
-    /// Reads with `COPY`, each table decoded on a blocking thread while the
-    /// next is read.
+    /// Reads each table with `COPY` and hands its text to one blocking
+    /// thread that assembles the rows while the next table is read.
     async fn read_live(&self, source: Option<&str>) -> Result<LiveState, StoreError> {
         // One transaction, so the reads see one snapshot (that takes
         // REPEATABLE READ: under the default each statement has its own).
@@ -92,72 +92,61 @@ impl PostgresStore {
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await?;
-        let orgs = postgres_fetch::<OrgRow>(
-            &mut tx,
-            "organizations",
-            "app, slug, name, monthly_tokens, allowed_models, gitops, managed_by, applied_hash",
-            None,
+        let (rows, ledger): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM organizations) + (SELECT count(*) FROM permits) \
+             + (SELECT count(*) FROM enrollments), \
+             (SELECT count(*) FROM managed_objects WHERE source = $1)",
         )
+        .bind(source)
+        .fetch_one(&mut *tx)
         .await?;
-        let members = postgres_fetch::<MemberRow>(
-            &mut tx,
-            "organization_members",
-            "app, org_slug, user_id, contact_id, role, token_limit",
-            None,
-        )
-        .await?;
-        let permits = postgres_fetch::<PermitRow>(
-            &mut tx,
-            "permits",
-            "app, id, permission_id, slugs, roles, managed_by, applied_hash",
-            None,
-        )
-        .await?;
-        let enrollments = postgres_fetch::<EnrollmentRow>(
-            &mut tx,
-            "enrollments",
-            "app, id, role, user_id, contact_id, managed_by, applied_hash",
-            None,
-        )
-        .await?;
-        let managed = match source {
-            Some(source) => Some(
-                postgres_fetch::<ManagedRow>(
-                    &mut tx,
-                    "managed_objects",
-                    "kind, app, object_id, reported_hash, declared_in",
-                    Some(source),
-                )
-                .await?,
-            ),
-            None => None,
-        };
-        // Few rows: only keys two sources declare at once.
-        let claims = postgres_fetch::<rows::ClaimRow>(
-            &mut tx,
-            "claims",
-            "source, kind, app, object_id, declared_in",
-            None,
-        )
-        .await?;
+        // `COPY` takes no bind parameters: the source name travels as a
+        // transaction-local setting.
+        let ledger_filter = " WHERE source = current_setting('accord.source')";
+        if let Some(source) = source {
+            sqlx::query("SELECT set_config('accord.source', $1, true)")
+                .bind(source)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let (texts, received) = std::sync::mpsc::channel::<(LiveTable, Vec<u8>)>();
+        let assembling = tokio::task::spawn_blocking(move || {
+            let mut live = rows::Assembler::with_capacity(
+                usize::try_from(rows).unwrap_or(0),
+                usize::try_from(ledger).unwrap_or(0),
+            );
+            for (table, text) in received {
+                copy_text::each_row(&text, |line| live.add(table, line)).map_err(|message| {
+                    StoreError::Decode {
+                        table: table.name().to_owned(),
+                        message,
+                    }
+                })?;
+            }
+            Ok(live.finish())
+        });
+        for table in LiveTable::LOAD_ORDER {
+            let filter = match table {
+                LiveTable::Ledger if source.is_none() => continue,
+                LiveTable::Ledger => ledger_filter,
+                _ => "",
+            };
+            let text = copy_out(
+                &mut tx,
+                &format!("SELECT {} FROM {}{filter}", table.columns(), table.name()),
+            )
+            .await?;
+            if texts.send((table, text)).is_err() {
+                // The assembler stopped on an error, which awaiting it reports.
+                break;
+            }
+        }
+        drop(texts);
         tx.commit().await?;
-        let orgs = orgs.rows().await?;
-        let members = members.rows().await?;
-        let permits = permits.rows().await?;
-        let enrollments = enrollments.rows().await?;
-        let managed = match managed {
-            Some(managed) => managed.rows().await?,
-            None => Vec::new(),
-        };
-        let claims = claims.rows().await?;
-        tokio::task::spawn_blocking(move || {
-            rows::assemble(orgs, members, permits, enrollments, managed, claims)
-        })
-        .await
-        .map_err(|e| StoreError::Decode {
+        assembling.await.map_err(|e| StoreError::Decode {
             table: "every table".into(),
             message: e.to_string(),
-        })
+        })?
     }
 
     pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
@@ -448,37 +437,6 @@ type AuditTuple = (
     Option<String>,
     String,
 );
-
-/// The rows of one table, being decoded on a blocking thread.
-struct Decoding<T> {
-    table: &'static str,
-    handle: tokio::task::JoinHandle<Result<Vec<T>, String>>,
-}
-
-impl<T: Send + 'static> Decoding<T> {
-    /// Starts decoding `text` with `decode` on a blocking thread.
-    fn start<D: Send + 'static>(
-        table: &'static str,
-        text: D,
-        decode: fn(D) -> Result<Vec<T>, String>,
-    ) -> Decoding<T> {
-        Decoding {
-            table,
-            handle: tokio::task::spawn_blocking(move || decode(text)),
-        }
-    }
-
-    async fn rows(self) -> Result<Vec<T>, StoreError> {
-        let error = |message: String| StoreError::Decode {
-            table: self.table.to_owned(),
-            message,
-        };
-        match self.handle.await {
-            Ok(decoded) => decoded.map_err(error),
-            Err(e) => Err(error(e.to_string())),
-        }
-    }
-}
 
 macro_rules! sql_store {
     ($store:ident, $db:ty, $bind_limit:expr, $bulk:path) => {
@@ -872,39 +830,17 @@ fn switches(rows: Vec<OrgSwitchRow>) -> Vec<OrgSwitch> {
         .collect()
 }
 
-/// Every row of `table` (of one source, for the ledger), through `COPY … TO
-/// STDOUT`: far cheaper for the server than building one JSON value (which
-/// took it half a second for 100k rows), and decoded on a blocking thread
-/// while the caller goes on to the next read. `COPY` takes no bind parameters, so the source name travels
-/// as a transaction-local setting.
-async fn postgres_fetch<T: serde::de::DeserializeOwned + Send + 'static>(
-    conn: &mut sqlx::PgConnection,
-    table: &'static str,
-    columns: &str,
-    source: Option<&str>,
-) -> Result<Decoding<T>, StoreError> {
-    let filter = match source {
-        Some(source) => {
-            sqlx::query("SELECT set_config('accord.source', $1, true)")
-                .bind(source)
-                .execute(&mut *conn)
-                .await?;
-            " WHERE source = current_setting('accord.source')"
-        }
-        None => "",
-    };
+/// The text `COPY (query) TO STDOUT` writes: far cheaper for the server
+/// than building one JSON value (which took it half a second for 100k rows).
+async fn copy_out(conn: &mut sqlx::PgConnection, query: &str) -> Result<Vec<u8>, StoreError> {
     let mut text = Vec::new();
     let mut copy = conn
-        .copy_out_raw(&format!(
-            "COPY (SELECT {columns} FROM {table}{filter}) TO STDOUT"
-        ))
+        .copy_out_raw(&format!("COPY ({query}) TO STDOUT"))
         .await?;
     while let Some(chunk) = copy.next().await {
         text.extend_from_slice(&chunk?);
     }
-    Ok(Decoding::start(table, text, |text: Vec<u8>| {
-        copy_text::rows(&text)
-    }))
+    Ok(text)
 }
 
 sql_store!(SqliteStore, sqlx::Sqlite, 32_000usize, bulk::sqlite);

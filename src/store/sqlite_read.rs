@@ -11,10 +11,10 @@ use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::types::{Type, ValueRef};
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, Row, ToSql};
 
-use super::rows::Assembler;
+use super::rows::{Assembler, Columns, LiveTable};
 use super::StoreError;
 use crate::plan::LiveState;
 
@@ -53,109 +53,28 @@ pub fn load(path: &Path, source: Option<&str>) -> Result<LiveState, StoreError> 
         usize::try_from(rows).unwrap_or(0),
         usize::try_from(ledger).unwrap_or(0),
     );
-
-    each(
-        &conn,
-        "organization_members",
-        "SELECT app, org_slug, user_id, contact_id, role, token_limit FROM organization_members",
-        &[],
-        |r| {
-            live.member((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ));
+    for table in LiveTable::LOAD_ORDER {
+        let filter = match table {
+            LiveTable::Ledger if source.is_none() => continue,
+            LiveTable::Ledger => " WHERE source = ?1",
+            _ => "",
+        };
+        let sql = format!("SELECT {} FROM {}{filter}", table.columns(), table.name());
+        let mut read = || -> Result<(), String> {
+            let mut statement = conn.prepare(&sql).map_err(|e| e.to_string())?;
+            let mut rows = statement
+                .query(if filter.is_empty() { &[] } else { params })
+                .map_err(|e| e.to_string())?;
+            while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+                live.add(table, &SqliteColumns(row))?;
+            }
             Ok(())
-        },
-    )?;
-    each(
-        &conn,
-        "organizations",
-        "SELECT app, slug, name, monthly_tokens, allowed_models, \
-         CASE WHEN gitops THEN 1 ELSE 0 END, managed_by, applied_hash FROM organizations",
-        &[],
-        |r| {
-            live.organization((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get::<_, i64>(5)? != 0,
-                r.get(6)?,
-                r.get(7)?,
-            ));
-            Ok(())
-        },
-    )?;
-    each(
-        &conn,
-        "permits",
-        "SELECT app, id, permission_id, slugs, roles, managed_by, applied_hash FROM permits",
-        &[],
-        |r| {
-            live.permit(
-                &text(r, 0)?,
-                &text(r, 1)?,
-                &text(r, 2)?,
-                &text(r, 3)?,
-                &text(r, 4)?,
-                r.get(5)?,
-                r.get(6)?,
-            );
-            Ok(())
-        },
-    )?;
-    each(
-        &conn,
-        "enrollments",
-        "SELECT app, id, role, user_id, contact_id, managed_by, applied_hash FROM enrollments",
-        &[],
-        |r| {
-            live.enrollment(
-                &text(r, 0)?,
-                &text(r, 1)?,
-                &text(r, 2)?,
-                optional_text(r, 3)?.as_deref(),
-                optional_text(r, 4)?.as_deref(),
-                r.get(5)?,
-                r.get(6)?,
-            );
-            Ok(())
-        },
-    )?;
-    if source.is_some() {
-        each(
-            &conn,
-            "managed_objects",
-            "SELECT kind, app, object_id, reported_hash, declared_in FROM managed_objects \
-             WHERE source = ?1",
-            params,
-            |r| {
-                live.managed(
-                    &text(r, 0)?,
-                    &text(r, 1)?,
-                    &text(r, 2)?,
-                    r.get(3)?,
-                    optional_text(r, 4)?.as_deref(),
-                );
-                Ok(())
-            },
-        )?;
+        };
+        read().map_err(|message| StoreError::Decode {
+            table: table.name().to_owned(),
+            message,
+        })?;
     }
-    each(
-        &conn,
-        "claims",
-        "SELECT source, kind, app, object_id, declared_in FROM claims",
-        &[],
-        |r| {
-            live.claim((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?));
-            Ok(())
-        },
-    )?;
     conn.execute_batch("COMMIT")
         .map_err(failed("the database"))?;
     Ok(live.finish())
@@ -168,44 +87,31 @@ fn failed(table: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     }
 }
 
-/// Runs `sql` and hands each row to `row`.
-fn each(
-    conn: &Connection,
-    table: &str,
-    sql: &str,
-    params: &[&dyn ToSql],
-    mut row: impl FnMut(&Row<'_>) -> rusqlite::Result<()>,
-) -> Result<(), StoreError> {
-    let mut read = || -> rusqlite::Result<()> {
-        let mut statement = conn.prepare(sql)?;
-        let mut rows = statement.query(params)?;
-        while let Some(r) = rows.next()? {
-            row(r)?;
-        }
-        Ok(())
-    };
-    read().map_err(failed(table))
-}
+struct SqliteColumns<'r, 's>(&'r Row<'s>);
 
-/// A text column, borrowed from SQLite's copy of the row. SQLite keeps what
-/// a hand edit stores in a text column as it was given (bytes stay a BLOB);
-/// anything is read as text, so it shows up as drift rather than stopping
-/// every sync.
-fn text<'r>(row: &'r Row<'_>, column: usize) -> rusqlite::Result<Cow<'r, str>> {
-    optional_text(row, column)?.ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            column,
-            Type::Null,
-            "NULL in a column accord always fills".into(),
-        )
-    })
-}
+/// SQLite keeps what a hand edit stores in a text column as it was given
+/// (bytes stay a BLOB); anything is read as text, so it shows up as drift
+/// rather than stopping every sync.
+impl Columns for SqliteColumns<'_, '_> {
+    fn optional(&self, column: usize) -> Result<Option<Cow<'_, str>>, String> {
+        let value = self.0.get_ref(column).map_err(|e| e.to_string())?;
+        Ok(match value {
+            ValueRef::Null => None,
+            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
+                Some(match std::str::from_utf8(bytes) {
+                    Ok(text) => Cow::Borrowed(text),
+                    // Checked again, slowly, only for the rare row that is not UTF-8.
+                    Err(_) => String::from_utf8_lossy(bytes),
+                })
+            }
+            ValueRef::Integer(n) => Some(Cow::Owned(n.to_string())),
+            ValueRef::Real(x) => Some(Cow::Owned(x.to_string())),
+        })
+    }
 
-fn optional_text<'r>(row: &'r Row<'_>, column: usize) -> rusqlite::Result<Option<Cow<'r, str>>> {
-    Ok(match row.get_ref(column)? {
-        ValueRef::Null => None,
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => Some(String::from_utf8_lossy(bytes)),
-        ValueRef::Integer(n) => Some(Cow::Owned(n.to_string())),
-        ValueRef::Real(x) => Some(Cow::Owned(x.to_string())),
-    })
+    fn integer(&self, column: usize) -> Result<Option<i64>, String> {
+        self.0
+            .get(column)
+            .map_err(|e| format!("column {}: {e}", column + 1))
+    }
 }
