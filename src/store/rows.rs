@@ -3,8 +3,8 @@
 //! never write still becomes an object (which then differs, i.e. drift)
 //! rather than an error that stops every sync.
 
+use rustc_hash::FxHashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::model::{Budget, Canonical, Key, KeyMap, Kind, Member, Object, Organization};
@@ -113,11 +113,11 @@ fn unsigned(value: i64) -> u64 {
 #[derive(Default)]
 pub struct Assembler {
     rows: KeyMap<LiveRow>,
-    members_by_org: HashMap<(String, String), Vec<Member>>,
+    members_by_org: FxHashMap<(String, String), Vec<Member>>,
     ledger: KeyMap<Managed>,
     /// A few thousand files declare a hundred thousand keys: one shared
     /// copy of each path.
-    files: HashMap<String, Arc<str>>,
+    files: FxHashMap<String, Arc<str>>,
     claims: KeyMap<Vec<Claim>>,
 }
 
