@@ -68,6 +68,11 @@ impl LiveRow {
         self.content.object()
     }
 
+    /// Whether `object` is exactly what the row holds.
+    pub fn matches(&self, object: &Object) -> bool {
+        self.content.matches(object)
+    }
+
     /// The object's content hash (`Object::digest`).
     pub fn digest(&self) -> [u8; 16] {
         self.digest
@@ -491,9 +496,8 @@ fn plan_declared(
         );
     }
     let disowned = row.managed_by.is_none();
-    // Objects are compared by their content hashes (the live one computed as
-    // the rows were read), as drift already is.
-    let unchanged = desired.digest() == row.digest();
+    // Compared by content bytes: the live row is kept as them.
+    let unchanged = row.matches(desired);
     if !disowned && row.as_applied() {
         return (!unchanged)
             .then(|| Change::new(Action::Update, key.clone(), before(), Some(desired.clone())))
