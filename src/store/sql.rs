@@ -92,14 +92,23 @@ impl PostgresStore {
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await?;
-        let (rows, ledger): (i64, i64) = sqlx::query_as(
+        // Sizes for the maps: the rows exactly, the ledger at most that many
+        // (by the planner's estimate of its table, -1 before the first
+        // ANALYZE: counting one source's keys cost as much as reading them).
+        let (rows, ledger): (i64, f32) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM organizations) + (SELECT count(*) FROM permits) \
              + (SELECT count(*) FROM enrollments), \
-             (SELECT count(*) FROM managed_objects WHERE source = $1)",
+             (SELECT reltuples FROM pg_class WHERE oid = 'managed_objects'::regclass)",
         )
-        .bind(source)
         .fetch_one(&mut *tx)
         .await?;
+        let rows = usize::try_from(rows).unwrap_or(0);
+        let ledger = match source {
+            // Saturating: the estimate is a float, -1 when unknown.
+            Some(_) if ledger >= 0.0 => (ledger as usize).min(rows),
+            Some(_) => rows,
+            None => 0,
+        };
         // `COPY` takes no bind parameters: the source name travels as a
         // transaction-local setting.
         let ledger_filter = " WHERE source = current_setting('accord.source')";
@@ -111,10 +120,7 @@ impl PostgresStore {
         }
         let (texts, received) = std::sync::mpsc::channel::<(LiveTable, Vec<u8>)>();
         let assembling = tokio::task::spawn_blocking(move || {
-            let mut live = rows::Assembler::with_capacity(
-                usize::try_from(rows).unwrap_or(0),
-                usize::try_from(ledger).unwrap_or(0),
-            );
+            let mut live = rows::Assembler::with_capacity(rows, ledger);
             for (table, text) in received {
                 copy_text::each_row(&text, |line| live.add(table, line)).map_err(|message| {
                     StoreError::Decode {
