@@ -18,7 +18,8 @@ pub struct LiveRow {
     /// decoded only for the rows a plan changes.
     content: Canonical,
     /// The content hash, computed as the row is read (while the source is
-    /// still being parsed) so the plan compares hashes.
+    /// still being parsed): compared with `applied_hash`, it tells a row as
+    /// accord wrote it from one edited by hand.
     digest: [u8; 16],
     /// The source that owns the row; `None` for rows nobody manages.
     pub managed_by: Option<String>,

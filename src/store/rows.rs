@@ -3,9 +3,10 @@
 //! never write still becomes an object (which then differs, i.e. drift)
 //! rather than an error that stops every sync.
 
-use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use crate::model::{Budget, Canonical, Key, KeyMap, Kind, Member, Object, Organization};
 use crate::plan::{Claim, LiveRow, LiveState, Managed};
@@ -137,24 +138,30 @@ impl Assembler {
             LiveTable::Members => self.member(row),
             LiveTable::Organizations => self.organization(row),
             LiveTable::Permits => {
+                let (app, id) = (row.text(0)?, row.text(1)?);
                 let content = Canonical::permit(
-                    &row.text(1)?,
-                    &row.text(0)?,
+                    &id,
+                    &app,
                     &row.text(2)?,
                     &list_from_json(&row.text(3)?),
                     &list_from_json(&row.text(4)?),
                 );
-                self.insert(Kind::Permit, row, content)
+                let live = LiveRow::from_canonical(content, row.owned(5)?, row.owned(6)?, true);
+                self.insert(Kind::Permit, &app, &id, live);
+                Ok(())
             }
             LiveTable::Enrollments => {
+                let (app, id) = (row.text(0)?, row.text(1)?);
                 let content = Canonical::enrollment(
-                    &row.text(1)?,
-                    &row.text(0)?,
+                    &id,
+                    &app,
                     &row.text(2)?,
                     row.optional(3)?.as_deref(),
                     row.optional(4)?.as_deref(),
                 );
-                self.insert(Kind::Enrollment, row, content)
+                let live = LiveRow::from_canonical(content, row.owned(5)?, row.owned(6)?, true);
+                self.insert(Kind::Enrollment, &app, &id, live);
+                Ok(())
             }
             LiveTable::Ledger => self.managed(row),
             LiveTable::Claims => self.claim(row),
@@ -196,22 +203,18 @@ impl Assembler {
         object.normalize();
         let gitops = row.integer(5)? != Some(0);
         let key = object.key();
-        let row = LiveRow::new(object, row.owned(6)?, row.owned(7)?, gitops);
-        self.rows.insert(key, row);
+        let live = LiveRow::new(object, row.owned(6)?, row.owned(7)?, gitops);
+        self.rows.insert(key, live);
         Ok(())
     }
 
-    /// A permit's or enrollment's row: app and id first, owner and applied
-    /// hash last.
-    fn insert(&mut self, kind: Kind, row: &impl Columns, content: Canonical) -> Result<(), String> {
+    fn insert(&mut self, kind: Kind, app: &str, id: &str, live: LiveRow) {
         let key = Key {
             kind,
-            app: row.text(0)?.into_owned(),
-            id: row.text(1)?.into_owned(),
+            app: app.to_owned(),
+            id: id.to_owned(),
         };
-        let row = LiveRow::from_canonical(content, row.owned(5)?, row.owned(6)?, true);
-        self.rows.insert(key, row);
-        Ok(())
+        self.rows.insert(key, live);
     }
 
     /// A key in the source's ledger; rows of other kinds than accord's are
