@@ -146,9 +146,7 @@ impl Assembler {
                     &list_from_json(&row.text(3)?),
                     &list_from_json(&row.text(4)?),
                 );
-                let live = LiveRow::from_canonical(content, row.owned(5)?, row.owned(6)?, true);
-                self.insert(Kind::Permit, &app, &id, live);
-                Ok(())
+                self.insert(Kind::Permit, &app, &id, content, row)
             }
             LiveTable::Enrollments => {
                 let (app, id) = (row.text(0)?, row.text(1)?);
@@ -159,9 +157,7 @@ impl Assembler {
                     row.optional(3)?.as_deref(),
                     row.optional(4)?.as_deref(),
                 );
-                let live = LiveRow::from_canonical(content, row.owned(5)?, row.owned(6)?, true);
-                self.insert(Kind::Enrollment, &app, &id, live);
-                Ok(())
+                self.insert(Kind::Enrollment, &app, &id, content, row)
             }
             LiveTable::Ledger => self.managed(row),
             LiveTable::Claims => self.claim(row),
@@ -208,13 +204,24 @@ impl Assembler {
         Ok(())
     }
 
-    fn insert(&mut self, kind: Kind, app: &str, id: &str, live: LiveRow) {
+    /// A permit's or enrollment's row, whose owner and applied hash are its
+    /// last two columns.
+    fn insert(
+        &mut self,
+        kind: Kind,
+        app: &str,
+        id: &str,
+        content: Canonical,
+        row: &impl Columns,
+    ) -> Result<(), String> {
         let key = Key {
             kind,
             app: app.to_owned(),
             id: id.to_owned(),
         };
+        let live = LiveRow::from_canonical(content, row.owned(5)?, row.owned(6)?, true);
         self.rows.insert(key, live);
+        Ok(())
     }
 
     /// A key in the source's ledger; rows of other kinds than accord's are
