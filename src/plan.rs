@@ -21,8 +21,9 @@ pub struct LiveRow {
     /// still being parsed): compared with `applied_hash`, it tells a row as
     /// accord wrote it from one edited by hand.
     digest: [u8; 16],
-    /// The source that owns the row; `None` for rows nobody manages.
-    pub managed_by: Option<String>,
+    /// The source that owns the row; `None` for rows nobody manages. Shared:
+    /// a source's rows all name it.
+    pub managed_by: Option<Arc<str>>,
     /// The content hash accord recorded when it last wrote the row.
     pub applied_hash: Option<String>,
     /// `false` when an operator suspended the organization in the database.
@@ -36,7 +37,7 @@ pub struct LiveRow {
 impl LiveRow {
     pub fn new(
         object: Object,
-        managed_by: Option<String>,
+        managed_by: Option<Arc<str>>,
         applied_hash: Option<String>,
         gitops: bool,
     ) -> LiveRow {
@@ -45,7 +46,7 @@ impl LiveRow {
 
     pub fn from_canonical(
         content: Canonical,
-        managed_by: Option<String>,
+        managed_by: Option<Arc<str>>,
         applied_hash: Option<String>,
         gitops: bool,
     ) -> LiveRow {

@@ -197,7 +197,13 @@ impl Harness {
         let mut rows: Vec<_> = live
             .rows
             .iter()
-            .map(|(k, r)| (k.kind.to_string(), k.id.clone(), r.managed_by.clone()))
+            .map(|(k, r)| {
+                (
+                    k.kind.to_string(),
+                    k.id.clone(),
+                    r.managed_by.as_deref().map(str::to_owned),
+                )
+            })
             .collect();
         rows.sort();
         rows

@@ -116,9 +116,9 @@ pub struct Assembler {
     rows: KeyMap<LiveRow>,
     members_by_org: FxHashMap<(String, String), Vec<Member>>,
     ledger: KeyMap<Managed>,
-    /// A few thousand files declare a hundred thousand keys: one shared
-    /// copy of each path.
-    files: FxHashMap<String, Arc<str>>,
+    /// A few thousand files declare a hundred thousand keys, and a few
+    /// sources own them: one shared copy of each path and owner.
+    shared: FxHashMap<String, Arc<str>>,
     claims: KeyMap<Vec<Claim>>,
 }
 
@@ -199,7 +199,7 @@ impl Assembler {
         object.normalize();
         let gitops = row.integer(5)? != Some(0);
         let key = object.key();
-        let live = LiveRow::new(object, row.owned(6)?, row.owned(7)?, gitops);
+        let live = LiveRow::new(object, self.owner(row, 6)?, row.owned(7)?, gitops);
         self.rows.insert(key, live);
         Ok(())
     }
@@ -219,7 +219,8 @@ impl Assembler {
             app: app.to_owned(),
             id: id.to_owned(),
         };
-        let live = LiveRow::from_canonical(content, row.owned(5)?, row.owned(6)?, true);
+        let owner = self.owner(row, 5)?;
+        let live = LiveRow::from_canonical(content, owner, row.owned(6)?, true);
         self.rows.insert(key, live);
         Ok(())
     }
@@ -230,7 +231,7 @@ impl Assembler {
         let Some(kind) = Kind::parse(&row.text(0)?) else {
             return Ok(());
         };
-        let declared_in = row.optional(4)?.map(|path| self.file(&path));
+        let declared_in = row.optional(4)?.map(|path| self.shared(&path));
         let key = Key {
             kind,
             app: row.text(1)?.into_owned(),
@@ -263,13 +264,18 @@ impl Assembler {
         Ok(())
     }
 
-    fn file(&mut self, path: &str) -> Arc<str> {
-        if let Some(shared) = self.files.get(path) {
+    fn shared(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.shared.get(text) {
             return shared.clone();
         }
-        let shared: Arc<str> = Arc::from(path);
-        self.files.insert(path.to_owned(), shared.clone());
+        let shared: Arc<str> = Arc::from(text);
+        self.shared.insert(text.to_owned(), shared.clone());
         shared
+    }
+
+    /// The owner in `column`, shared.
+    fn owner(&mut self, row: &impl Columns, column: usize) -> Result<Option<Arc<str>>, String> {
+        Ok(row.optional(column)?.map(|owner| self.shared(&owner)))
     }
 
     pub fn finish(self) -> LiveState {

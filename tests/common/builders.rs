@@ -259,7 +259,7 @@ impl LiveBuilder {
     }
 
     pub fn owned_by(mut self, source: &str) -> Self {
-        self.last_row().managed_by = Some(source.to_owned());
+        self.last_row().managed_by = Some(source.into());
         self
     }
 
