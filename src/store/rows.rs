@@ -25,7 +25,7 @@ pub enum LiveTable {
 }
 
 impl LiveTable {
-    pub const LOAD_ORDER: [LiveTable; 6] = [
+    const LOAD_ORDER: [LiveTable; 6] = [
         LiveTable::Members,
         LiveTable::Organizations,
         LiveTable::Permits,
@@ -33,6 +33,13 @@ impl LiveTable {
         LiveTable::Ledger,
         LiveTable::Claims,
     ];
+
+    /// The tables a load reads, in order: the ledger only for a source.
+    pub fn to_read(by_source: bool) -> impl Iterator<Item = LiveTable> {
+        LiveTable::LOAD_ORDER
+            .into_iter()
+            .filter(move |table| by_source || *table != LiveTable::Ledger)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -124,11 +131,13 @@ pub struct Assembler {
 
 impl Assembler {
     /// Sized up front: growing maps of 100k entries from nothing rehashes
-    /// them many times.
+    /// them many times. `ledger` is an estimate of the whole ledger table
+    /// (counting one source's keys costs as much as reading them); one
+    /// source's share is taken to be at most the number of rows.
     pub fn with_capacity(rows: usize, ledger: usize) -> Assembler {
         let mut assembler = Assembler::default();
         assembler.rows.reserve(rows);
-        assembler.ledger.reserve(ledger);
+        assembler.ledger.reserve(ledger.min(rows));
         assembler
     }
 
@@ -257,7 +266,7 @@ impl Assembler {
             };
             let claim = Claim {
                 source: row.text(0)?.into_owned(),
-                declared_in: row.optional(4)?.map(|path| Arc::from(&*path)),
+                declared_in: row.optional(4)?.map(|path| self.shared(&path)),
             };
             self.claims.entry(key).or_default().push(claim);
         }

@@ -71,10 +71,7 @@ impl SqliteStore {
         let source = source.map(str::to_owned);
         tokio::task::spawn_blocking(move || sqlite_read::load(&path, source.as_deref()))
             .await
-            .map_err(|e| StoreError::Decode {
-                table: "every table".into(),
-                message: e.to_string(),
-            })?
+            .map_err(load_stopped)?
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -92,9 +89,8 @@ impl PostgresStore {
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await?;
-        // Sizes for the maps: the rows exactly, the ledger at most that many
-        // (by the planner's estimate of its table, -1 before the first
-        // ANALYZE: counting one source's keys cost as much as reading them).
+        // Sizes for the maps: the rows exactly, the ledger by the server's
+        // estimate of its table (-1 before the first ANALYZE).
         let (rows, ledger): (i64, f32) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM organizations) + (SELECT count(*) FROM permits) \
              + (SELECT count(*) FROM enrollments), \
@@ -105,13 +101,12 @@ impl PostgresStore {
         let rows = usize::try_from(rows).unwrap_or(0);
         let ledger = match source {
             // Saturating: the estimate is a float, -1 when unknown.
-            Some(_) if ledger >= 0.0 => (ledger as usize).min(rows),
+            Some(_) if ledger >= 0.0 => ledger as usize,
             Some(_) => rows,
             None => 0,
         };
         // `COPY` takes no bind parameters: the source name travels as a
         // transaction-local setting.
-        let ledger_filter = " WHERE source = current_setting('accord.source')";
         if let Some(source) = source {
             sqlx::query("SELECT set_config('accord.source', $1, true)")
                 .bind(source)
@@ -131,10 +126,9 @@ impl PostgresStore {
             }
             Ok(live.finish())
         });
-        for table in LiveTable::LOAD_ORDER {
+        for table in LiveTable::to_read(source.is_some()) {
             let filter = match table {
-                LiveTable::Ledger if source.is_none() => continue,
-                LiveTable::Ledger => ledger_filter,
+                LiveTable::Ledger => " WHERE source = current_setting('accord.source')",
                 _ => "",
             };
             let text = copy_out(
@@ -149,10 +143,7 @@ impl PostgresStore {
         }
         drop(texts);
         tx.commit().await?;
-        assembling.await.map_err(|e| StoreError::Decode {
-            table: "every table".into(),
-            message: e.to_string(),
-        })?
+        assembling.await.map_err(load_stopped)?
     }
 
     pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
@@ -834,6 +825,14 @@ fn switches(rows: Vec<OrgSwitchRow>) -> Vec<OrgSwitch> {
             managed_by,
         })
         .collect()
+}
+
+/// A load's blocking task that panicked or was cancelled.
+fn load_stopped(error: tokio::task::JoinError) -> StoreError {
+    StoreError::Decode {
+        table: "every table".into(),
+        message: error.to_string(),
+    }
 }
 
 /// The text `COPY (query) TO STDOUT` writes: far cheaper for the server

@@ -29,13 +29,9 @@ pub fn load(path: &Path, source: Option<&str>) -> Result<LiveState, StoreError> 
     conn.busy_timeout(Duration::from_secs(30))
         .and_then(|()| conn.execute_batch("PRAGMA query_only = 1; BEGIN"))
         .map_err(failed("the database"))?;
-    let params: &[&dyn ToSql] = match &source {
-        Some(source) => &[source],
-        None => &[],
-    };
 
-    // Sizes for the maps: the rows exactly (cheap), the ledger at most
-    // that many (counting one source's keys cost as much as reading them).
+    // Sizes for the maps: the rows exactly (cheap), the ledger by its
+    // highest rowid.
     let (rows, ledger): (i64, Option<i64>) = conn
         .query_row(
             "SELECT (SELECT count(*) FROM organizations) + (SELECT count(*) FROM permits) \
@@ -44,28 +40,28 @@ pub fn load(path: &Path, source: Option<&str>) -> Result<LiveState, StoreError> 
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .map_err(failed("the database"))?;
-    let rows = usize::try_from(rows).unwrap_or(0);
-    let ledger = match source {
-        Some(_) => usize::try_from(ledger.unwrap_or(0)).unwrap_or(0).min(rows),
-        None => 0,
+    let ledger = if source.is_some() {
+        ledger.unwrap_or(0)
+    } else {
+        0
     };
-    let mut live = Assembler::with_capacity(rows, ledger);
-    for table in LiveTable::LOAD_ORDER {
-        let filter = match table {
-            LiveTable::Ledger if source.is_none() => continue,
+    let mut live = Assembler::with_capacity(
+        usize::try_from(rows).unwrap_or(0),
+        usize::try_from(ledger).unwrap_or(0),
+    );
+    for table in LiveTable::to_read(source.is_some()) {
+        let (filter, params): (&str, &[&dyn ToSql]) = match (table, &source) {
             // Read in table order, not looked up key by key through the
             // index on `source` (`+` keeps SQLite from using it): the load
             // reads every row of every table anyway, and a scan costs a
             // fraction of 100k index lookups.
-            LiveTable::Ledger => " WHERE +source = ?1",
-            _ => "",
+            (LiveTable::Ledger, Some(source)) => (" WHERE +source = ?1", &[source]),
+            _ => ("", &[]),
         };
         let sql = format!("SELECT {} FROM {}{filter}", table.columns(), table.name());
         let mut read = || -> Result<(), String> {
             let mut statement = conn.prepare(&sql).map_err(|e| e.to_string())?;
-            let mut rows = statement
-                .query(if filter.is_empty() { &[] } else { params })
-                .map_err(|e| e.to_string())?;
+            let mut rows = statement.query(params).map_err(|e| e.to_string())?;
             while let Some(row) = rows.next().map_err(|e| e.to_string())? {
                 live.add(table, &SqliteColumns(row))?;
             }
