@@ -28,10 +28,11 @@ pub struct LiveRow {
     pub applied_hash: Option<String>,
     /// `false` when an operator suspended the organization in the database.
     pub gitops: bool,
-    /// Known to be in the source's ledger (`LiveState::managed`): set by the
-    /// store as it reads the ledger, so the plan need not look every key up
-    /// there. When unset the plan looks.
-    in_ledger: bool,
+    /// The row's entry in the source's ledger, when the store read it with
+    /// the row (one join instead of a second table and a lookup per key).
+    /// `None` means only that it is not here: `LiveState::managed` may
+    /// still hold it.
+    ledger: Option<Managed>,
 }
 
 impl LiveRow {
@@ -56,13 +57,18 @@ impl LiveRow {
             managed_by,
             applied_hash,
             gitops,
-            in_ledger: false,
+            ledger: None,
         }
     }
 
-    /// Records that the row's key is in the ledger the row was read with.
-    pub(crate) fn mark_in_ledger(&mut self) {
-        self.in_ledger = true;
+    /// Records the row's key's entry in the source's ledger.
+    pub fn set_ledger(&mut self, entry: Managed) {
+        self.ledger = Some(entry);
+    }
+
+    /// The entry set by `set_ledger`.
+    pub fn ledger(&self) -> Option<&Managed> {
+        self.ledger.as_ref()
     }
 
     /// The object as it is in the database.
@@ -89,13 +95,13 @@ impl LiveRow {
     }
 }
 
-/// Rows are equal when their contents are; the ledger hint does not count.
 impl PartialEq for LiveRow {
     fn eq(&self, other: &LiveRow) -> bool {
         self.content == other.content
             && self.managed_by == other.managed_by
             && self.applied_hash == other.applied_hash
             && self.gitops == other.gitops
+            && self.ledger == other.ledger
     }
 }
 
@@ -121,9 +127,39 @@ pub struct Claim {
 #[derive(Clone, Debug, Default)]
 pub struct LiveState {
     pub rows: KeyMap<LiveRow>,
+    /// The source's ledger entries that are not on a row (`LiveRow::ledger`):
+    /// a store puts here the keys whose rows are gone; a key is in the
+    /// ledger when either place has it, never both.
     pub managed: KeyMap<Managed>,
     /// Every source's open claims on keys owned by another source.
     pub claims: KeyMap<Vec<Claim>>,
+}
+
+impl LiveState {
+    /// `key`'s ledger entry, wherever it is kept; `row` is `key`'s row.
+    pub fn ledger_entry<'a>(&'a self, key: &Key, row: Option<&'a LiveRow>) -> Option<&'a Managed> {
+        row.and_then(LiveRow::ledger)
+            .or_else(|| self.managed.get(key))
+    }
+
+    /// Every key in the source's ledger, with its entry.
+    pub fn ledger(&self) -> impl Iterator<Item = (&Key, &Managed)> {
+        let on_rows = self
+            .rows
+            .iter()
+            .filter_map(|(key, row)| Some((key, row.ledger()?)));
+        self.managed.iter().chain(on_rows)
+    }
+
+    /// How many keys the source's ledger holds.
+    pub fn ledger_len(&self) -> usize {
+        self.managed.len()
+            + self
+                .rows
+                .values()
+                .filter(|row| row.ledger.is_some())
+                .count()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -302,17 +338,18 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
     let owned_by_source = |row: &LiveRow| row.managed_by.as_deref() == Some(source);
     // The keys this source manages: its ledger, plus any row that names it as
     // owner without a ledger entry (written by an older accord, or by hand).
-    let unrecorded: Vec<&Key> = live
-        .rows
-        .iter()
-        .filter(|(key, row)| {
-            !row.in_ledger && owned_by_source(row) && !live.managed.contains_key(*key)
-        })
-        .map(|(key, _)| key)
-        .collect();
-    let managed_count = live.managed.len() + unrecorded.len();
+    let mut unrecorded: Vec<&Key> = Vec::new();
+    let mut ledger: Vec<&Key> = live.managed.keys().collect();
+    for (key, row) in &live.rows {
+        if row.ledger.is_some() {
+            ledger.push(key);
+        } else if owned_by_source(row) && !live.managed.contains_key(key) {
+            unrecorded.push(key);
+        }
+    }
+    let managed_count = ledger.len() + unrecorded.len();
     let mut managed_by_kind = [0; 3];
-    for key in live.managed.keys().chain(unrecorded.iter().copied()) {
+    for key in ledger.iter().chain(&unrecorded) {
         if let Some(i) = crate::model::Kind::ALL.iter().position(|k| *k == key.kind) {
             managed_by_kind[i] += 1;
         }
@@ -331,7 +368,8 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
             || (Vec::new(), 0usize),
             |(mut changes, mut in_ledger), (key, declaration)| {
                 let row = live.rows.get(key);
-                let recorded = row.is_some_and(|r| r.in_ledger) || live.managed.contains_key(key);
+                let recorded =
+                    row.is_some_and(|r| r.ledger.is_some()) || live.managed.contains_key(key);
                 in_ledger += usize::from(recorded);
                 let managed = recorded || row.is_some_and(owned_by_source);
                 changes.extend(
@@ -347,10 +385,10 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
                 (changes, a + b)
             },
         );
-    let ledger_all_declared = declared_in_ledger == live.managed.len();
+    let ledger_all_declared = declared_in_ledger == ledger.len();
 
     let mut forget = Vec::new();
-    let ledger = live.managed.keys().filter(|_| !ledger_all_declared);
+    let ledger = ledger.into_iter().filter(|_| !ledger_all_declared);
     for key in ledger.chain(unrecorded) {
         if desired.objects.contains_key(key) {
             continue;
@@ -366,7 +404,9 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
                     let mut change =
                         Change::new(Action::Delete, key.clone(), Some(row.object()), None)
                             .note("no longer declared");
-                    change.declared_in = live.managed.get(key).and_then(|m| m.declared_in.clone());
+                    change.declared_in = live
+                        .ledger_entry(key, Some(row))
+                        .and_then(|m| m.declared_in.clone());
                     changes.push(Box::new(change));
                 }
             }
@@ -432,8 +472,7 @@ fn plan_declared(
             let mut change = Change::new(Action::Drift, key.clone(), None, Some(desired.clone()))
                 .note("deleted by hand");
             change.drift_reported = live
-                .managed
-                .get(key)
+                .ledger_entry(key, None)
                 .is_some_and(|m| m.reported_hash.as_deref() == Some(DELETED));
             change.drift_hash = Some(DELETED.to_owned());
             with_origin(change)
@@ -522,8 +561,7 @@ fn plan_declared(
     let mut change =
         Change::new(Action::Drift, key.clone(), before(), Some(desired.clone())).note(note);
     change.drift_reported = live
-        .managed
-        .get(key)
+        .ledger_entry(key, Some(row))
         .is_some_and(|m| m.reported_hash.as_deref() == Some(live_hash.as_str()));
     change.drift_hash = Some(live_hash);
     with_origin(change)

@@ -93,7 +93,11 @@ both_backends!(
 
         let live = store.load(Some("git")).await.expect("load");
         assert_eq!(live.rows.len(), 5);
-        assert_eq!(live.managed.len(), 5);
+        assert_eq!(live.ledger_len(), 5);
+        assert!(
+            live.managed.is_empty(),
+            "every ledger entry comes with its row"
+        );
         for (key, declaration) in &desired.objects {
             let row = live.rows.get(key).expect("row written");
             assert_eq!(row.object(), declaration.object, "{key}");
@@ -185,7 +189,7 @@ both_backends!(
             );
         }
         assert_eq!(live.rows.len(), 4);
-        assert_eq!(live.managed.len(), 4, "the pruned key is no longer managed");
+        assert_eq!(live.ledger_len(), 4, "the pruned key is no longer managed");
         assert_eq!(
             db.scalar("SELECT COUNT(*) FROM organization_members").await,
             1
@@ -455,6 +459,24 @@ both_backends!(
             .filter(|e| e.action == "drift_detected")
             .count();
         assert_eq!(detected, 2);
+        // A row deleted by hand, whose ledger entry has no row to come
+        // with, is reported once too.
+        db.exec("DELETE FROM permits WHERE id = 'pay' AND app = 'unnamed'")
+            .await
+            .expect("delete");
+        for _ in 0..2 {
+            let (plan, _) = sync_with(&store, &desired, "git", DriftPolicy::Report).await;
+            assert_eq!(plan.summary().drift, 2);
+            let live = store.load(Some("git")).await.expect("load");
+            assert_eq!(live.managed.len(), 1, "the deleted row's entry");
+            assert_eq!(live.ledger_len(), 5);
+        }
+        let detected = audit(&store)
+            .await
+            .iter()
+            .filter(|e| e.action == "drift_detected")
+            .count();
+        assert_eq!(detected, 3);
     }
 );
 

@@ -12,34 +12,32 @@ use crate::model::{Budget, Canonical, Key, KeyMap, Kind, Member, Object, Organiz
 use crate::plan::{Claim, LiveRow, LiveState, Managed};
 
 /// The tables a load reads, in the order it reads them: members before
-/// their organizations, every row before the ledger that marks them.
+/// their organizations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LiveTable {
     Members,
     Organizations,
     Permits,
     Enrollments,
-    /// The source's ledger (`managed_objects`), read only for a source.
-    Ledger,
     Claims,
+    /// The source's ledger entries (`managed_objects`) whose rows are gone,
+    /// when the rows were read with their entries: read only when the
+    /// ledger holds more of the source's keys than the rows brought.
+    Orphans,
+    /// The source's whole ledger, read after rows that came without their
+    /// entries: each entry is put on its row.
+    Ledger,
 }
 
 impl LiveTable {
-    const LOAD_ORDER: [LiveTable; 6] = [
+    /// The tables every load reads, in order (`Orphans` is read on demand).
+    pub const LOAD_ORDER: [LiveTable; 5] = [
         LiveTable::Members,
         LiveTable::Organizations,
         LiveTable::Permits,
         LiveTable::Enrollments,
-        LiveTable::Ledger,
         LiveTable::Claims,
     ];
-
-    /// The tables a load reads, in order: the ledger only for a source.
-    pub fn to_read(by_source: bool) -> impl Iterator<Item = LiveTable> {
-        LiveTable::LOAD_ORDER
-            .into_iter()
-            .filter(move |table| by_source || *table != LiveTable::Ledger)
-    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -47,26 +45,77 @@ impl LiveTable {
             LiveTable::Organizations => "organizations",
             LiveTable::Permits => "permits",
             LiveTable::Enrollments => "enrollments",
-            LiveTable::Ledger => "managed_objects",
             LiveTable::Claims => "claims",
+            LiveTable::Orphans | LiveTable::Ledger => "managed_objects",
         }
     }
 
-    /// The columns `Assembler::add` reads, in its order; the same SQL on
-    /// both backends.
-    pub fn columns(self) -> &'static str {
+    /// The kind a row table holds and its id column.
+    fn rows_of(self) -> Option<(Kind, &'static str)> {
         match self {
-            LiveTable::Members => "app, org_slug, user_id, contact_id, role, token_limit",
+            LiveTable::Organizations => Some((Kind::Organization, "slug")),
+            LiveTable::Permits => Some((Kind::Permit, "id")),
+            LiveTable::Enrollments => Some((Kind::Enrollment, "id")),
+            _ => None,
+        }
+    }
+
+    /// The query `Assembler::add` reads, the same SQL on both backends.
+    /// `source` is the SQL of the source's name (a parameter or setting).
+    /// With `join`, a row table's rows bring their ledger entries along, as
+    /// their last three columns (see `Assembler::with_capacity`).
+    pub fn query(self, source: &str, join: bool) -> String {
+        let columns = match self {
+            LiveTable::Members => {
+                "r.app, r.org_slug, r.user_id, r.contact_id, r.role, r.token_limit"
+            }
             LiveTable::Organizations => {
-                "app, slug, name, monthly_tokens, allowed_models, \
-                 CASE WHEN gitops THEN 1 ELSE 0 END, managed_by, applied_hash"
+                "r.app, r.slug, r.name, r.monthly_tokens, r.allowed_models, \
+                 CASE WHEN r.gitops THEN 1 ELSE 0 END, r.managed_by, r.applied_hash"
             }
-            LiveTable::Permits => "app, id, permission_id, slugs, roles, managed_by, applied_hash",
+            LiveTable::Permits => {
+                "r.app, r.id, r.permission_id, r.slugs, r.roles, r.managed_by, r.applied_hash"
+            }
             LiveTable::Enrollments => {
-                "app, id, role, user_id, contact_id, managed_by, applied_hash"
+                "r.app, r.id, r.role, r.user_id, r.contact_id, r.managed_by, r.applied_hash"
             }
-            LiveTable::Ledger => "kind, app, object_id, reported_hash, declared_in",
-            LiveTable::Claims => "source, kind, app, object_id, declared_in",
+            LiveTable::Claims => "r.source, r.kind, r.app, r.object_id, r.declared_in",
+            LiveTable::Ledger => {
+                return format!(
+                    "SELECT r.kind, r.app, r.object_id, r.reported_hash, r.declared_in \
+                     FROM managed_objects r WHERE r.source = {source}"
+                );
+            }
+            LiveTable::Orphans => {
+                let gone = [
+                    LiveTable::Organizations,
+                    LiveTable::Permits,
+                    LiveTable::Enrollments,
+                ]
+                .map(|table| {
+                    let (kind, id) = table.rows_of().unwrap_or((Kind::Permit, "id"));
+                    format!(
+                        " AND NOT EXISTS (SELECT 1 FROM {} t WHERE r.kind = '{kind}' \
+                             AND t.app = r.app AND t.{id} = r.object_id)",
+                        table.name()
+                    )
+                })
+                .concat();
+                return format!(
+                    "SELECT r.kind, r.app, r.object_id, r.reported_hash, r.declared_in \
+                     FROM managed_objects r WHERE r.source = {source}{gone}"
+                );
+            }
+        };
+        match self.rows_of() {
+            Some((kind, id)) if join => format!(
+                "SELECT {columns}, CASE WHEN m.kind IS NULL THEN 0 ELSE 1 END, \
+                 m.reported_hash, m.declared_in FROM {} r LEFT JOIN managed_objects m \
+                 ON m.kind = '{kind}' AND m.app = r.app AND m.object_id = r.{id} \
+                 AND m.source = {source}",
+                self.name()
+            ),
+            _ => format!("SELECT {columns} FROM {} r", self.name()),
         }
     }
 }
@@ -117,28 +166,65 @@ fn unsigned(value: i64) -> u64 {
 }
 
 /// Builds a `LiveState` from rows as they are read, borrowing each row's
-/// text: members before their organizations, every row before the ledger.
-#[derive(Default)]
+/// text: members before their organizations.
 pub struct Assembler {
     rows: KeyMap<LiveRow>,
+    /// Whether rows bring their ledger entries (`LiveTable::query` with a join).
+    joined: bool,
+    /// A key whose strings are reused to look rows up by a ledger entry's key
+    /// without allocating one.
+    scratch: Key,
+    /// Rows whose key is in the source's ledger.
+    in_ledger: usize,
     members_by_org: FxHashMap<(String, String), Vec<Member>>,
-    ledger: KeyMap<Managed>,
+    orphans: KeyMap<Managed>,
     /// A few thousand files declare a hundred thousand keys, and a few
     /// sources own them: one shared copy of each path and owner.
     shared: FxHashMap<String, Arc<str>>,
+    /// The last owner and the last file shared: rows come in the order
+    /// accord wrote them, so neighbours mostly name the same ones, and one
+    /// comparison saves hashing the text.
+    last_shared: [Option<Arc<str>>; 2],
     claims: KeyMap<Vec<Claim>>,
 }
 
+/// What a shared text is, for `Assembler::last_shared`.
+#[derive(Clone, Copy)]
+enum Shared {
+    Owner = 0,
+    File = 1,
+}
+
 impl Assembler {
-    /// Sized up front: growing maps of 100k entries from nothing rehashes
-    /// them many times. `ledger` is an estimate of the whole ledger table
-    /// (counting one source's keys costs as much as reading them); one
-    /// source's share is taken to be at most the number of rows.
-    pub fn with_capacity(rows: usize, ledger: usize) -> Assembler {
-        let mut assembler = Assembler::default();
+    /// Sized up front: growing a map of 100k rows from nothing rehashes it
+    /// many times. `joined`: the rows come with their ledger entries, which
+    /// SQLite finds cheaply by an index probe per row; PostgreSQL's server
+    /// spends more on that join than on sending the ledger, which then comes
+    /// after the rows as `LiveTable::Ledger`.
+    pub fn with_capacity(rows: usize, joined: bool) -> Assembler {
+        let mut assembler = Assembler {
+            rows: KeyMap::default(),
+            joined,
+            scratch: Key {
+                kind: Kind::Permit,
+                app: String::new(),
+                id: String::new(),
+            },
+            in_ledger: 0,
+            members_by_org: FxHashMap::default(),
+            orphans: KeyMap::default(),
+            shared: FxHashMap::default(),
+            last_shared: [None, None],
+            claims: KeyMap::default(),
+        };
         assembler.rows.reserve(rows);
-        assembler.ledger.reserve(ledger.min(rows));
         assembler
+    }
+
+    /// How many rows brought a ledger entry: when the ledger holds more of
+    /// the source's keys, the rest are `LiveTable::Orphans`.
+    pub fn in_ledger(&self) -> usize {
+        self.in_ledger
     }
 
     /// Adds one row of `table`.
@@ -168,8 +254,9 @@ impl Assembler {
                 );
                 self.insert(Kind::Enrollment, &app, &id, content, row)
             }
-            LiveTable::Ledger => self.managed(row),
             LiveTable::Claims => self.claim(row),
+            LiveTable::Orphans => self.orphan(row),
+            LiveTable::Ledger => self.ledger(row),
         }
     }
 
@@ -208,13 +295,19 @@ impl Assembler {
         object.normalize();
         let gitops = row.integer(5)? != Some(0);
         let key = object.key();
-        let live = LiveRow::new(object, self.owner(row, 6)?, row.owned(7)?, gitops);
+        let mut live = LiveRow::new(
+            object,
+            self.shared_column(row, 6, Shared::Owner)?,
+            row.owned(7)?,
+            gitops,
+        );
+        self.ledger_entry(&mut live, row, 8)?;
         self.rows.insert(key, live);
         Ok(())
     }
 
-    /// A permit's or enrollment's row, whose owner and applied hash are its
-    /// last two columns.
+    /// A permit's or enrollment's row: its owner and applied hash are
+    /// columns 5 and 6, its ledger entry the three after them.
     fn insert(
         &mut self,
         kind: Kind,
@@ -228,32 +321,73 @@ impl Assembler {
             app: app.to_owned(),
             id: id.to_owned(),
         };
-        let owner = self.owner(row, 5)?;
-        let live = LiveRow::from_canonical(content, owner, row.owned(6)?, true);
+        let owner = self.shared_column(row, 5, Shared::Owner)?;
+        let mut live = LiveRow::from_canonical(content, owner, row.owned(6)?, true);
+        self.ledger_entry(&mut live, row, 7)?;
         self.rows.insert(key, live);
         Ok(())
     }
 
-    /// A key in the source's ledger; rows of other kinds than accord's are
-    /// skipped.
-    fn managed(&mut self, row: &impl Columns) -> Result<(), String> {
+    /// The ledger entry a source's load reads with a row, from `column` on:
+    /// whether there is one, its reported hash, its file.
+    fn ledger_entry(
+        &mut self,
+        live: &mut LiveRow,
+        row: &impl Columns,
+        column: usize,
+    ) -> Result<(), String> {
+        if self.joined && row.integer(column)? == Some(1) {
+            live.set_ledger(Managed {
+                reported_hash: row.owned(column + 1)?,
+                declared_in: self.shared_column(row, column + 2, Shared::File)?,
+            });
+            self.in_ledger += 1;
+        }
+        Ok(())
+    }
+
+    /// A key in the source's ledger, put on its row when it has one.
+    fn ledger(&mut self, row: &impl Columns) -> Result<(), String> {
         let Some(kind) = Kind::parse(&row.text(0)?) else {
             return Ok(());
         };
-        let declared_in = row.optional(4)?.map(|path| self.shared(&path));
+        self.scratch.kind = kind;
+        self.scratch.app.clear();
+        self.scratch.app.push_str(&row.text(1)?);
+        self.scratch.id.clear();
+        self.scratch.id.push_str(&row.text(2)?);
+        let entry = Managed {
+            reported_hash: row.owned(3)?,
+            declared_in: self.shared_column(row, 4, Shared::File)?,
+        };
+        match self.rows.get_mut(&self.scratch) {
+            Some(live) => {
+                live.set_ledger(entry);
+                self.in_ledger += 1;
+            }
+            None => {
+                self.orphans.insert(self.scratch.clone(), entry);
+            }
+        }
+        Ok(())
+    }
+
+    /// A key in the source's ledger without a row; entries of kinds other
+    /// than accord's are skipped.
+    fn orphan(&mut self, row: &impl Columns) -> Result<(), String> {
+        let Some(kind) = Kind::parse(&row.text(0)?) else {
+            return Ok(());
+        };
         let key = Key {
             kind,
             app: row.text(1)?.into_owned(),
             id: row.text(2)?.into_owned(),
         };
-        if let Some(live) = self.rows.get_mut(&key) {
-            live.mark_in_ledger();
-        }
         let managed = Managed {
             reported_hash: row.owned(3)?,
-            declared_in,
+            declared_in: self.shared_column(row, 4, Shared::File)?,
         };
-        self.ledger.insert(key, managed);
+        self.orphans.insert(key, managed);
         Ok(())
     }
 
@@ -266,31 +400,44 @@ impl Assembler {
             };
             let claim = Claim {
                 source: row.text(0)?.into_owned(),
-                declared_in: row.optional(4)?.map(|path| self.shared(&path)),
+                declared_in: self.shared_column(row, 4, Shared::File)?,
             };
             self.claims.entry(key).or_default().push(claim);
         }
         Ok(())
     }
 
-    fn shared(&mut self, text: &str) -> Arc<str> {
-        if let Some(shared) = self.shared.get(text) {
-            return shared.clone();
+    fn shared(&mut self, text: &str, what: Shared) -> Arc<str> {
+        let last = &mut self.last_shared[what as usize];
+        if let Some(last) = last.as_ref().filter(|last| ***last == *text) {
+            return last.clone();
         }
-        let shared: Arc<str> = Arc::from(text);
-        self.shared.insert(text.to_owned(), shared.clone());
+        let shared = match self.shared.get(text) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: Arc<str> = Arc::from(text);
+                self.shared.insert(text.to_owned(), shared.clone());
+                shared
+            }
+        };
+        self.last_shared[what as usize] = Some(shared.clone());
         shared
     }
 
-    /// The owner in `column`, shared.
-    fn owner(&mut self, row: &impl Columns, column: usize) -> Result<Option<Arc<str>>, String> {
-        Ok(row.optional(column)?.map(|owner| self.shared(&owner)))
+    /// The text in `column`, shared.
+    fn shared_column(
+        &mut self,
+        row: &impl Columns,
+        column: usize,
+        what: Shared,
+    ) -> Result<Option<Arc<str>>, String> {
+        Ok(row.optional(column)?.map(|text| self.shared(&text, what)))
     }
 
     pub fn finish(self) -> LiveState {
         LiveState {
             rows: self.rows,
-            managed: self.ledger,
+            managed: self.orphans,
             claims: self.claims,
         }
     }

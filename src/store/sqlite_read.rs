@@ -27,41 +27,37 @@ pub fn load(path: &Path, source: Option<&str>) -> Result<LiveState, StoreError> 
     )
     .map_err(failed("the database"))?;
     conn.busy_timeout(Duration::from_secs(30))
-        .and_then(|()| conn.execute_batch("PRAGMA query_only = 1; BEGIN"))
+        .and_then(|()| {
+            conn.execute_batch("PRAGMA query_only = 1; PRAGMA mmap_size = 1073741824; BEGIN")
+        })
         .map_err(failed("the database"))?;
 
-    // Sizes for the maps: the rows exactly (cheap), the ledger by its
-    // highest rowid.
-    let (rows, ledger): (i64, Option<i64>) = conn
+    // The map of rows is sized exactly (cheap); the source's ledger is
+    // counted through its index, to tell whether the rows brought it all.
+    let (rows, ledger): (i64, i64) = conn
         .query_row(
             "SELECT (SELECT count(*) FROM organizations) + (SELECT count(*) FROM permits) \
-             + (SELECT count(*) FROM enrollments), (SELECT max(rowid) FROM managed_objects)",
-            [],
+             + (SELECT count(*) FROM enrollments), \
+             (SELECT count(*) FROM managed_objects WHERE source = ?1)",
+            [source.unwrap_or_default()],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .map_err(failed("the database"))?;
-    let ledger = if source.is_some() {
-        ledger.unwrap_or(0)
-    } else {
-        0
+    let mut live = Assembler::with_capacity(usize::try_from(rows).unwrap_or(0), source.is_some());
+    // Without a source the rows come without ledger entries.
+    let params: &[&dyn ToSql] = match &source {
+        Some(source) => &[source],
+        None => &[],
     };
-    let mut live = Assembler::with_capacity(
-        usize::try_from(rows).unwrap_or(0),
-        usize::try_from(ledger).unwrap_or(0),
-    );
-    for table in LiveTable::to_read(source.is_some()) {
-        let (filter, params): (&str, &[&dyn ToSql]) = match (table, &source) {
-            // Read in table order, not looked up key by key through the
-            // index on `source` (`+` keeps SQLite from using it): the load
-            // reads every row of every table anyway, and a scan costs a
-            // fraction of 100k index lookups.
-            (LiveTable::Ledger, Some(source)) => (" WHERE +source = ?1", &[source]),
-            _ => ("", &[]),
-        };
-        let sql = format!("SELECT {} FROM {}{filter}", table.columns(), table.name());
+    let read = |live: &mut Assembler, table: LiveTable| -> Result<(), StoreError> {
+        let sql = table.query("?1", source.is_some());
         let mut read = || -> Result<(), String> {
             let mut statement = conn.prepare(&sql).map_err(|e| e.to_string())?;
-            let mut rows = statement.query(params).map_err(|e| e.to_string())?;
+            // Parameters the query does not use are left unbound.
+            let used = params.len().min(statement.parameter_count());
+            let mut rows = statement
+                .query(&params[..used])
+                .map_err(|e| e.to_string())?;
             while let Some(row) = rows.next().map_err(|e| e.to_string())? {
                 live.add(table, &SqliteColumns(row))?;
             }
@@ -70,7 +66,13 @@ pub fn load(path: &Path, source: Option<&str>) -> Result<LiveState, StoreError> 
         read().map_err(|message| StoreError::Decode {
             table: table.name().to_owned(),
             message,
-        })?;
+        })
+    };
+    for table in LiveTable::LOAD_ORDER {
+        read(&mut live, table)?;
+    }
+    if source.is_some() && usize::try_from(ledger).unwrap_or(0) > live.in_ledger() {
+        read(&mut live, LiveTable::Orphans)?;
     }
     conn.execute_batch("COMMIT")
         .map_err(failed("the database"))?;

@@ -335,3 +335,19 @@ impl LiveBuilder {
         self.state.rows.get_mut(&key).expect("the last row added")
     }
 }
+
+/// `live` with each ledger entry whose key has a row moved onto that row, as
+/// a store reads them; entries without a row stay in `managed`.
+pub fn ledger_on_rows(live: &LiveState) -> LiveState {
+    let mut moved = live.clone();
+    moved
+        .managed
+        .retain(|key, entry| match moved.rows.get_mut(key) {
+            Some(row) => {
+                row.set_ledger(entry.clone());
+                false
+            }
+            None => true,
+        });
+    moved
+}
