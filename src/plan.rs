@@ -142,15 +142,6 @@ impl LiveState {
             .or_else(|| self.managed.get(key))
     }
 
-    /// Every key in the source's ledger, with its entry.
-    pub fn ledger(&self) -> impl Iterator<Item = (&Key, &Managed)> {
-        let on_rows = self
-            .rows
-            .iter()
-            .filter_map(|(key, row)| Some((key, row.ledger()?)));
-        self.managed.iter().chain(on_rows)
-    }
-
     /// How many keys the source's ledger holds.
     pub fn ledger_len(&self) -> usize {
         self.managed.len()

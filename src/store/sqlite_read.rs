@@ -27,9 +27,7 @@ pub fn load(path: &Path, source: Option<&str>) -> Result<LiveState, StoreError> 
     )
     .map_err(failed("the database"))?;
     conn.busy_timeout(Duration::from_secs(30))
-        .and_then(|()| {
-            conn.execute_batch("PRAGMA query_only = 1; BEGIN")
-        })
+        .and_then(|()| conn.execute_batch("PRAGMA query_only = 1; BEGIN"))
         .map_err(failed("the database"))?;
 
     // The map of rows is sized exactly (cheap); the source's ledger is
