@@ -28,10 +28,9 @@ pub struct LiveRow {
     pub applied_hash: Option<String>,
     /// `false` when an operator suspended the organization in the database.
     pub gitops: bool,
-    /// The row's entry in the source's ledger, when the store read it with
-    /// the row (one join instead of a second table and a lookup per key).
-    /// `None` means only that it is not here: `LiveState::managed` may
-    /// still hold it.
+    /// The row's entry in the source's ledger, put here by the store as it
+    /// reads, so the plan need not look each key up in a second map. `None`
+    /// means only that it is not here: `LiveState::managed` may hold it.
     ledger: Option<Managed>,
 }
 

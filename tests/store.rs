@@ -72,6 +72,15 @@ fn sample() -> Vec<Object> {
     ]
 }
 
+/// How many audit rows have `action`.
+async fn audited(store: &AnyStore, action: &str) -> usize {
+    audit(store)
+        .await
+        .iter()
+        .filter(|e| e.action == action)
+        .count()
+}
+
 async fn audit(store: &AnyStore) -> Vec<accord::store::AuditEntry> {
     store
         .audit(&AuditQuery {
@@ -355,11 +364,7 @@ both_backends!(
             plan_for(&store, &desired, "git").await.changes.is_empty(),
             "all corrected"
         );
-        let corrected = audit(&store)
-            .await
-            .iter()
-            .filter(|e| e.action == "drift_corrected")
-            .count();
+        let corrected = audited(&store, "drift_corrected").await;
         assert_eq!(corrected, 4);
     }
 );
@@ -425,6 +430,54 @@ both_backends!(
 );
 
 both_backends!(
+    a_load_brings_only_its_own_sources_ledger,
+    |backend| async move {
+        let (db, store) = open(backend).await;
+        let ours = desired_objects(sample());
+        let theirs = desired_objects(vec![
+            org("globex").name("Globex").build(),
+            permit("ship").roles(["ship-svc:admin"]).build(),
+            enrollment("ops")
+                .role("ship-svc:admin")
+                .user("usr_9")
+                .build(),
+        ]);
+        sync(&store, &ours).await;
+        sync_with(&store, &theirs, "other", DriftPolicy::Correct).await;
+
+        let live = store.load(Some("git")).await.expect("load");
+        assert_eq!(live.rows.len(), 8, "every row is read");
+        assert_eq!(live.ledger_len(), 5, "only git's ledger");
+        let plan = plan_for(&store, &ours, "git").await;
+        assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+        assert!(plan.forget.is_empty(), "{:?}", plan.forget);
+        assert_eq!(plan.managed, 5);
+
+        // Rows deleted by hand from each source: each sees its own only.
+        db.exec("DELETE FROM permits WHERE id IN ('pay', 'ship')")
+            .await
+            .expect("delete");
+        for (desired, source, expected) in [(&ours, "git", 2), (&theirs, "other", 1)] {
+            let plan = plan_for(&store, desired, source).await;
+            let drifted: Vec<&str> = plan
+                .changes
+                .iter()
+                .filter(|c| c.action == Action::Drift && c.note == "deleted by hand")
+                .map(|c| c.key.id.as_str())
+                .collect();
+            assert_eq!(drifted.len(), expected, "{source}: {drifted:?}");
+            assert_eq!(plan.changes.len(), expected, "{source}: {:?}", plan.changes);
+            let live = store.load(Some(source)).await.expect("load");
+            assert_eq!(
+                live.managed.len(),
+                expected,
+                "{source}: the deleted rows' entries"
+            );
+        }
+    }
+);
+
+both_backends!(
     report_mode_audits_drift_once_and_leaves_it,
     |backend| async move {
         let (db, store) = open(backend).await;
@@ -437,11 +490,7 @@ both_backends!(
             let (plan, _) = sync_with(&store, &desired, "git", DriftPolicy::Report).await;
             assert_eq!(plan.summary().drift, 1, "still listed until it goes away");
         }
-        let detected = audit(&store)
-            .await
-            .iter()
-            .filter(|e| e.action == "drift_detected")
-            .count();
+        let detected = audited(&store, "drift_detected").await;
         assert_eq!(detected, 1);
         assert_eq!(
             db.scalar("SELECT COUNT(*) FROM enrollments WHERE role = 'payment-svc:root'")
@@ -453,11 +502,7 @@ both_backends!(
             .await
             .expect("edit");
         sync_with(&store, &desired, "git", DriftPolicy::Report).await;
-        let detected = audit(&store)
-            .await
-            .iter()
-            .filter(|e| e.action == "drift_detected")
-            .count();
+        let detected = audited(&store, "drift_detected").await;
         assert_eq!(detected, 2);
         // A row deleted by hand, whose ledger entry has no row to come
         // with, is reported once too.
@@ -471,11 +516,7 @@ both_backends!(
             assert_eq!(live.managed.len(), 1, "the deleted row's entry");
             assert_eq!(live.ledger_len(), 5);
         }
-        let detected = audit(&store)
-            .await
-            .iter()
-            .filter(|e| e.action == "drift_detected")
-            .count();
+        let detected = audited(&store, "drift_detected").await;
         assert_eq!(detected, 3);
     }
 );

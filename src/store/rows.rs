@@ -50,14 +50,19 @@ impl LiveTable {
         }
     }
 
-    /// The kind a row table holds and its id column.
+    /// The tables of rows: each with the kind it holds and its id column.
+    const ROWS: [(LiveTable, Kind, &'static str); 3] = [
+        (LiveTable::Organizations, Kind::Organization, "slug"),
+        (LiveTable::Permits, Kind::Permit, "id"),
+        (LiveTable::Enrollments, Kind::Enrollment, "id"),
+    ];
+
+    /// The kind a table of rows holds and its id column.
     fn rows_of(self) -> Option<(Kind, &'static str)> {
-        match self {
-            LiveTable::Organizations => Some((Kind::Organization, "slug")),
-            LiveTable::Permits => Some((Kind::Permit, "id")),
-            LiveTable::Enrollments => Some((Kind::Enrollment, "id")),
-            _ => None,
-        }
+        LiveTable::ROWS
+            .into_iter()
+            .find(|(table, _, _)| *table == self)
+            .map(|(_, kind, id)| (kind, id))
     }
 
     /// The query `Assembler::add` reads, the same SQL on both backends.
@@ -87,20 +92,15 @@ impl LiveTable {
                 );
             }
             LiveTable::Orphans => {
-                let gone = [
-                    LiveTable::Organizations,
-                    LiveTable::Permits,
-                    LiveTable::Enrollments,
-                ]
-                .map(|table| {
-                    let (kind, id) = table.rows_of().unwrap_or((Kind::Permit, "id"));
-                    format!(
-                        " AND NOT EXISTS (SELECT 1 FROM {} t WHERE r.kind = '{kind}' \
+                let gone = LiveTable::ROWS
+                    .map(|(table, kind, id)| {
+                        format!(
+                            " AND NOT EXISTS (SELECT 1 FROM {} t WHERE r.kind = '{kind}' \
                              AND t.app = r.app AND t.{id} = r.object_id)",
-                        table.name()
-                    )
-                })
-                .concat();
+                            table.name()
+                        )
+                    })
+                    .concat();
                 return format!(
                     "SELECT r.kind, r.app, r.object_id, r.reported_hash, r.declared_in \
                      FROM managed_objects r WHERE r.source = {source}{gone}"

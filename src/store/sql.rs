@@ -123,8 +123,8 @@ impl PostgresStore {
             }
         }
         drop(texts);
-        let live = assembling.await.map_err(load_stopped)??;
         tx.commit().await?;
+        let live = assembling.await.map_err(load_stopped)??;
         Ok(live.finish())
     }
 
@@ -817,8 +817,6 @@ fn load_stopped(error: tokio::task::JoinError) -> StoreError {
     }
 }
 
-/// The text `COPY (query) TO STDOUT` writes: far cheaper for the server
-/// than building one JSON value (which took it half a second for 100k rows).
 /// Adds the rows of one table's `COPY` text.
 fn assemble(live: &mut rows::Assembler, table: LiveTable, text: &[u8]) -> Result<(), StoreError> {
     copy_text::each_row(text, |line| live.add(table, line)).map_err(|message| StoreError::Decode {
@@ -827,6 +825,8 @@ fn assemble(live: &mut rows::Assembler, table: LiveTable, text: &[u8]) -> Result
     })
 }
 
+/// The text `COPY (query) TO STDOUT` writes: far cheaper for the server
+/// than building one JSON value (which took it half a second for 100k rows).
 async fn copy_out(conn: &mut sqlx::PgConnection, query: &str) -> Result<Vec<u8>, StoreError> {
     let mut text = Vec::new();
     let mut copy = conn

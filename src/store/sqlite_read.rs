@@ -42,7 +42,8 @@ pub fn load(path: &Path, source: Option<&str>) -> Result<LiveState, StoreError> 
         )
         .map_err(failed("the database"))?;
     let mut live = Assembler::with_capacity(usize::try_from(rows).unwrap_or(0), source.is_some());
-    // Without a source the rows come without ledger entries.
+    // The queries' `?1` is the source; without one, rows are read without
+    // ledger entries and no query takes a parameter.
     let params: &[&dyn ToSql] = match &source {
         Some(source) => &[source],
         None => &[],
