@@ -196,8 +196,8 @@ pub struct Change {
     pub key: Key,
     /// The row as it is now (for drift: as someone left it).
     pub before: Option<Object>,
-    /// The object as declared.
-    pub after: Option<Object>,
+    /// The object as declared (shared with the declaration).
+    pub after: Option<Arc<Object>>,
     pub fields: Vec<FieldChange>,
     /// Why: the other owner of a conflict, what kind of drift, where declared.
     pub note: String,
@@ -213,8 +213,8 @@ pub struct Change {
 }
 
 impl Change {
-    fn new(action: Action, key: Key, before: Option<Object>, after: Option<Object>) -> Change {
-        let fields = field_changes(before.as_ref(), after.as_ref());
+    fn new(action: Action, key: Key, before: Option<Object>, after: Option<Arc<Object>>) -> Change {
+        let fields = field_changes(before.as_ref(), after.as_deref());
         Change {
             action,
             key,
@@ -237,7 +237,7 @@ impl Change {
 
     /// A unified diff of the object rendered as YAML, before → after.
     pub fn diff(&self) -> String {
-        render::object_diff(self.before.as_ref(), self.after.as_ref())
+        render::object_diff(self.before.as_ref(), self.after.as_deref())
     }
 }
 

@@ -100,7 +100,7 @@ fn native_object_with_1backend_aliases_is_a_permit_in_that_app() {
         .objects
         .iter()
         .filter(|(k, _)| k.kind == Kind::Permit && k.app == "chat.mycompany.com")
-        .map(|(_, d)| &d.object)
+        .map(|(_, d)| &*d.object)
         .collect();
     assert_eq!(permits.len(), 1);
     let Object::Permit(p) = permits[0] else {

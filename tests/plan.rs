@@ -129,7 +129,7 @@ fn declared_object_without_a_row_is_created() {
     assert_eq!(change.action, Action::Create);
     assert_eq!(change.key, key(Kind::Permit, "pay"));
     assert_eq!(change.before, None);
-    assert_eq!(change.after, Some(pay));
+    assert_eq!(change.after.as_deref(), Some(&pay));
     assert_eq!(change.origin, Some(origin("permits/pay.yaml", 7)));
     assert!(plan.is_pending());
     assert_eq!(plan.managed, 0);
@@ -174,7 +174,7 @@ fn new_declared_value_for_an_untouched_managed_row_is_an_update() {
     let change = only_change(&plan);
     assert_eq!(change.action, Action::Update);
     assert_eq!(change.before, Some(before));
-    assert_eq!(change.after, Some(after));
+    assert_eq!(change.after.as_deref(), Some(&after));
     assert_eq!(change.origin, Some(origin("permits/pay.yaml", 3)));
     assert!(plan.is_pending());
 }
@@ -518,7 +518,7 @@ fn declared_key_whose_row_nobody_manages_is_a_conflict() {
     let change = only_change(&plan);
     assert_eq!(change.action, Action::Conflict);
     assert_eq!(change.before, Some(by_api));
-    assert_eq!(change.after, Some(declared_value));
+    assert_eq!(change.after.as_deref(), Some(&declared_value));
     assert!(
         change.note.contains("no source manages"),
         "note: {}",
@@ -553,7 +553,7 @@ fn declared_key_owned_by_another_source_is_a_conflict_naming_it() {
     let change = only_change(&plan);
     assert_eq!(change.action, Action::Conflict);
     assert_eq!(change.before, Some(theirs));
-    assert_eq!(change.after, Some(ours));
+    assert_eq!(change.after.as_deref(), Some(&ours));
     assert!(change.note.contains(KUBERNETES), "note: {}", change.note);
 }
 
@@ -679,7 +679,7 @@ fn managed_row_edited_by_hand_is_drift() {
     let change = only_change(&plan);
     assert_eq!(change.action, Action::Drift);
     assert_eq!(change.before, Some(edited.clone()));
-    assert_eq!(change.after, Some(applied));
+    assert_eq!(change.after.as_deref(), Some(&applied));
     assert_eq!(field_names(change), ["roles"]);
     assert_eq!(change.drift_hash, Some(edited.content_hash()));
     assert!(!change.drift_reported);
@@ -699,7 +699,7 @@ fn managed_row_deleted_by_hand_is_drift_with_the_deleted_hash() {
     assert_eq!(change.action, Action::Drift);
     assert_eq!(change.key, applied.key());
     assert_eq!(change.before, None);
-    assert_eq!(change.after, Some(applied));
+    assert_eq!(change.after.as_deref(), Some(&applied));
     assert_eq!(change.drift_hash.as_deref(), Some(DELETED));
     assert!(!change.drift_reported);
     assert!(plan.forget.is_empty(), "a declared key is not forgotten");
@@ -787,7 +787,7 @@ fn hand_edit_plus_a_new_declared_value_is_still_drift() {
     let change = only_change(&plan);
     assert_eq!(change.action, Action::Drift);
     assert_eq!(change.before, Some(edited.clone()));
-    assert_eq!(change.after, Some(new_declared));
+    assert_eq!(change.after.as_deref(), Some(&new_declared));
     assert_eq!(change.drift_hash, Some(edited.content_hash()));
     assert_eq!(plan.count(Action::Update), 0);
 }
@@ -809,7 +809,7 @@ fn row_hand_edited_to_exactly_the_declared_content_is_an_update_with_a_note() {
     let change = only_change(&plan);
     assert_eq!(change.action, Action::Update);
     assert_eq!(change.before, Some(declared_now.clone()));
-    assert_eq!(change.after, Some(declared_now));
+    assert_eq!(change.after.as_deref(), Some(&declared_now));
     assert!(change.fields.is_empty(), "{:#?}", change.fields);
     assert!(
         !change.note.is_empty(),
@@ -859,7 +859,7 @@ fn declaration_with_gitops_false_is_suspended_even_when_content_differs() {
     let change = only_change(&plan);
     assert_eq!(change.action, Action::Suspended);
     assert_eq!(change.before, Some(applied));
-    assert_eq!(change.after, Some(declared_value));
+    assert_eq!(change.after.as_deref(), Some(&declared_value));
     assert_eq!(plan.count(Action::Update), 0);
     assert!(!plan.is_pending());
 }

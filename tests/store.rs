@@ -109,7 +109,7 @@ both_backends!(
         );
         for (key, declaration) in &desired.objects {
             let row = live.rows.get(key).expect("row written");
-            assert_eq!(row.object(), declaration.object, "{key}");
+            assert_eq!(row.object(), *declaration.object, "{key}");
             assert_eq!(row.managed_by.as_deref(), Some("git"));
             assert_eq!(row.applied_hash, Some(declaration.object.content_hash()));
         }
@@ -141,7 +141,7 @@ both_backends!(
         sync(&store, &desired).await;
         let live = store.load(Some("git")).await.expect("load");
         for (key, declaration) in &desired.objects {
-            assert_eq!(live.rows[key].object(), declaration.object, "{key}");
+            assert_eq!(live.rows[key].object(), *declaration.object, "{key}");
         }
         assert!(plan_for(&store, &desired, "git").await.changes.is_empty());
     }
@@ -194,7 +194,7 @@ both_backends!(
                     .get(key)
                     .map(accord::plan::LiveRow::object)
                     .as_ref(),
-                Some(&declaration.object)
+                Some(&*declaration.object)
             );
         }
         assert_eq!(live.rows.len(), 4);

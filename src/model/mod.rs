@@ -332,7 +332,9 @@ impl fmt::Display for Origin {
 /// An object as declared by a source.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Declaration {
-    pub object: Object,
+    /// Shared with the plan's changes: a first sync makes one per object,
+    /// and cloning 100k objects' strings into them took a tenth of a second.
+    pub object: Arc<Object>,
     pub origin: Origin,
     /// `gitops: false` on an organization: accord leaves it alone.
     pub suspended: bool,

@@ -364,7 +364,7 @@ impl FileParser {
             Ok(Some((mut object, suspended))) if self.diagnostics.len() == before => {
                 object.normalize();
                 self.declarations.push(Declaration {
-                    object,
+                    object: Arc::new(object),
                     origin: Origin {
                         file: self.file.clone(),
                         mark: node.mark,

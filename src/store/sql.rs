@@ -179,15 +179,12 @@ impl<'a> AuditRow<'a> {
     }
 
     fn new(action: AuditAction, change: &'a Change) -> AuditRow<'a> {
-        let json = |o: &Option<Object>| {
-            o.as_ref()
-                .map(|o| serde_json::to_string(o).unwrap_or_default())
-        };
+        let json = |o: Option<&Object>| o.map(|o| serde_json::to_string(o).unwrap_or_default());
         AuditRow {
             action,
             change,
-            before: json(&change.before),
-            after: json(&change.after),
+            before: json(change.before.as_ref()),
+            after: json(change.after.as_deref()),
             diff: change.diff(),
         }
     }

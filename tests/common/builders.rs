@@ -176,7 +176,7 @@ fn normalized(mut object: Object) -> Object {
 /// An object as a source declares it, read from `test.yaml` unless told otherwise.
 pub fn declared(object: Object) -> Declared {
     Declared(Declaration {
-        object,
+        object: Arc::new(object),
         origin: origin("test.yaml", 1),
         suspended: false,
     })

@@ -874,7 +874,12 @@ mod tests {
         let mut live = LiveState::default();
         live.rows.insert(
             key.clone(),
-            LiveRow::new(declaration.object.clone(), Some("git".into()), None, true),
+            LiveRow::new(
+                (*declaration.object).clone(),
+                Some("git".into()),
+                None,
+                true,
+            ),
         );
         let plan = crate::plan::plan(
             &declared.desired,
