@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::render;
-use crate::model::{Canonical, Declaration, DesiredState, Key, KeyMap, Object, Origin};
+use crate::model::{Canonical, Declaration, DesiredState, Key, KeyMap, Kind, Object, Origin};
 
 /// One row of the database as the planner sees it.
 #[derive(Clone, Debug)]
@@ -328,22 +328,23 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
     let owned_by_source = |row: &LiveRow| row.managed_by.as_deref() == Some(source);
     // The keys this source manages: its ledger, plus any row that names it as
     // owner without a ledger entry (written by an older accord, or by hand).
+    let kind_index = |kind| Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+    let mut managed_by_kind = [0; 3];
+    for key in live.managed.keys() {
+        managed_by_kind[kind_index(key.kind)] += 1;
+    }
+    let mut ledger_len = live.managed.len();
     let mut unrecorded: Vec<&Key> = Vec::new();
-    let mut ledger: Vec<&Key> = live.managed.keys().collect();
     for (key, row) in &live.rows {
         if row.ledger.is_some() {
-            ledger.push(key);
+            ledger_len += 1;
+            managed_by_kind[kind_index(key.kind)] += 1;
         } else if owned_by_source(row) && !live.managed.contains_key(key) {
+            managed_by_kind[kind_index(key.kind)] += 1;
             unrecorded.push(key);
         }
     }
-    let managed_count = ledger.len() + unrecorded.len();
-    let mut managed_by_kind = [0; 3];
-    for key in ledger.iter().chain(&unrecorded) {
-        if let Some(i) = crate::model::Kind::ALL.iter().position(|k| *k == key.kind) {
-            managed_by_kind[i] += 1;
-        }
-    }
+    let managed_count = ledger_len + unrecorded.len();
 
     // Each worker counts the declared keys it finds in the ledger: when that
     // is the whole ledger, nothing in it can be undeclared, and the search
@@ -375,10 +376,20 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
                 (changes, a + b)
             },
         );
-    let ledger_all_declared = declared_in_ledger == ledger.len();
+    // The ledger's keys are walked only when some of them went undeclared.
+    let ledger = (declared_in_ledger != ledger_len)
+        .then(|| {
+            let on_rows = live
+                .rows
+                .iter()
+                .filter(|(_, row)| row.ledger.is_some())
+                .map(|(key, _)| key);
+            live.managed.keys().chain(on_rows)
+        })
+        .into_iter()
+        .flatten();
 
     let mut forget = Vec::new();
-    let ledger = ledger.into_iter().filter(|_| !ledger_all_declared);
     for key in ledger.chain(unrecorded) {
         if desired.objects.contains_key(key) {
             continue;

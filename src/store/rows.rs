@@ -85,26 +85,21 @@ impl LiveTable {
                 "r.app, r.id, r.role, r.user_id, r.contact_id, r.managed_by, r.applied_hash"
             }
             LiveTable::Claims => "r.source, r.kind, r.app, r.object_id, r.declared_in",
-            LiveTable::Ledger => {
-                return format!(
+            LiveTable::Ledger | LiveTable::Orphans => {
+                let mut query = format!(
                     "SELECT r.kind, r.app, r.object_id, r.reported_hash, r.declared_in \
                      FROM managed_objects r WHERE r.source = {source}"
                 );
-            }
-            LiveTable::Orphans => {
-                let gone = LiveTable::ROWS
-                    .map(|(table, kind, id)| {
-                        format!(
+                if self == LiveTable::Orphans {
+                    for (table, kind, id) in LiveTable::ROWS {
+                        query.push_str(&format!(
                             " AND NOT EXISTS (SELECT 1 FROM {} t WHERE r.kind = '{kind}' \
                              AND t.app = r.app AND t.{id} = r.object_id)",
                             table.name()
-                        )
-                    })
-                    .concat();
-                return format!(
-                    "SELECT r.kind, r.app, r.object_id, r.reported_hash, r.declared_in \
-                     FROM managed_objects r WHERE r.source = {source}{gone}"
-                );
+                        ));
+                    }
+                }
+                return query;
             }
         };
         match self.rows_of() {
@@ -255,8 +250,7 @@ impl Assembler {
                 self.insert(Kind::Enrollment, &app, &id, content, row)
             }
             LiveTable::Claims => self.claim(row),
-            LiveTable::Orphans => self.orphan(row),
-            LiveTable::Ledger => self.ledger(row),
+            LiveTable::Orphans | LiveTable::Ledger => self.ledger(row),
         }
     }
 
@@ -346,7 +340,9 @@ impl Assembler {
         Ok(())
     }
 
-    /// A key in the source's ledger, put on its row when it has one.
+    /// A key in the source's ledger (`Ledger` or `Orphans`), put on its row
+    /// when it has one and kept apart otherwise; entries of kinds other than
+    /// accord's are skipped.
     fn ledger(&mut self, row: &impl Columns) -> Result<(), String> {
         let Some(kind) = Kind::parse(&row.text(0)?) else {
             return Ok(());
@@ -369,25 +365,6 @@ impl Assembler {
                 self.orphans.insert(self.scratch.clone(), entry);
             }
         }
-        Ok(())
-    }
-
-    /// A key in the source's ledger without a row; entries of kinds other
-    /// than accord's are skipped.
-    fn orphan(&mut self, row: &impl Columns) -> Result<(), String> {
-        let Some(kind) = Kind::parse(&row.text(0)?) else {
-            return Ok(());
-        };
-        let key = Key {
-            kind,
-            app: row.text(1)?.into_owned(),
-            id: row.text(2)?.into_owned(),
-        };
-        let managed = Managed {
-            reported_hash: row.owned(3)?,
-            declared_in: self.shared_column(row, 4, Shared::File)?,
-        };
-        self.orphans.insert(key, managed);
         Ok(())
     }
 
