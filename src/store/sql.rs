@@ -105,7 +105,8 @@ impl PostgresStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let source_setting = "current_setting('accord.source')";
+        // In a subquery, the setting is read once, not once per ledger row.
+        let source_setting = "(SELECT current_setting('accord.source'))";
         let (texts, received) = std::sync::mpsc::channel::<(LiveTable, Vec<u8>)>();
         let assembling = tokio::task::spawn_blocking(move || {
             let mut live = rows::Assembler::with_capacity(rows, false);
