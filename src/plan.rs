@@ -18,14 +18,16 @@ pub struct LiveRow {
     /// decoded only for the rows a plan changes.
     content: Canonical,
     /// The content hash, computed as the row is read (while the source is
-    /// still being parsed): compared with `applied_hash`, it tells a row as
+    /// still being parsed): compared with `applied`, it tells a row as
     /// accord wrote it from one edited by hand.
     digest: [u8; 16],
     /// The source that owns the row; `None` for rows nobody manages. Shared:
     /// a source's rows all name it.
     pub managed_by: Option<Arc<str>>,
-    /// The content hash accord recorded when it last wrote the row.
-    pub applied_hash: Option<String>,
+    /// The content hash accord recorded when it last wrote the row (the
+    /// `applied_hash` column, read by `model::parse_digest`): kept as bytes,
+    /// so a row carries no allocation for it and a plan compares 16 bytes.
+    pub applied: Option<[u8; 16]>,
     /// `false` when an operator suspended the organization in the database.
     pub gitops: bool,
     /// The row's entry in the source's ledger, put here by the store as it
@@ -38,23 +40,23 @@ impl LiveRow {
     pub fn new(
         object: Object,
         managed_by: Option<Arc<str>>,
-        applied_hash: Option<String>,
+        applied: Option<[u8; 16]>,
         gitops: bool,
     ) -> LiveRow {
-        LiveRow::from_canonical(Canonical::of(&object), managed_by, applied_hash, gitops)
+        LiveRow::from_canonical(Canonical::of(&object), managed_by, applied, gitops)
     }
 
     pub fn from_canonical(
         content: Canonical,
         managed_by: Option<Arc<str>>,
-        applied_hash: Option<String>,
+        applied: Option<[u8; 16]>,
         gitops: bool,
     ) -> LiveRow {
         LiveRow {
             digest: content.digest(),
             content,
             managed_by,
-            applied_hash,
+            applied,
             gitops,
             ledger: None,
         }
@@ -87,10 +89,7 @@ impl LiveRow {
 
     /// Whether the row is exactly as accord last wrote it.
     fn as_applied(&self) -> bool {
-        let mut rendered = [0u8; 32];
-        self.applied_hash.as_deref().is_some_and(|hash| {
-            hex::encode_to_slice(self.digest, &mut rendered).is_ok() && rendered == hash.as_bytes()
-        })
+        self.applied == Some(self.digest)
     }
 }
 
@@ -98,20 +97,20 @@ impl PartialEq for LiveRow {
     fn eq(&self, other: &LiveRow) -> bool {
         self.content == other.content
             && self.managed_by == other.managed_by
-            && self.applied_hash == other.applied_hash
+            && self.applied == other.applied
             && self.gitops == other.gitops
             && self.ledger == other.ledger
     }
 }
 
 /// What accord remembers about a key a source manages, kept apart from the
-/// row itself so a row deleted by hand is still known to be missing.
+/// row itself so a row deleted by hand is still known to be missing. (The
+/// ledger also records the file that last declared the key; a load leaves
+/// it out, and `store::explain` reads it for the keys a plan deletes.)
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Managed {
     /// The live hash last reported as drift (report mode audits drift once).
     pub reported_hash: Option<String>,
-    /// The file that declared it when it was last applied.
-    pub declared_in: Option<Arc<str>>,
 }
 
 /// A key a source declares while another source owns it.
@@ -122,10 +121,15 @@ pub struct Claim {
     pub declared_in: Option<Arc<str>>,
 }
 
+/// Live rows by key, in the order the store read them: entries lie side by
+/// side in that order, so a store that reads the ledger after the rows, in
+/// the same order, finds each entry's row next to the last one's.
+pub type RowMap = indexmap::IndexMap<Key, LiveRow, rustc_hash::FxBuildHasher>;
+
 /// The rows in a source's scope and the keys it manages.
 #[derive(Clone, Debug, Default)]
 pub struct LiveState {
-    pub rows: KeyMap<LiveRow>,
+    pub rows: RowMap,
     /// The source's ledger entries that are not on a row (`LiveRow::ledger`):
     /// a store puts here the keys whose rows are gone; a key is in the
     /// ledger when either place has it, never both.
@@ -202,7 +206,8 @@ pub struct Change {
     /// Why: the other owner of a conflict, what kind of drift, where declared.
     pub note: String,
     pub origin: Option<Origin>,
-    /// The file that declares (or, for a delete, last declared) the object.
+    /// The file that declares the object; for a delete, the file that last
+    /// declared it, which `store::explain` reads from the ledger.
     pub declared_in: Option<Arc<str>>,
     /// For drift: the hash of the live row (`None` when it was deleted), and
     /// whether that exact state was already reported.
@@ -402,13 +407,10 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
                             .note("suspended in the database; not pruned"),
                     ));
                 } else if options.prune {
-                    let mut change =
+                    changes.push(Box::new(
                         Change::new(Action::Delete, key.clone(), Some(row.object()), None)
-                            .note("no longer declared");
-                    change.declared_in = live
-                        .ledger_entry(key, Some(row))
-                        .and_then(|m| m.declared_in.clone());
-                    changes.push(Box::new(change));
+                            .note("no longer declared"),
+                    ));
                 }
             }
             _ => forget.push(key.clone()),

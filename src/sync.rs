@@ -64,7 +64,7 @@ pub async fn plan_read(
     options: PlanOptions,
 ) -> Result<Prepared, SyncError> {
     let mut plan = plan::plan(&desired, &live, source_name, options);
-    crate::store::explain_conflicts(store, &mut plan).await?;
+    crate::store::explain(store, &mut plan, source_name).await?;
     Ok(Prepared {
         revision,
         desired,

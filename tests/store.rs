@@ -111,7 +111,7 @@ both_backends!(
             let row = live.rows.get(key).expect("row written");
             assert_eq!(row.object(), *declaration.object, "{key}");
             assert_eq!(row.managed_by.as_deref(), Some("git"));
-            assert_eq!(row.applied_hash, Some(declaration.object.content_hash()));
+            assert_eq!(row.applied, Some(declaration.object.digest()));
         }
         assert_eq!(
             db.scalar("SELECT COUNT(*) FROM organization_members").await,
@@ -569,7 +569,7 @@ both_backends!(
                 .at("team-a/Permit/shared", 1)]);
 
         let mut kube_plan = plan_for(&store, &kube_desired, "kubernetes").await;
-        accord::store::explain_conflicts(&store, &mut kube_plan)
+        accord::store::explain(&store, &mut kube_plan, "kubernetes")
             .await
             .expect("owners");
         assert_eq!(
@@ -618,6 +618,49 @@ both_backends!(
             .await
             .changes
             .is_empty());
+    }
+);
+
+both_backends!(
+    a_delete_names_the_file_that_last_declared_it,
+    |backend| async move {
+        let (_db, store) = open(backend).await;
+        let kept = || declared(permit("kept").build()).at("perms/kept.yaml", 1);
+        let old = declared(permit("old").build()).at("perms/old.yaml", 1);
+        sync(&store, &desired([kept(), old])).await;
+        // Another source's key that this source never managed.
+        let theirs = declared(permit("theirs").build()).at("elsewhere.yaml", 1);
+        sync_with(
+            &store,
+            &desired([theirs]),
+            "kubernetes",
+            DriftPolicy::Correct,
+        )
+        .await;
+
+        let mut plan = plan_for(&store, &desired([kept()]), "git").await;
+        let delete = &plan.changes[0];
+        assert_eq!(
+            (delete.action, delete.key.id.as_str()),
+            (Action::Delete, "old")
+        );
+        assert_eq!(delete.declared_in, None, "a load does not read the files");
+        accord::store::explain(&store, &mut plan, "git")
+            .await
+            .expect("explain");
+        assert_eq!(plan.changes.len(), 1);
+        assert_eq!(
+            plan.changes[0].declared_in.as_deref(),
+            Some("perms/old.yaml")
+        );
+
+        // A key's file is credited only to the source that owns it.
+        let mut other = plan_for(&store, &desired_objects(Vec::new()), "kubernetes").await;
+        accord::store::explain(&store, &mut other, "git")
+            .await
+            .expect("explain");
+        assert_eq!(other.changes[0].key.id, "theirs");
+        assert_eq!(other.changes[0].declared_in, None);
     }
 );
 

@@ -333,11 +333,13 @@ impl Worker {
             Ok(plan) => plan,
             Err(e) => return failed(e.to_string()),
         };
+        // Before holding: a delete's file, which holding goes by, comes
+        // from the ledger through `explain`.
+        if let Err(e) = crate::store::explain(store.as_ref(), &mut plan, name).await {
+            return failed(e.to_string());
+        }
         if let AnySource::Kubernetes(source) = &self.source {
             source.hold_rejected(&mut plan);
-        }
-        if let Err(e) = crate::store::explain_conflicts(store.as_ref(), &mut plan).await {
-            return failed(e.to_string());
         }
         if let Err(refusal) = plan::guard(&plan, self.config.max_delete_percent) {
             let message = format!("revision {revision} not applied: {refusal}");

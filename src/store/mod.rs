@@ -10,12 +10,13 @@ mod sqlite_read;
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::model::{Key, KeyMap, Kind};
-use crate::plan::{LiveState, Plan, Summary};
+use crate::plan::{Action, Change, LiveState, Plan, Summary};
 
 pub use sql::{PostgresStore, SqliteStore};
 
@@ -368,25 +369,34 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Names the file behind each conflict over a row another source owns
-/// ("owned by source `git` (declared in perms/a.yaml)"), so whoever reads the
-/// conflict knows where to look. One query, only when there are conflicts.
-pub async fn explain_conflicts(store: &impl Store, plan: &mut Plan) -> Result<(), StoreError> {
+/// What the ledger says about the keys of a plan's conflicts and deletes,
+/// read for them alone (one query, none when there are neither): the file
+/// behind each conflict over a row another source owns ("owned by source
+/// `git` (declared in perms/a.yaml)"), so whoever reads the conflict knows
+/// where to look; and the file that last declared each key `source` deletes,
+/// whose author a Git source credits with the delete.
+pub async fn explain(store: &impl Store, plan: &mut Plan, source: &str) -> Result<(), StoreError> {
+    let explained = |c: &Change| c.owner.is_some() || c.action == Action::Delete;
     let keys: Vec<&Key> = plan
         .changes
         .iter()
-        .filter(|c| c.owner.is_some())
+        .filter(|c| explained(c))
         .map(|c| &c.key)
         .collect();
     if keys.is_empty() {
         return Ok(());
     }
     let owners = store.owners(&keys).await?;
-    for change in plan.changes.iter_mut().filter(|c| c.owner.is_some()) {
-        if let Some((owner, Some(file))) = owners.get(&change.key) {
-            if change.owner.as_deref() == Some(owner.as_str()) {
-                change.note = format!("owned by source `{owner}` (declared in {file})");
+    for change in plan.changes.iter_mut().filter(|c| explained(c)) {
+        let Some((owner, Some(file))) = owners.get(&change.key) else {
+            continue;
+        };
+        if change.action == Action::Delete {
+            if owner == source {
+                change.declared_in = Some(Arc::from(file.as_str()));
             }
+        } else if change.owner.as_deref() == Some(owner.as_str()) {
+            change.note = format!("owned by source `{owner}` (declared in {file})");
         }
     }
     Ok(())

@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::model::{Budget, Canonical, Key, KeyMap, Kind, Member, Object, Organization};
-use crate::plan::{Claim, LiveRow, LiveState, Managed};
+use crate::model::{
+    parse_digest, Budget, Canonical, Key, KeyMap, Kind, Member, Object, Organization,
+};
+use crate::plan::{Claim, LiveRow, LiveState, Managed, RowMap};
 
 /// The tables a load reads, in the order it reads them: members before
 /// their organizations.
@@ -68,7 +70,9 @@ impl LiveTable {
     /// The query `Assembler::add` reads, the same SQL on both backends.
     /// `source` is the SQL of the source's name (a parameter or setting).
     /// With `join`, a row table's rows bring their ledger entries along, as
-    /// their last three columns (see `Assembler::with_capacity`).
+    /// their last two columns (see `Assembler::with_capacity`). The file an
+    /// entry names is not read: only a plan's deletes need it
+    /// (`store::explain`), and it was half of the ledger's bytes.
     pub fn query(self, source: &str, join: bool) -> String {
         let columns = match self {
             LiveTable::Members => {
@@ -87,7 +91,7 @@ impl LiveTable {
             LiveTable::Claims => "r.source, r.kind, r.app, r.object_id, r.declared_in",
             LiveTable::Ledger | LiveTable::Orphans => {
                 let mut query = format!(
-                    "SELECT r.kind, r.app, r.object_id, r.reported_hash, r.declared_in \
+                    "SELECT r.kind, r.app, r.object_id, r.reported_hash \
                      FROM managed_objects r WHERE r.source = {source}"
                 );
                 if self == LiveTable::Orphans {
@@ -105,7 +109,7 @@ impl LiveTable {
         match self.rows_of() {
             Some((kind, id)) if join => format!(
                 "SELECT {columns}, CASE WHEN m.kind IS NULL THEN 0 ELSE 1 END, \
-                 m.reported_hash, m.declared_in FROM {} r LEFT JOIN managed_objects m \
+                 m.reported_hash FROM {} r LEFT JOIN managed_objects m \
                  ON m.kind = '{kind}' AND m.app = r.app AND m.object_id = r.{id} \
                  AND m.source = {source}",
                 self.name()
@@ -140,16 +144,43 @@ pub trait Columns {
 /// holding the raw text, so a broken hand edit shows up in the diff. Borrows
 /// from `text` unless an element has escapes.
 pub fn list_from_json(text: &str) -> Vec<Cow<'_, str>> {
-    let mut list: Vec<Cow<'_, str>> = match serde_json::from_str::<Vec<&str>>(text) {
-        Ok(list) => list.into_iter().map(Cow::Borrowed).collect(),
-        Err(_) => match serde_json::from_str::<Vec<String>>(text) {
-            Ok(list) => list.into_iter().map(Cow::Owned).collect(),
-            Err(_) => vec![Cow::Borrowed(text)],
+    let mut list: Vec<Cow<'_, str>> = match compact_list(text) {
+        Some(list) => list,
+        None => match serde_json::from_str::<Vec<&str>>(text) {
+            Ok(list) => list.into_iter().map(Cow::Borrowed).collect(),
+            Err(_) => match serde_json::from_str::<Vec<String>>(text) {
+                Ok(list) => list.into_iter().map(Cow::Owned).collect(),
+                Err(_) => vec![Cow::Borrowed(text)],
+            },
         },
     };
     list.sort_unstable();
     list.dedup();
     list
+}
+
+/// The elements of a list as `list_to_json` writes one without escapes
+/// (`["a","b"]`, no spaces), read without a JSON parser, which two lists
+/// per permit row made a large part of reading the table. `None` for
+/// anything else (escapes, control characters, spacing, a stray quote),
+/// which the parser then reads: what is accepted here is valid JSON whose
+/// elements are exactly the pieces between `","`.
+fn compact_list(text: &str) -> Option<Vec<Cow<'_, str>>> {
+    if text == "[]" {
+        return Some(Vec::new());
+    }
+    let inner = text.strip_prefix("[\"")?.strip_suffix("\"]")?;
+    if !inner.bytes().all(|b| b >= 0x20 && b != b'\\') {
+        return None;
+    }
+    let mut list = Vec::new();
+    for element in inner.split("\",\"") {
+        if element.contains('"') {
+            return None;
+        }
+        list.push(Cow::Borrowed(element));
+    }
+    Some(list)
 }
 
 pub fn list_to_json(list: &[String]) -> String {
@@ -163,12 +194,17 @@ fn unsigned(value: i64) -> u64 {
 /// Builds a `LiveState` from rows as they are read, borrowing each row's
 /// text: members before their organizations.
 pub struct Assembler {
-    rows: KeyMap<LiveRow>,
+    rows: RowMap,
     /// Whether rows bring their ledger entries (`LiveTable::query` with a join).
     joined: bool,
     /// A key whose strings are reused to look rows up by a ledger entry's key
     /// without allocating one.
     scratch: Key,
+    /// Where the row after the last one a ledger entry found is: accord
+    /// writes rows and entries in one order, which a table read whole mostly
+    /// keeps, so the next entry's row is usually there and a comparison
+    /// saves a lookup in a map too large for the cache.
+    cursor: usize,
     /// Rows whose key is in the source's ledger.
     in_ledger: usize,
     members_by_org: FxHashMap<(String, String), Vec<Member>>,
@@ -198,13 +234,14 @@ impl Assembler {
     /// after the rows as `LiveTable::Ledger`.
     pub fn with_capacity(rows: usize, joined: bool) -> Assembler {
         let mut assembler = Assembler {
-            rows: KeyMap::default(),
+            rows: RowMap::default(),
             joined,
             scratch: Key {
                 kind: Kind::Permit,
                 app: String::new(),
                 id: String::new(),
             },
+            cursor: 0,
             in_ledger: 0,
             members_by_org: FxHashMap::default(),
             orphans: KeyMap::default(),
@@ -292,7 +329,7 @@ impl Assembler {
         let mut live = LiveRow::new(
             object,
             self.shared_column(row, 6, Shared::Owner)?,
-            row.owned(7)?,
+            row.optional(7)?.as_deref().and_then(parse_digest),
             gitops,
         );
         self.ledger_entry(&mut live, row, 8)?;
@@ -301,7 +338,7 @@ impl Assembler {
     }
 
     /// A permit's or enrollment's row: its owner and applied hash are
-    /// columns 5 and 6, its ledger entry the three after them.
+    /// columns 5 and 6, its ledger entry the two after them.
     fn insert(
         &mut self,
         kind: Kind,
@@ -316,14 +353,15 @@ impl Assembler {
             id: id.to_owned(),
         };
         let owner = self.shared_column(row, 5, Shared::Owner)?;
-        let mut live = LiveRow::from_canonical(content, owner, row.owned(6)?, true);
+        let applied = row.optional(6)?.as_deref().and_then(parse_digest);
+        let mut live = LiveRow::from_canonical(content, owner, applied, true);
         self.ledger_entry(&mut live, row, 7)?;
         self.rows.insert(key, live);
         Ok(())
     }
 
     /// The ledger entry a source's load reads with a row, from `column` on:
-    /// whether there is one, its reported hash, its file.
+    /// whether there is one, and its reported hash.
     fn ledger_entry(
         &mut self,
         live: &mut LiveRow,
@@ -333,7 +371,6 @@ impl Assembler {
         if self.joined && row.integer(column)? == Some(1) {
             live.set_ledger(Managed {
                 reported_hash: row.owned(column + 1)?,
-                declared_in: self.shared_column(row, column + 2, Shared::File)?,
             });
             self.in_ledger += 1;
         }
@@ -354,11 +391,16 @@ impl Assembler {
         self.scratch.id.push_str(&row.text(2)?);
         let entry = Managed {
             reported_hash: row.owned(3)?,
-            declared_in: self.shared_column(row, 4, Shared::File)?,
         };
-        match self.rows.get_mut(&self.scratch) {
-            Some(live) => {
-                live.set_ledger(entry);
+        let next = self.rows.get_index(self.cursor);
+        let index = match next {
+            Some((key, _)) if *key == self.scratch => Some(self.cursor),
+            _ => self.rows.get_index_of(&self.scratch),
+        };
+        match index {
+            Some(index) => {
+                self.rows[index].set_ledger(entry);
+                self.cursor = index + 1;
                 self.in_ledger += 1;
             }
             None => {
@@ -417,5 +459,134 @@ impl Assembler {
             managed: self.orphans,
             claims: self.claims,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row of text columns, `None` for NULL.
+    struct Row(Vec<Option<&'static str>>);
+
+    impl Columns for Row {
+        fn optional(&self, column: usize) -> Result<Option<Cow<'_, str>>, String> {
+            Ok(self.0[column].map(Cow::Borrowed))
+        }
+
+        fn integer(&self, column: usize) -> Result<Option<i64>, String> {
+            self.optional(column)?
+                .map(|text| text.parse().map_err(|_| format!("`{text}`")))
+                .transpose()
+        }
+    }
+
+    fn permit_row(id: &'static str) -> Row {
+        Row(vec![
+            Some("app"),
+            Some(id),
+            Some("svc:read"),
+            Some("[]"),
+            Some("[\"svc:viewer\"]"),
+            Some("git"),
+            None,
+        ])
+    }
+
+    fn entry(id: &'static str, reported: Option<&'static str>) -> Row {
+        Row(vec![Some("Permit"), Some("app"), Some(id), reported])
+    }
+
+    #[test]
+    fn ledger_entries_find_their_rows_in_any_order() {
+        let mut assembler = Assembler::with_capacity(4, false);
+        for id in ["a", "b", "c", "d"] {
+            assembler
+                .add(LiveTable::Permits, &permit_row(id))
+                .expect("row");
+        }
+        // In the rows' order at first, then out of it, then a key whose row
+        // is gone, then the order again.
+        for (id, reported) in [
+            ("a", None),
+            ("b", Some("1")),
+            ("d", None),
+            ("gone", Some("2")),
+            ("c", None),
+        ] {
+            assembler
+                .add(LiveTable::Ledger, &entry(id, reported))
+                .expect("entry");
+        }
+        assert_eq!(assembler.in_ledger(), 4);
+        let live = assembler.finish();
+        let reported = |id: &str| {
+            let key = Key {
+                kind: Kind::Permit,
+                app: "app".into(),
+                id: id.into(),
+            };
+            live.ledger_entry(&key, live.rows.get(&key))
+                .map(|m| m.reported_hash.clone())
+        };
+        assert_eq!(reported("a"), Some(None));
+        assert_eq!(reported("b"), Some(Some("1".into())));
+        assert_eq!(reported("c"), Some(None));
+        assert_eq!(reported("d"), Some(None));
+        assert_eq!(reported("gone"), Some(Some("2".into())));
+        assert_eq!(
+            live.managed.len(),
+            1,
+            "only the entry without a row stays apart"
+        );
+        assert_eq!(live.ledger_len(), 5);
+    }
+
+    /// What the JSON parser alone makes of a list (the reading before the
+    /// fast path).
+    fn parsed(text: &str) -> Vec<String> {
+        let mut list =
+            serde_json::from_str::<Vec<String>>(text).unwrap_or_else(|_| vec![text.into()]);
+        list.sort_unstable();
+        list.dedup();
+        list
+    }
+
+    #[test]
+    fn lists_read_the_same_with_or_without_the_json_parser() {
+        let texts = [
+            "[]",
+            "[\"a\"]",
+            "[\"\"]",
+            "[\"b\",\"a\",\"b\"]",
+            "[\"svc:admin\",\"svc:viewer\"]",
+            "[\"ünï\",\"çødé\"]",
+            "[\"a\", \"b\"]",
+            "[ \"a\"]",
+            "[\"a\",\"b\" ]",
+            "[\"a\"\",\"b\"]",
+            "[\"a\\\"b\"]",
+            "[\"a\\nb\"]",
+            "[\"a\tb\"]",
+            "[\"a\",\"\"]",
+            "[\",\"]",
+            "[\"]",
+            "[\"a\",]",
+            "[1,2]",
+            "not json",
+            "",
+            "[\"a\"][\"b\"]",
+        ];
+        for text in texts {
+            let read: Vec<String> = list_from_json(text)
+                .into_iter()
+                .map(Cow::into_owned)
+                .collect();
+            assert_eq!(read, parsed(text), "{text:?}");
+        }
+        assert!(
+            compact_list("[\"a\",\"b\"]").is_some(),
+            "accord's own lists skip the parser"
+        );
     }
 }

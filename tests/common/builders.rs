@@ -266,13 +266,13 @@ impl LiveBuilder {
     /// accord last wrote the row exactly as it is now.
     pub fn applied(mut self) -> Self {
         let row = self.last_row();
-        row.applied_hash = Some(row.object().content_hash());
+        row.applied = Some(row.object().digest());
         self
     }
 
     /// accord last wrote `object`; the row has been changed since.
     pub fn applied_as(mut self, object: &Object) -> Self {
-        self.last_row().applied_hash = Some(object.content_hash());
+        self.last_row().applied = Some(object.digest());
         self
     }
 
@@ -304,12 +304,6 @@ impl LiveBuilder {
                 ..Managed::default()
             },
         );
-        self
-    }
-
-    /// A key in the source's ledger, last applied from `file`.
-    pub fn declared_in(mut self, key: Key, file: &str) -> Self {
-        self.state.managed.entry(key).or_default().declared_in = Some(Arc::from(file));
         self
     }
 
