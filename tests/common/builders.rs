@@ -301,7 +301,6 @@ impl LiveBuilder {
             key,
             Managed {
                 reported_hash: Some(hash.to_owned()),
-                ..Managed::default()
             },
         );
         self
