@@ -200,7 +200,7 @@ impl Harness {
             .map(|(k, r)| {
                 (
                     k.kind.to_string(),
-                    k.id.clone(),
+                    k.id.to_string(),
                     r.managed_by.as_deref().map(str::to_owned),
                 )
             })
@@ -527,7 +527,7 @@ async fn the_app_comes_from_the_spec_else_the_namespace_annotation_else_the_defa
     let mut apps: Vec<(String, String)> = live
         .rows
         .keys()
-        .map(|k| (k.id.clone(), k.app.clone()))
+        .map(|k| (k.id.to_string(), k.app.to_string()))
         .collect();
     apps.sort();
     assert_eq!(

@@ -58,7 +58,7 @@ fn only_change(plan: &Plan) -> &Change {
 fn actions(plan: &Plan) -> Vec<(Action, String)> {
     plan.changes
         .iter()
-        .map(|c| (c.action, c.key.id.clone()))
+        .map(|c| (c.action, c.key.id.to_string()))
         .collect()
 }
 

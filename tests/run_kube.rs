@@ -210,7 +210,7 @@ async fn rows(url: &str) -> Vec<(String, String)> {
         .rows
         .iter()
         .filter(|(_, r)| r.managed_by.as_deref() == Some("kubernetes"))
-        .map(|(k, _)| (k.kind.to_string(), k.id.clone()))
+        .map(|(k, _)| (k.kind.to_string(), k.id.to_string()))
         .collect();
     rows.sort();
     rows

@@ -397,8 +397,8 @@ impl Worker {
         let item = |c: &plan::Change| OpenItem {
             source: name.clone(),
             kind: c.key.kind.as_str().into(),
-            app: c.key.app.clone(),
-            id: c.key.id.clone(),
+            app: c.key.app.to_string(),
+            id: c.key.id.to_string(),
             note: c.note.clone(),
             diff: c.diff(),
         };

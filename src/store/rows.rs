@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 
 use crate::model::{
@@ -238,8 +239,8 @@ impl Assembler {
             joined,
             scratch: Key {
                 kind: Kind::Permit,
-                app: String::new(),
-                id: String::new(),
+                app: CompactString::default(),
+                id: CompactString::default(),
             },
             cursor: 0,
             in_ledger: 0,
@@ -251,6 +252,13 @@ impl Assembler {
         };
         assembler.rows.reserve(rows);
         assembler
+    }
+
+    /// Room for `rows` more rows of `table` (nothing for other tables).
+    pub fn reserve(&mut self, table: LiveTable, rows: usize) {
+        if table.rows_of().is_some() {
+            self.rows.reserve(rows);
+        }
     }
 
     /// How many rows brought a ledger entry: when the ledger holds more of
@@ -349,8 +357,8 @@ impl Assembler {
     ) -> Result<(), String> {
         let key = Key {
             kind,
-            app: app.to_owned(),
-            id: id.to_owned(),
+            app: app.into(),
+            id: id.into(),
         };
         let owner = self.shared_column(row, 5, Shared::Owner)?;
         let applied = row.optional(6)?.as_deref().and_then(parse_digest);
@@ -414,8 +422,8 @@ impl Assembler {
         if let Some(kind) = Kind::parse(&row.text(1)?) {
             let key = Key {
                 kind,
-                app: row.text(2)?.into_owned(),
-                id: row.text(3)?.into_owned(),
+                app: row.text(2)?.as_ref().into(),
+                id: row.text(3)?.as_ref().into(),
             };
             let claim = Claim {
                 source: row.text(0)?.into_owned(),

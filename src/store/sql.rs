@@ -89,14 +89,6 @@ impl PostgresStore {
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await?;
-        // The map of rows is sized exactly.
-        let rows: i64 = sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM organizations) + (SELECT count(*) FROM permits) \
-             + (SELECT count(*) FROM enrollments)",
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        let rows = usize::try_from(rows).unwrap_or(0);
         // `COPY` takes no bind parameters: the source name travels as a
         // transaction-local setting.
         if let Some(source) = source {
@@ -109,8 +101,12 @@ impl PostgresStore {
         let source_setting = "(SELECT current_setting('accord.source'))";
         let (texts, received) = std::sync::mpsc::channel::<(LiveTable, Vec<u8>)>();
         let assembling = tokio::task::spawn_blocking(move || {
-            let mut live = rows::Assembler::with_capacity(rows, false);
+            let mut live = rows::Assembler::with_capacity(0, false);
             for (table, text) in received {
+                // Sized by the lines each table sent, before its rows go in:
+                // counting them is far cheaper than the server's `count(*)`
+                // over the tables, and than growing the map row by row.
+                live.reserve(table, memchr::memchr_iter(b'\n', &text).count());
                 assemble(&mut live, table, &text)?;
             }
             Ok::<_, StoreError>(live)
@@ -494,8 +490,8 @@ macro_rules! sql_store {
                 .await?;
                 let upserted_orgs: Vec<Key> = orgs.iter().map(|((o, _), _)| Key {
                     kind: Kind::Organization,
-                    app: o.app.clone(),
-                    id: o.slug.clone(),
+                    app: o.app.as_str().into(),
+                    id: o.slug.as_str().into(),
                 }).collect();
                 let deleted_orgs = writes.deletes.iter().copied().filter(|k| k.kind == Kind::Organization);
                 let member_groups = group_keys(upserted_orgs.iter().chain(deleted_orgs));
@@ -758,7 +754,7 @@ macro_rules! sql_store {
                         qb.build_query_as().fetch_all(&self.pool).await?;
                     for (kind, app, id, source, declared_in) in rows {
                         let Some(kind) = Kind::parse(&kind) else { continue };
-                        let key = Key { kind, app, id };
+                        let key = Key { kind, app: app.into(), id: id.into() };
                         if wanted.contains(&key) {
                             owners.insert(key, (source, declared_in));
                         }

@@ -14,8 +14,8 @@ use accord::plan::{Claim, LiveRow, LiveState, Managed};
 pub fn key(kind: Kind, id: &str) -> Key {
     Key {
         kind,
-        app: DEFAULT_APP.to_owned(),
-        id: id.to_owned(),
+        app: DEFAULT_APP.into(),
+        id: id.into(),
     }
 }
 
