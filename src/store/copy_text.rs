@@ -10,20 +10,23 @@ use super::rows::Columns;
 /// The most columns a load selects from one table.
 const MAX_COLUMNS: usize = 10;
 
-/// Hands each row of `text` to `row`; an error names the row.
+/// Hands each row of `text` to `row`; an error names the row, counting
+/// `before` rows of the same table read before this text. Returns how many
+/// rows that makes.
 pub fn each_row(
     text: &[u8],
+    before: usize,
     mut row: impl FnMut(&Line<'_>) -> Result<(), String>,
-) -> Result<(), String> {
+) -> Result<usize, String> {
     let text = std::str::from_utf8(text).map_err(|e| e.to_string())?;
     // Split on bytes with memchr: `str::lines` and `str::split(char)` call
     // memcmp for every separator they find, which was a fifth of the time
     // spent assembling rows. Both separators are ASCII, so every piece is
     // still whole UTF-8.
     let mut start = 0;
-    for (number, end) in memchr::memchr_iter(b'\n', text.as_bytes())
+    let mut number = before;
+    for end in memchr::memchr_iter(b'\n', text.as_bytes())
         .chain((!text.is_empty() && !text.ends_with('\n')).then_some(text.len()))
-        .enumerate()
     {
         let line = &text[start..end];
         start = end + 1;
@@ -45,8 +48,9 @@ pub fn each_row(
             fields: &fields[..count],
         })
         .map_err(|e| format!("row {}: {e}", number + 1))?;
+        number += 1;
     }
-    Ok(())
+    Ok(number)
 }
 
 /// One row's fields, as `COPY` wrote them.
@@ -112,7 +116,7 @@ mod tests {
 
     fn rows(text: &[u8]) -> Result<Vec<Row>, String> {
         let mut rows = Vec::new();
-        each_row(text, |line| {
+        each_row(text, 0, |line| {
             rows.push((
                 line.text(0)?.into_owned(),
                 line.owned(1)?,
@@ -153,6 +157,12 @@ mod tests {
             error,
             "row 1: column 1: NULL where accord always writes a value"
         );
+        let later = each_row(b"a\tb\nc\n", 40, |line| line.text(2).map(drop)).expect_err("short");
+        assert_eq!(
+            later, "row 41: no column 3",
+            "counts the rows of earlier batches"
+        );
+        assert_eq!(each_row(b"a\nb\n", 40, |_| Ok(())), Ok(42));
         let error = rows(b"a\tb\t1\n").expect_err("short");
         assert_eq!(error, "row 1: no column 4");
         let error = rows(b"1\t2\t3\t4\t5\t6\t7\t8\t9\t10\t11\t12\n").expect_err("long");

@@ -79,9 +79,16 @@ impl SqliteStore {
     }
 }
 
+/// `COPY` text goes to the assembler in batches of about this size, each of
+/// whole rows (the server sends one message per row). A few buffers, reused
+/// and so still in the cache, take the place of a fresh buffer as large as
+/// each table, whose pages' first touch alone was a tenth of a load's time;
+/// and the assembler starts on a table's first rows, not after its last.
+const BATCH: usize = 256 * 1024;
+
 impl PostgresStore {
-    /// Reads each table with `COPY` and hands its text to one blocking
-    /// thread that assembles the rows while the next table is read.
+    /// Reads each table with `COPY` and hands its text, in batches, to one
+    /// blocking thread that assembles the rows while more are read.
     async fn read_live(&self, source: Option<&str>) -> Result<LiveState, StoreError> {
         // One transaction, so the reads see one snapshot (that takes
         // REPEATABLE READ: under the default each statement has its own).
@@ -99,27 +106,53 @@ impl PostgresStore {
         }
         // In a subquery, the setting is read once, not once per ledger row.
         let source_setting = "(SELECT current_setting('accord.source'))";
-        let (texts, received) = std::sync::mpsc::channel::<(LiveTable, Vec<u8>)>();
+        let (batches, received) = std::sync::mpsc::channel::<(LiveTable, Vec<u8>)>();
+        let (spent, spare) = std::sync::mpsc::channel::<Vec<u8>>();
         let assembling = tokio::task::spawn_blocking(move || {
             let mut live = rows::Assembler::with_capacity(0, false);
-            for (table, text) in received {
-                // Sized by the lines each table sent, before its rows go in:
-                // counting them is far cheaper than the server's `count(*)`
-                // over the tables, and than growing the map row by row.
+            let mut reading = None;
+            let mut rows = 0;
+            for (table, mut text) in received {
+                if reading != Some(table) {
+                    (reading, rows) = (Some(table), 0);
+                }
+                // Room for the batch's rows before they go in: the map grows
+                // once per batch, not row by row (and the server is spared a
+                // `count(*)` over the tables to size it).
                 live.reserve(table, memchr::memchr_iter(b'\n', &text).count());
-                assemble(&mut live, table, &text)?;
+                rows = assemble(&mut live, table, &text, rows)?;
+                text.clear();
+                // The reader may have finished; then the buffer just goes.
+                let _ = spent.send(text);
             }
             Ok::<_, StoreError>(live)
         });
+        let buffer = |spare: &std::sync::mpsc::Receiver<Vec<u8>>| {
+            spare
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(BATCH + 4096))
+        };
+        // Set when the assembler stopped on an error (which awaiting it
+        // reports): the rest is read and dropped, leaving the connection
+        // at a statement boundary.
+        let mut stopped = false;
         let ledger = source.map(|_| LiveTable::Ledger);
         for table in LiveTable::LOAD_ORDER.into_iter().chain(ledger) {
-            let text = copy_out(&mut tx, &table.query(source_setting, false)).await?;
-            if texts.send((table, text)).is_err() {
-                // The assembler stopped on an error, which awaiting it reports.
-                break;
+            let query = format!("COPY ({}) TO STDOUT", table.query(source_setting, false));
+            let mut copy = tx.copy_out_raw(&query).await?;
+            let mut batch = buffer(&spare);
+            while let Some(row) = copy.next().await {
+                batch.extend_from_slice(&row?);
+                if batch.len() >= BATCH && !stopped {
+                    let full = std::mem::replace(&mut batch, buffer(&spare));
+                    stopped = batches.send((table, full)).is_err();
+                }
+            }
+            if !batch.is_empty() && !stopped {
+                stopped = batches.send((table, batch)).is_err();
             }
         }
-        drop(texts);
+        drop(batches);
         tx.commit().await?;
         let live = assembling.await.map_err(load_stopped)??;
         Ok(live.finish())
@@ -811,25 +844,20 @@ fn load_stopped(error: tokio::task::JoinError) -> StoreError {
     }
 }
 
-/// Adds the rows of one table's `COPY` text.
-fn assemble(live: &mut rows::Assembler, table: LiveTable, text: &[u8]) -> Result<(), StoreError> {
-    copy_text::each_row(text, |line| live.add(table, line)).map_err(|message| StoreError::Decode {
-        table: table.name().to_owned(),
-        message,
+/// Adds the rows of one batch of `table`'s `COPY` text, after `before` rows
+/// of it; returns how many that makes.
+fn assemble(
+    live: &mut rows::Assembler,
+    table: LiveTable,
+    text: &[u8],
+    before: usize,
+) -> Result<usize, StoreError> {
+    copy_text::each_row(text, before, |line| live.add(table, line)).map_err(|message| {
+        StoreError::Decode {
+            table: table.name().to_owned(),
+            message,
+        }
     })
-}
-
-/// The text `COPY (query) TO STDOUT` writes: far cheaper for the server
-/// than building one JSON value (which took it half a second for 100k rows).
-async fn copy_out(conn: &mut sqlx::PgConnection, query: &str) -> Result<Vec<u8>, StoreError> {
-    let mut text = Vec::new();
-    let mut copy = conn
-        .copy_out_raw(&format!("COPY ({query}) TO STDOUT"))
-        .await?;
-    while let Some(chunk) = copy.next().await {
-        text.extend_from_slice(&chunk?);
-    }
-    Ok(text)
 }
 
 sql_store!(SqliteStore, sqlx::Sqlite, 32_000usize, bulk::sqlite);
