@@ -125,39 +125,30 @@ async fn a_pushed_commit_is_applied_with_its_author_and_commit_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_file_credits_its_deletes_to_the_commit_that_removed_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let repo = Repo::init(&dir.path().join("repo"));
-    repo.write("permits.yaml", PERMITS).write(
+    let f = follow(false, "500ms").await;
+    f.repo.write(
         "legacy.yaml",
         "- id: legacy\n  permissionId: payment-svc:legacy\n  roles: [payment-svc:viewer]\n",
     );
-    let first = repo.commit("grants", "Alice Admin <alice@example.com>");
-    let db = TestDb::new(Backend::Sqlite).await;
-    let config = config(
-        dir.path(),
-        &db,
-        &format!(
-            "  - name: platform\n    git:\n      url: {}\n    interval: 500ms\n",
-            repo.url()
-        ),
-    );
-    let accord = Controller::start(dir.path(), &config, free_port()).await;
-    accord
-        .wait_for("platform", WAIT, |s| applied(s, &first))
+    let added = f.repo.commit("legacy grant", "Alice <alice@example.com>");
+    f.accord
+        .wait_for("platform", WAIT, |s| applied(s, &added))
         .await;
 
-    repo.git(&["rm", "-q", "legacy.yaml"]);
-    let second = repo.commit("retire legacy", "Carol Cleaner <carol@example.com>");
-    accord
-        .wait_for("platform", WAIT, |s| applied(s, &second))
+    f.repo.git(&["rm", "-q", "legacy.yaml"]);
+    let removed = f
+        .repo
+        .commit("retire legacy", "Carol Cleaner <carol@example.com>");
+    f.accord
+        .wait_for("platform", WAIT, |s| applied(s, &removed))
         .await;
-    let (code, body) = accord.get("/api/v1/audit?limit=1").await;
+    let (code, body) = f.accord.get("/api/v1/audit?limit=1").await;
     assert_eq!(code, 200);
     let entry = &body["entries"][0];
     assert_eq!(entry["action"], "delete");
     assert_eq!(entry["id"], "legacy");
     assert_eq!(entry["actor"], "Carol Cleaner <carol@example.com>");
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM permits").await, 4);
+    assert_eq!(f.db.scalar("SELECT COUNT(*) FROM permits").await, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
