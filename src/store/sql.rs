@@ -612,6 +612,14 @@ macro_rules! sql_store {
                     let reported = change.drift_hash.as_deref().unwrap_or_default();
                     ((&change.key, Some(reported), change.declared_in.as_deref()), false)
                 }));
+                // In the order of the ledger's primary key, whose `kind` is text
+                // (Enrollment, Organization, Permit) where a plan goes by the
+                // kinds' own order: index insertions then append instead of
+                // splitting pages mid-index. The plan's order within a kind
+                // is kept, so this is a merge of a few sorted runs.
+                ledger.sort_by(|((a, ..), _), ((b, ..), _)| {
+                    (a.kind.as_str(), &a.app, &a.id).cmp(&(b.kind.as_str(), &b.app, &b.id))
+                });
                 Self::write_split(conn, &MANAGED, &ledger, |(key, reported, declared_in)| {
                     [
                         key.kind.as_str().into(),
