@@ -228,8 +228,10 @@ enum Shared {
 }
 
 impl Assembler {
-    /// Sized up front: growing a map of 100k rows from nothing rehashes it
-    /// many times. `joined`: the rows come with their ledger entries, which
+    /// Sized up front when the store knows how many rows come (SQLite
+    /// counts them), else as they come (`reserve`): growing a map of 100k
+    /// rows one row at a time rehashes it many times. `joined`: the rows
+    /// come with their ledger entries, which
     /// SQLite finds cheaply by an index probe per row; PostgreSQL's server
     /// spends more on that join than on sending the ledger, which then comes
     /// after the rows as `LiveTable::Ledger`.
