@@ -364,8 +364,7 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
             || (Vec::new(), 0usize),
             |(mut changes, mut in_ledger), (key, declaration)| {
                 let row = live.rows.get(key);
-                let recorded =
-                    row.is_some_and(|r| r.ledger.is_some()) || live.managed.contains_key(key);
+                let recorded = live.ledger_entry(key, row).is_some();
                 in_ledger += usize::from(recorded);
                 let managed = recorded || row.is_some_and(owned_by_source);
                 changes.extend(

@@ -6,7 +6,6 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 
 use crate::model::{
@@ -198,9 +197,6 @@ pub struct Assembler {
     rows: RowMap,
     /// Whether rows bring their ledger entries (`LiveTable::query` with a join).
     joined: bool,
-    /// A key whose strings are reused to look rows up by a ledger entry's key
-    /// without allocating one.
-    scratch: Key,
     /// Where the row after the last one a ledger entry found is: accord
     /// writes rows and entries in one order, which a table read whole mostly
     /// keeps, so the next entry's row is usually there and a comparison
@@ -210,46 +206,34 @@ pub struct Assembler {
     in_ledger: usize,
     members_by_org: FxHashMap<(String, String), Vec<Member>>,
     orphans: KeyMap<Managed>,
-    /// A few thousand files declare a hundred thousand keys, and a few
-    /// sources own them: one shared copy of each path and owner.
+    /// A few sources own a hundred thousand rows: one shared copy of each
+    /// owner (and of each file a claim names).
     shared: FxHashMap<String, Arc<str>>,
-    /// The last owner and the last file shared: rows come in the order
-    /// accord wrote them, so neighbours mostly name the same ones, and one
-    /// comparison saves hashing the text.
-    last_shared: [Option<Arc<str>>; 2],
+    /// The last owner shared: rows come in the order accord wrote them, so
+    /// neighbours mostly name the same one, and one comparison saves hashing
+    /// the text.
+    last_owner: Option<Arc<str>>,
     claims: KeyMap<Vec<Claim>>,
-}
-
-/// What a shared text is, for `Assembler::last_shared`.
-#[derive(Clone, Copy)]
-enum Shared {
-    Owner = 0,
-    File = 1,
 }
 
 impl Assembler {
     /// Sized up front when the store knows how many rows come (SQLite
     /// counts them), else as they come (`reserve`): growing a map of 100k
     /// rows one row at a time rehashes it many times. `joined`: the rows
-    /// come with their ledger entries, which
-    /// SQLite finds cheaply by an index probe per row; PostgreSQL's server
-    /// spends more on that join than on sending the ledger, which then comes
-    /// after the rows as `LiveTable::Ledger`.
+    /// come with their ledger entries, which SQLite finds cheaply by an
+    /// index probe per row; PostgreSQL's server spends more on that join
+    /// than on sending the ledger, which then comes after the rows as
+    /// `LiveTable::Ledger`.
     pub fn with_capacity(rows: usize, joined: bool) -> Assembler {
         let mut assembler = Assembler {
             rows: RowMap::default(),
             joined,
-            scratch: Key {
-                kind: Kind::Permit,
-                app: CompactString::default(),
-                id: CompactString::default(),
-            },
             cursor: 0,
             in_ledger: 0,
             members_by_org: FxHashMap::default(),
             orphans: KeyMap::default(),
             shared: FxHashMap::default(),
-            last_shared: [None, None],
+            last_owner: None,
             claims: KeyMap::default(),
         };
         assembler.rows.reserve(rows);
@@ -338,7 +322,7 @@ impl Assembler {
         let key = object.key();
         let mut live = LiveRow::new(
             object,
-            self.shared_column(row, 6, Shared::Owner)?,
+            self.owner(row, 6)?,
             row.optional(7)?.as_deref().and_then(parse_digest),
             gitops,
         );
@@ -362,7 +346,7 @@ impl Assembler {
             app: app.into(),
             id: id.into(),
         };
-        let owner = self.shared_column(row, 5, Shared::Owner)?;
+        let owner = self.owner(row, 5)?;
         let applied = row.optional(6)?.as_deref().and_then(parse_digest);
         let mut live = LiveRow::from_canonical(content, owner, applied, true);
         self.ledger_entry(&mut live, row, 7)?;
@@ -394,18 +378,18 @@ impl Assembler {
         let Some(kind) = Kind::parse(&row.text(0)?) else {
             return Ok(());
         };
-        self.scratch.kind = kind;
-        self.scratch.app.clear();
-        self.scratch.app.push_str(&row.text(1)?);
-        self.scratch.id.clear();
-        self.scratch.id.push_str(&row.text(2)?);
+        // Inline strings (`Key`): building the key allocates nothing.
+        let key = Key {
+            kind,
+            app: row.text(1)?.as_ref().into(),
+            id: row.text(2)?.as_ref().into(),
+        };
         let entry = Managed {
             reported_hash: row.owned(3)?,
         };
-        let next = self.rows.get_index(self.cursor);
-        let index = match next {
-            Some((key, _)) if *key == self.scratch => Some(self.cursor),
-            _ => self.rows.get_index_of(&self.scratch),
+        let index = match self.rows.get_index(self.cursor) {
+            Some((next, _)) if *next == key => Some(self.cursor),
+            _ => self.rows.get_index_of(&key),
         };
         match index {
             Some(index) => {
@@ -414,7 +398,7 @@ impl Assembler {
                 self.in_ledger += 1;
             }
             None => {
-                self.orphans.insert(self.scratch.clone(), entry);
+                self.orphans.insert(key, entry);
             }
         }
         Ok(())
@@ -429,38 +413,33 @@ impl Assembler {
             };
             let claim = Claim {
                 source: row.text(0)?.into_owned(),
-                declared_in: self.shared_column(row, 4, Shared::File)?,
+                declared_in: row.optional(4)?.map(|file| self.shared(&file)),
             };
             self.claims.entry(key).or_default().push(claim);
         }
         Ok(())
     }
 
-    fn shared(&mut self, text: &str, what: Shared) -> Arc<str> {
-        let last = &mut self.last_shared[what as usize];
-        if let Some(last) = last.as_ref().filter(|last| ***last == *text) {
-            return last.clone();
+    fn shared(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.shared.get(text) {
+            return shared.clone();
         }
-        let shared = match self.shared.get(text) {
-            Some(shared) => shared.clone(),
-            None => {
-                let shared: Arc<str> = Arc::from(text);
-                self.shared.insert(text.to_owned(), shared.clone());
-                shared
-            }
-        };
-        self.last_shared[what as usize] = Some(shared.clone());
+        let shared: Arc<str> = Arc::from(text);
+        self.shared.insert(text.to_owned(), shared.clone());
         shared
     }
 
-    /// The text in `column`, shared.
-    fn shared_column(
-        &mut self,
-        row: &impl Columns,
-        column: usize,
-        what: Shared,
-    ) -> Result<Option<Arc<str>>, String> {
-        Ok(row.optional(column)?.map(|text| self.shared(&text, what)))
+    /// The owner in `column`, shared.
+    fn owner(&mut self, row: &impl Columns, column: usize) -> Result<Option<Arc<str>>, String> {
+        let Some(owner) = row.optional(column)? else {
+            return Ok(None);
+        };
+        if let Some(last) = self.last_owner.as_ref().filter(|last| ***last == *owner) {
+            return Ok(Some(last.clone()));
+        }
+        let shared = self.shared(&owner);
+        self.last_owner = Some(shared.clone());
+        Ok(Some(shared))
     }
 
     pub fn finish(self) -> LiveState {
