@@ -15,8 +15,10 @@ use crate::model::{Canonical, Declaration, DesiredState, Key, KeyMap, Kind, Obje
 #[derive(Clone, Debug)]
 pub struct LiveRow {
     /// The object, kept as its canonical bytes: one allocation per row, and
-    /// decoded only for the rows a plan changes.
-    content: Canonical,
+    /// decoded only for the rows a plan changes. `None` when the store knew
+    /// the row to be exactly as accord last wrote it and left its content
+    /// out (`Store::load_for_plan`): its digest is then the applied one.
+    content: Option<Canonical>,
     /// The content hash, computed as the row is read (while the source is
     /// still being parsed): compared with `applied`, it tells a row as
     /// accord wrote it from one edited by hand.
@@ -54,10 +56,24 @@ impl LiveRow {
     ) -> LiveRow {
         LiveRow {
             digest: content.digest(),
-            content,
+            content: Some(content),
             managed_by,
             applied,
             gitops,
+            ledger: None,
+        }
+    }
+
+    /// A row the store knows is exactly as accord last wrote it, whose hash
+    /// it then recorded as `applied`: its content is left unread, and a
+    /// plan that changes the row reads it first (`Plan::unread_rows`).
+    pub fn unread(managed_by: Arc<str>, applied: [u8; 16]) -> LiveRow {
+        LiveRow {
+            content: None,
+            digest: applied,
+            managed_by: Some(managed_by),
+            applied: Some(applied),
+            gitops: true,
             ledger: None,
         }
     }
@@ -67,19 +83,41 @@ impl LiveRow {
         self.ledger = Some(entry);
     }
 
+    /// Forgets the entry set by `set_ledger`.
+    pub fn clear_ledger(&mut self) {
+        self.ledger = None;
+    }
+
     /// The entry set by `set_ledger`.
     pub fn ledger(&self) -> Option<&Managed> {
         self.ledger.as_ref()
     }
 
-    /// The object as it is in the database.
-    pub fn object(&self) -> Object {
-        self.content.object()
+    /// The object as it is in the database; `None` for a row read without
+    /// its content (`LiveRow::unread`).
+    pub fn object(&self) -> Option<Object> {
+        self.content.as_ref().map(Canonical::object)
     }
 
-    /// Whether `object` is exactly what the row holds.
+    /// Whether the row was read with its content.
+    pub fn is_read(&self) -> bool {
+        self.content.is_some()
+    }
+
+    /// Whether `object` is exactly what the row holds: by bytes, or for a
+    /// row read without them by content hash.
     pub fn matches(&self, object: &Object) -> bool {
-        self.content.matches(object)
+        match &self.content {
+            Some(content) => content.matches(object),
+            None => Canonical::digest_of(object) == self.digest,
+        }
+    }
+
+    /// Takes `read`'s content, owner and hashes, keeping this row's ledger
+    /// entry (the store reads rows again without their entries).
+    pub fn replace_with(&mut self, read: LiveRow) {
+        let ledger = self.ledger.take();
+        *self = LiveRow { ledger, ..read };
     }
 
     /// The object's content hash (`Object::digest`).
@@ -273,6 +311,18 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The keys of changes whose rows `live` holds without their content: a
+    /// plan made over such rows lacks what they were, so the store reads
+    /// these rows whole and the plan is made again (`store::read_unread`).
+    /// Empty when nothing changes, which is why a load may leave content out.
+    pub fn unread_rows(&self, live: &LiveState) -> Vec<Key> {
+        self.changes
+            .iter()
+            .filter(|c| live.rows.get(&c.key).is_some_and(|row| !row.is_read()))
+            .map(|c| c.key.clone())
+            .collect()
+    }
+
     /// How many keys of `kind` the source manages once the plan is applied.
     pub fn managed_after(&self, kind: crate::model::Kind) -> usize {
         let index = crate::model::Kind::ALL
@@ -402,12 +452,12 @@ pub fn plan(desired: &DesiredState, live: &LiveState, source: &str, options: Pla
             Some(row) if owned_by_source(row) || row.managed_by.is_none() => {
                 if !row.gitops {
                     changes.push(Box::new(
-                        Change::new(Action::Suspended, key.clone(), Some(row.object()), None)
+                        Change::new(Action::Suspended, key.clone(), row.object(), None)
                             .note("suspended in the database; not pruned"),
                     ));
                 } else if options.prune {
                     changes.push(Box::new(
-                        Change::new(Action::Delete, key.clone(), Some(row.object()), None)
+                        Change::new(Action::Delete, key.clone(), row.object(), None)
                             .note("no longer declared"),
                     ));
                 }
@@ -456,8 +506,10 @@ fn plan_declared(
         change.declared_in = Some(declaration.origin.file.clone());
         Some(change)
     };
-    // Cloned only when a change is made: a no-op sync makes none.
-    let before = || row.map(LiveRow::object);
+    // Cloned only when a change is made: a no-op sync makes none. (Missing
+    // for a row read without its content, which the plan is then made again
+    // with: `Plan::unread_rows`.)
+    let before = || row.and_then(LiveRow::object);
     if declaration.suspended {
         return with_origin(
             Change::new(

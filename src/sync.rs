@@ -51,7 +51,10 @@ pub async fn prepare(
     limits: Limits,
     options: PlanOptions,
 ) -> Result<Prepared, SyncError> {
-    let (desired, live) = tokio::join!(read_desired(source, limits), store.load(Some(source_name)));
+    let (desired, live) = tokio::join!(
+        read_desired(source, limits),
+        store.load_for_plan(source_name)
+    );
     plan_read(store, desired?, live?, source_name, options).await
 }
 
@@ -63,7 +66,11 @@ pub async fn plan_read(
     source_name: &str,
     options: PlanOptions,
 ) -> Result<Prepared, SyncError> {
+    let mut live = live;
     let mut plan = plan::plan(&desired, &live, source_name, options);
+    if crate::store::read_unread(store, &mut live, &plan).await? {
+        plan = plan::plan(&desired, &live, source_name, options);
+    }
     crate::store::explain(store, &mut plan, source_name).await?;
     Ok(Prepared {
         revision,

@@ -618,7 +618,7 @@ async fn a_hand_edit_put_back_is_an_event_and_leaves_the_status_alone() {
     let live = h.store.load(None).await.expect("load");
     let row = live.rows.values().next().expect("row");
     assert_eq!(
-        row.object().to_json()["permissionId"],
+        row.object().expect("read").to_json()["permissionId"],
         "payment-svc:process",
         "put back"
     );

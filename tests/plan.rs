@@ -158,6 +158,62 @@ fn same_id_in_another_app_is_another_object() {
     assert_eq!(delete.key, in_default_app.key());
 }
 
+// ---- rows loaded without their content -------------------------------------------
+
+#[test]
+fn an_unread_row_is_compared_by_its_applied_hash() {
+    let pay = permit("pay").roles(["pay-svc:processor"]).build();
+    let live = live().unread(GIT, &pay).build();
+
+    let plan = plan_git(&desired_objects([pay.clone()]), &live);
+
+    assert!(plan.changes.is_empty(), "{:#?}", plan.changes);
+    assert!(plan.unread_rows(&live).is_empty());
+    assert_eq!(plan.managed, 1);
+}
+
+#[test]
+fn changes_to_unread_rows_name_the_rows_to_read_and_then_show_them() {
+    let pay = permit("pay").roles(["pay-svc:processor"]).build();
+    let old = permit("old").build();
+    let kept = permit("kept").build();
+    let changed = permit("pay").roles(["pay-svc:auditor"]).build();
+    let desired = desired_objects([changed.clone(), kept.clone()]);
+    let unread = live()
+        .unread(GIT, &pay)
+        .unread(GIT, &old)
+        .unread(GIT, &kept)
+        .build();
+
+    let plan = plan_git(&desired, &unread);
+
+    assert_eq!(
+        actions(&plan),
+        vec![
+            (Action::Delete, "old".into()),
+            (Action::Update, "pay".into())
+        ]
+    );
+    assert!(plan.changes.iter().all(|c| c.before.is_none()));
+    assert_eq!(
+        plan.unread_rows(&unread),
+        vec![key(Kind::Permit, "old"), key(Kind::Permit, "pay")],
+        "only the rows a change shows"
+    );
+    // Read whole, as the store then reads them: the same plan, with what
+    // each row was.
+    let read = live()
+        .synced(GIT, pay.clone())
+        .synced(GIT, old.clone())
+        .unread(GIT, &kept)
+        .build();
+    let plan = plan_git(&desired, &read);
+    assert!(plan.unread_rows(&read).is_empty());
+    assert_eq!(plan.changes[0].before, Some(old));
+    assert_eq!(plan.changes[1].before, Some(pay));
+    assert_eq!(plan.changes[1].after.as_deref(), Some(&changed));
+}
+
 // ---- update --------------------------------------------------------------------
 
 #[test]

@@ -18,9 +18,18 @@ async fn open(backend: Backend) -> (TestDb, AnyStore) {
     (db, store)
 }
 
+/// Plans as a sync does: rows loaded for a plan, and those it changes that
+/// came without their content read whole before it is made again.
 async fn plan_for(store: &AnyStore, desired: &DesiredState, source: &str) -> Plan {
-    let live = store.load(Some(source)).await.expect("load");
-    plan::plan(desired, &live, source, PlanOptions::default())
+    let mut live = store.load_for_plan(source).await.expect("load");
+    let plan = plan::plan(desired, &live, source, PlanOptions::default());
+    if accord::store::read_unread(store, &mut live, &plan)
+        .await
+        .expect("read unread rows")
+    {
+        return plan::plan(desired, &live, source, PlanOptions::default());
+    }
+    plan
 }
 
 async fn sync_with(
@@ -109,7 +118,7 @@ both_backends!(
         );
         for (key, declaration) in &desired.objects {
             let row = live.rows.get(key).expect("row written");
-            assert_eq!(row.object(), *declaration.object, "{key}");
+            assert_eq!(row.object().as_ref(), Some(&*declaration.object), "{key}");
             assert_eq!(row.managed_by.as_deref(), Some("git"));
             assert_eq!(row.applied, Some(declaration.object.digest()));
         }
@@ -141,7 +150,11 @@ both_backends!(
         sync(&store, &desired).await;
         let live = store.load(Some("git")).await.expect("load");
         for (key, declaration) in &desired.objects {
-            assert_eq!(live.rows[key].object(), *declaration.object, "{key}");
+            assert_eq!(
+                live.rows[key].object().as_ref(),
+                Some(&*declaration.object),
+                "{key}"
+            );
         }
         assert!(plan_for(&store, &desired, "git").await.changes.is_empty());
     }
@@ -192,7 +205,7 @@ both_backends!(
             assert_eq!(
                 live.rows
                     .get(key)
-                    .map(accord::plan::LiveRow::object)
+                    .and_then(accord::plan::LiveRow::object)
                     .as_ref(),
                 Some(&*declaration.object)
             );
@@ -395,12 +408,16 @@ both_backends!(
             expected.insert(1, "admin");
         }
         let live = store.load(Some("git")).await.expect("load");
-        let pay = live.rows[&key(Kind::Permit, "pay")].object();
+        let pay = live.rows[&key(Kind::Permit, "pay")].object().expect("read");
         assert_eq!(pay.to_json()["slugs"], json!(["orders, billing"]));
-        let everyone = live.rows[&key(Kind::Enrollment, "everyone")].object();
+        let everyone = live.rows[&key(Kind::Enrollment, "everyone")]
+            .object()
+            .expect("read");
         assert_eq!(everyone.to_json()["role"], json!("5"));
         if backend == Backend::Sqlite {
-            let admin = live.rows[&key(Kind::Enrollment, "admin")].object();
+            let admin = live.rows[&key(Kind::Enrollment, "admin")]
+                .object()
+                .expect("read");
             assert_eq!(admin.to_json()["userId"], json!("u-9"));
         }
 
@@ -754,5 +771,192 @@ both_backends!(
                 .len(),
             3
         );
+    }
+);
+
+/// The change `plan` makes to `id` of `kind`.
+fn change_of<'p>(plan: &'p Plan, kind: Kind, id: &str) -> &'p accord::plan::Change {
+    plan.changes
+        .iter()
+        .find(|c| c.key == key(kind, id))
+        .unwrap_or_else(|| panic!("no change to {id}: {:?}", plan.changes))
+}
+
+both_backends!(
+    rows_as_accord_wrote_them_are_planned_without_reading_their_content,
+    |backend| async move {
+        let (db, store) = open(backend).await;
+        let desired = desired_objects(sample());
+        sync(&store, &desired).await;
+        let live = store.load_for_plan("git").await.expect("load");
+        for (key, row) in &live.rows {
+            // PostgreSQL tells unedited permits and enrollments by their row
+            // version; organizations (members in another table) and every
+            // SQLite row are read whole.
+            let unread = backend == Backend::Postgres && key.kind != Kind::Organization;
+            assert_eq!(row.is_read(), !unread, "{key}");
+        }
+        assert_eq!(live.ledger_len(), 5);
+        let plan = plan::plan(&desired, &live, "git", PlanOptions::default());
+        assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+
+        // A write that changes nothing still makes a new row version: read
+        // whole, and its content shows it is as applied. A real edit is
+        // drift, planned from the content it has now.
+        db.exec("UPDATE permits SET roles = roles WHERE app = 'unnamed' AND id = 'pay'")
+            .await
+            .expect("rewrite");
+        db.exec("UPDATE enrollments SET role = 'docs-svc:admin' WHERE id = 'admin'")
+            .await
+            .expect("hand edit");
+        let live = store.load_for_plan("git").await.expect("load");
+        assert!(live.rows[&key(Kind::Permit, "pay")].is_read());
+        assert!(live.rows[&key(Kind::Enrollment, "admin")].is_read());
+        if backend == Backend::Postgres {
+            assert!(!live.rows[&key(Kind::Enrollment, "everyone")].is_read());
+        }
+        let plan = plan_for(&store, &desired, "git").await;
+        assert_eq!(plan.changes.len(), 1, "{:?}", plan.changes);
+        let drift = change_of(&plan, Kind::Enrollment, "admin");
+        assert_eq!(drift.action, Action::Drift);
+        assert_eq!(
+            drift.before.as_ref().map(|b| b.to_json()["role"].clone()),
+            Some(json!("docs-svc:admin"))
+        );
+    }
+);
+
+both_backends!(
+    changes_to_rows_loaded_without_content_show_what_they_were,
+    |backend| async move {
+        let (_db, store) = open(backend).await;
+        sync(&store, &desired_objects(sample())).await;
+        let mut changed = sample();
+        changed[1] = permit("pay").slugs(["refund-worker"]).build();
+        changed.pop(); // the `everyone` enrollment goes
+        let desired = desired_objects(changed);
+        let mut live = store.load_for_plan("git").await.expect("load");
+        let first = plan::plan(&desired, &live, "git", PlanOptions::default());
+        let unread = first.unread_rows(&live);
+        if backend == Backend::Postgres {
+            assert_eq!(
+                unread,
+                vec![key(Kind::Permit, "pay"), key(Kind::Enrollment, "everyone")]
+            );
+            assert!(first.changes.iter().all(|c| c.before.is_none()));
+        } else {
+            assert!(unread.is_empty());
+        }
+        let read = accord::store::read_unread(&store, &mut live, &first)
+            .await
+            .expect("read");
+        assert_eq!(read, backend == Backend::Postgres);
+        let plan = plan::plan(&desired, &live, "git", PlanOptions::default());
+        assert!(plan.unread_rows(&live).is_empty());
+        let update = change_of(&plan, Kind::Permit, "pay");
+        assert_eq!(update.action, Action::Update);
+        assert_eq!(
+            update.before.as_ref().map(|b| b.to_json()["slugs"].clone()),
+            Some(json!(["order-service"]))
+        );
+        assert!(
+            update.diff().contains("-- order-service\n+- refund-worker"),
+            "{}",
+            update.diff()
+        );
+        let delete = change_of(&plan, Kind::Enrollment, "everyone");
+        assert_eq!(delete.action, Action::Delete);
+        assert_eq!(
+            delete
+                .before
+                .as_ref()
+                .map(|b| b.to_json()["contactId"].clone()),
+            Some(json!("*"))
+        );
+        assert_eq!(
+            live.ledger_len(),
+            5,
+            "reading rows keeps their ledger entries"
+        );
+    }
+);
+
+/// Rows are read again after the load, in a transaction of their own: what
+/// happened to them in between is what the plan then goes by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_edited_between_the_load_and_reading_them_are_planned_as_they_are_now() {
+    let (db, store) = open(Backend::Postgres).await;
+    sync(&store, &desired_objects(sample())).await;
+    let mut changed = sample();
+    changed[1] = permit("pay").slugs(["refund-worker"]).build();
+    changed[3] = enrollment("admin")
+        .role("payment-svc:owner")
+        .user("usr_1")
+        .build();
+    let desired = desired_objects(changed);
+    let mut live = store.load_for_plan("git").await.expect("load");
+    let first = plan::plan(&desired, &live, "git", PlanOptions::default());
+    assert_eq!(first.unread_rows(&live).len(), 2);
+
+    db.exec("UPDATE permits SET permission_id = 'svc:hacked' WHERE app = 'unnamed' AND id = 'pay'")
+        .await
+        .expect("hand edit");
+    db.exec("DELETE FROM enrollments WHERE id = 'admin'")
+        .await
+        .expect("hand delete");
+    assert!(accord::store::read_unread(&store, &mut live, &first)
+        .await
+        .expect("read"));
+    let plan = plan::plan(&desired, &live, "git", PlanOptions::default());
+    let edited = change_of(&plan, Kind::Permit, "pay");
+    assert_eq!(
+        (edited.action, edited.note.as_str()),
+        (Action::Drift, "edited by hand")
+    );
+    assert_eq!(
+        edited
+            .before
+            .as_ref()
+            .map(|b| b.to_json()["permissionId"].clone()),
+        Some(json!("svc:hacked"))
+    );
+    let deleted = change_of(&plan, Kind::Enrollment, "admin");
+    assert_eq!(
+        (deleted.action, deleted.note.as_str()),
+        (Action::Drift, "deleted by hand")
+    );
+    assert_eq!(
+        live.ledger_len(),
+        5,
+        "the deleted row's key is still managed"
+    );
+}
+
+both_backends!(
+    read_rows_reads_the_rows_of_the_keys_given_whole,
+    |backend| async move {
+        let (_db, store) = open(backend).await;
+        sync(&store, &desired_objects(sample())).await;
+        let whole = store.load(None).await.expect("load");
+        let keys = [
+            key(Kind::Organization, "acme"),
+            key(Kind::Permit, "pay"),
+            key(Kind::Enrollment, "everyone"),
+            key(Kind::Permit, "missing"),
+        ];
+        let rows = store.read_rows(&keys).await.expect("read rows");
+        assert_eq!(rows.len(), 3);
+        for key in &keys[..3] {
+            let row = &rows[key];
+            assert!(row.is_read(), "{key}");
+            assert!(row.ledger().is_none(), "{key}");
+            assert_eq!(row.object(), whole.rows[key].object(), "{key}");
+            assert_eq!(row.digest(), whole.rows[key].digest(), "{key}");
+            assert_eq!(row.applied, whole.rows[key].applied, "{key}");
+            assert_eq!(row.managed_by, whole.rows[key].managed_by, "{key}");
+        }
+        let acme = rows[&keys[0]].object().expect("read");
+        assert_eq!(acme.to_json()["members"].as_array().map(Vec::len), Some(2));
+        assert!(store.read_rows(&[]).await.expect("nothing").is_empty());
     }
 );

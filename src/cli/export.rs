@@ -28,8 +28,8 @@ pub async fn export(args: &super::ExportArgs) -> u8 {
         None => true,
     });
     let bundles = bundles(rows);
-    match write_tree(&args.out, &bundles) {
-        Ok(()) => {
+    match bundles.and_then(|bundles| write_tree(&args.out, &bundles).map(|()| bundles)) {
+        Ok(bundles) => {
             eprintln!(
                 "wrote {} objects in {} app bundles to {}",
                 bundles.values().map(|b| b.len()).sum::<usize>(),
@@ -46,12 +46,14 @@ pub async fn export(args: &super::ExportArgs) -> u8 {
 }
 
 /// Rows grouped by app, each kind sorted by id, as YAML-ready values.
-fn bundles<'a>(
-    rows: impl Iterator<Item = &'a LiveRow>,
-) -> BTreeMap<String, Vec<(Kind, String, Value)>> {
-    let mut by_app: BTreeMap<String, Vec<(Kind, String, Value)>> = BTreeMap::new();
+fn bundles<'a>(rows: impl Iterator<Item = &'a LiveRow>) -> Result<Bundles, String> {
+    let mut by_app = Bundles::new();
     for row in rows {
-        let object = row.object();
+        // `Store::load` reads every row whole; a row without its content
+        // here is a store's bug, not something to export as empty.
+        let object = row
+            .object()
+            .ok_or("the database was read without the rows' content")?;
         let mut value = object.to_json();
         if let Value::Object(map) = &mut value {
             // Items inherit the bundle's app.
@@ -69,13 +71,13 @@ fn bundles<'a>(
     for items in by_app.values_mut() {
         items.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     }
-    by_app
+    Ok(by_app)
 }
 
-fn write_tree(
-    out: &Path,
-    bundles: &BTreeMap<String, Vec<(Kind, String, Value)>>,
-) -> Result<(), String> {
+/// Each app's objects: kind, id and YAML-ready value.
+type Bundles = BTreeMap<String, Vec<(Kind, String, Value)>>;
+
+fn write_tree(out: &Path, bundles: &Bundles) -> Result<(), String> {
     if out.exists() {
         let mut entries =
             fs::read_dir(out).map_err(|e| format!("cannot read {}: {e}", out.display()))?;

@@ -376,7 +376,7 @@ async fn prepare(args: &PlanArgs) -> Result<(AnyStore, sync::Prepared), u8> {
     let source = DirectorySource::new(&args.source, args.limits.max_file_size);
     let loading = async {
         let store = connect(&args.database.database).await?;
-        let live = store.load(Some(&args.source_name)).await;
+        let live = store.load_for_plan(&args.source_name).await;
         Some((store, live))
     };
     let (desired, loaded) = tokio::join!(sync::read_desired(&source, Limits::default()), loading);

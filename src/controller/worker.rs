@@ -156,8 +156,11 @@ impl Worker {
             }
         }
         let started = Instant::now();
+        // The state stays what the last sync settled on until this one
+        // settles (`Progressing` only before the first): a source in sync
+        // does not flicker to `Progressing` at every interval, which read
+        // mid-sync looked like a change under way.
         self.handle.update(|s| {
-            s.state = SyncState::Progressing;
             s.last_attempt_at = Some(Utc::now());
         });
         let outcome = match self.read().await {
@@ -318,19 +321,36 @@ impl Worker {
                 Some(Failure::Error(message)),
             )
         };
-        let live = match store.load(Some(name)).await {
+        let live = match store.load_for_plan(name).await {
             Ok(live) => live,
             Err(e) => return failed(e.to_string()),
         };
         // Planning 100k objects (and freeing the loaded rows) is CPU work:
-        // off the runtime, so the HTTP API keeps answering meanwhile.
-        let (planned, source, prune) = (desired.clone(), name.clone(), self.config.prune);
-        let mut plan = match tokio::task::spawn_blocking(move || {
-            plan::plan(&planned, &live, &source, PlanOptions { prune })
-        })
-        .await
-        {
-            Ok(plan) => plan,
+        // off the runtime, so the HTTP API keeps answering meanwhile. The
+        // rows come back only when the plan changes some that were loaded
+        // without their content; then those are read and it is made again.
+        let options = PlanOptions {
+            prune: self.config.prune,
+        };
+        let plan_off = |live: plan::LiveState| {
+            let (planned, source) = (desired.clone(), name.clone());
+            tokio::task::spawn_blocking(move || {
+                let plan = plan::plan(&planned, &live, &source, options);
+                let unread = !plan.unread_rows(&live).is_empty();
+                (plan, unread.then_some(live))
+            })
+        };
+        let mut plan = match plan_off(live).await {
+            Ok((plan, None)) => plan,
+            Ok((plan, Some(mut live))) => {
+                if let Err(e) = crate::store::read_unread(store.as_ref(), &mut live, &plan).await {
+                    return failed(e.to_string());
+                }
+                match plan_off(live).await {
+                    Ok((plan, _)) => plan,
+                    Err(e) => return failed(e.to_string()),
+                }
+            }
             Err(e) => return failed(e.to_string()),
         };
         // Before holding: a delete's file, which holding goes by, comes

@@ -46,6 +46,16 @@ impl Canonical {
         })
     }
 
+    /// The content hash (`digest`) of `object`'s bytes, encoded into the
+    /// buffer `matches` uses: nothing is allocated.
+    pub fn digest_of(object: &Object) -> [u8; 16] {
+        SCRATCH.with_borrow_mut(|buf| {
+            buf.clear();
+            encode(object, buf);
+            digest(buf)
+        })
+    }
+
     /// A permit's bytes from its fields; `slugs` and `roles` sorted and
     /// without duplicates, as `Object::normalize` leaves them.
     pub fn permit<S: AsRef<str>>(
@@ -70,9 +80,7 @@ impl Canonical {
 
     /// The first 16 bytes of the BLAKE3 hash of the bytes.
     pub fn digest(&self) -> [u8; 16] {
-        let mut digest = [0u8; 16];
-        digest.copy_from_slice(&blake3::hash(&self.0).as_bytes()[..16]);
-        digest
+        digest(&self.0)
     }
 
     pub fn object(&self) -> Object {
@@ -80,6 +88,12 @@ impl Canonical {
             .object()
             .expect("canonical bytes are only written by the encoder")
     }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 16] {
+    let mut digest = [0u8; 16];
+    digest.copy_from_slice(&blake3::hash(bytes).as_bytes()[..16]);
+    digest
 }
 
 fn encode(object: &Object, buf: &mut Vec<u8>) {

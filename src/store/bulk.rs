@@ -19,6 +19,12 @@ pub struct Table {
     pub columns: &'static [&'static str],
     pub key: &'static [&'static str],
     pub update: &'static [&'static str],
+    /// PostgreSQL: the column that records the transaction writing each
+    /// row, which is then the row version's `xmin`; while the two agree the
+    /// row has not been written since, and a plan need not read its content
+    /// (`rows::LiveTable::Unread`). SQLite keeps no row versions and has no
+    /// such column.
+    pub stamp: Option<&'static str>,
 }
 
 impl Table {
@@ -101,13 +107,16 @@ impl Serialize for Cell<'_> {
 /// Rows per COPY message: bounds the memory of one chunk, not a database limit.
 const CHUNK: usize = 10_000;
 
-fn conflict_clause(table: &Table) -> String {
+/// `ON CONFLICT … DO UPDATE` for an upsert, setting `also` too.
+fn conflict_clause(table: &Table, also: Option<&str>) -> String {
     if table.update.is_empty() {
         return String::new();
     }
     let sets: Vec<String> = table
         .update
         .iter()
+        .copied()
+        .chain(also)
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
     format!(
@@ -139,7 +148,7 @@ pub async fn sqlite<T, const N: usize>(
             table.name,
             table.columns.join(", "),
             vec![row; rows].join(", "),
-            conflict_clause(table)
+            conflict_clause(table, None)
         )
     };
     let full = statement(per_statement);
@@ -225,7 +234,20 @@ pub async fn postgres<T, const N: usize>(
     if rows.is_empty() {
         return Ok(());
     }
-    let columns = table.columns.join(", ");
+    let mut columns = table.columns.join(", ");
+    // This transaction's id as the row versions it writes carry it (no
+    // savepoint is open, so it is the top-level one).
+    let stamp = match table.stamp {
+        Some(column) => {
+            let (xid,): (String,) = sqlx::query_as("SELECT xid(pg_current_xact_id())::text")
+                .fetch_one(&mut *conn)
+                .await?;
+            columns.push_str(", ");
+            columns.push_str(column);
+            Some(xid)
+        }
+        None => None,
+    };
     let upsert = !table.update.is_empty();
     let target = if upsert {
         let staging = format!("accord_staging_{}", table.name);
@@ -251,6 +273,10 @@ pub async fn postgres<T, const N: usize>(
                 }
                 copy_text(&mut data, cell);
             }
+            if let Some(xid) = &stamp {
+                data.push('\t');
+                data.push_str(xid);
+            }
             data.push('\n');
         }
         copy.send(data.into_bytes()).await?;
@@ -260,7 +286,7 @@ pub async fn postgres<T, const N: usize>(
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "INSERT INTO {} ({columns}) SELECT {columns} FROM {target}{}",
             table.name,
-            conflict_clause(table)
+            conflict_clause(table, table.stamp)
         )))
         .execute(&mut *conn)
         .await?;

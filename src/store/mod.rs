@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::model::{Key, KeyMap, Kind};
-use crate::plan::{Action, Change, LiveState, Plan, Summary};
+use crate::plan::{Action, Change, LiveState, Plan, RowMap, Summary};
 
 pub use sql::{PostgresStore, SqliteStore};
 
@@ -190,6 +190,20 @@ pub trait Store: Send + Sync {
         source: Option<&str>,
     ) -> impl Future<Output = Result<LiveState, StoreError>> + Send;
 
+    /// What a plan of `source` needs: `load`, except that a store may leave
+    /// out the content of rows it knows to be exactly as accord last wrote
+    /// them (`LiveRow::unread`). A plan that changes such rows has them
+    /// read whole and is made again (`read_unread`); a plan that changes
+    /// nothing, the usual sync, never reads their content at all.
+    fn load_for_plan(
+        &self,
+        source: &str,
+    ) -> impl Future<Output = Result<LiveState, StoreError>> + Send;
+
+    /// The rows of `keys` (those that exist), whole and without ledger
+    /// entries.
+    fn read_rows(&self, keys: &[Key]) -> impl Future<Output = Result<RowMap, StoreError>> + Send;
+
     /// Applies the plan, its audit rows and the sync record in one transaction.
     fn apply(
         &self,
@@ -300,6 +314,20 @@ impl Store for AnyStore {
         }
     }
 
+    async fn load_for_plan(&self, source: &str) -> Result<LiveState, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.load_for_plan(source).await,
+            AnyStore::Postgres(s) => s.load_for_plan(source).await,
+        }
+    }
+
+    async fn read_rows(&self, keys: &[Key]) -> Result<RowMap, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.read_rows(keys).await,
+            AnyStore::Postgres(s) => s.read_rows(keys).await,
+        }
+    }
+
     async fn apply(&self, request: ApplyRequest<'_>) -> Result<SyncRecord, StoreError> {
         match self {
             AnyStore::Sqlite(s) => s.apply(request).await,
@@ -367,6 +395,55 @@ pub fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// `keys`' rows among all of `live`'s.
+fn rows_among(mut live: LiveState, keys: &[Key]) -> RowMap {
+    let mut rows = RowMap::default();
+    for key in keys {
+        if let Some(mut row) = live.rows.swap_remove(key) {
+            row.clear_ledger();
+            rows.insert(key.clone(), row);
+        }
+    }
+    rows
+}
+
+/// Reads whole the rows `plan` changes that `live` holds without their
+/// content (`Plan::unread_rows`), into `live`; whether it read any, in
+/// which case the plan must be made again. The rows are read after the
+/// load, in another transaction: one written meanwhile comes back as it is
+/// now (its hash then tells the plan it was edited), and one deleted
+/// meanwhile leaves only its ledger entry.
+pub async fn read_unread(
+    store: &impl Store,
+    live: &mut LiveState,
+    plan: &Plan,
+) -> Result<bool, StoreError> {
+    let keys = plan.unread_rows(live);
+    if keys.is_empty() {
+        return Ok(false);
+    }
+    let mut read = store.read_rows(&keys).await?;
+    for key in keys {
+        match read.swap_remove(&key) {
+            Some(row) => {
+                if let Some(held) = live.rows.get_mut(&key) {
+                    held.replace_with(row);
+                }
+            }
+            None => {
+                if let Some(entry) = live
+                    .rows
+                    .swap_remove(&key)
+                    .and_then(|row| row.ledger().cloned())
+                {
+                    live.managed.insert(key, entry);
+                }
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// What the ledger says about the keys of a plan's conflicts and deletes,

@@ -29,6 +29,11 @@ pub enum LiveTable {
     /// The source's whole ledger, read after rows that came without their
     /// entries: each entry is put on its row.
     Ledger,
+    /// PostgreSQL, for a plan: the permits or enrollments known to be
+    /// exactly as accord last wrote them for the source (`unedited`), read
+    /// as key, owner and applied hash only (`LiveRow::unread`). The rest of
+    /// the table is read whole (`LiveTable::edited`).
+    Unread(Kind),
 }
 
 impl LiveTable {
@@ -49,7 +54,52 @@ impl LiveTable {
             LiveTable::Enrollments => "enrollments",
             LiveTable::Claims => "claims",
             LiveTable::Orphans | LiveTable::Ledger => "managed_objects",
+            LiveTable::Unread(kind) => match kind {
+                Kind::Organization => "organizations",
+                Kind::Permit => "permits",
+                Kind::Enrollment => "enrollments",
+            },
         }
+    }
+
+    /// PostgreSQL: whether a row is exactly as accord last wrote it for
+    /// `source`. Each write accord makes records its transaction's id
+    /// (`bulk::Table::stamp`), which is also the `xmin` of the row version it
+    /// creates; any later write, by hand or by a restore, makes a version
+    /// with another `xmin` (ids are reused only after four billion
+    /// transactions). Comparing the two costs the server less than sending
+    /// the content, and spares accord reading and hashing it.
+    pub fn unedited(source: &str) -> String {
+        format!("r.xmin = r.applied_xid AND r.managed_by = {source} AND r.applied_hash IS NOT NULL")
+    }
+
+    /// The kinds whose rows a plan may read as `Unread`: organizations have
+    /// members in a table of their own, and are always read whole.
+    pub const UNREAD: [Kind; 2] = [Kind::Permit, Kind::Enrollment];
+
+    /// PostgreSQL: the query for this table's rows other than the `unedited`
+    /// ones, which `LiveTable::Unread` reads.
+    pub fn edited(self, source: &str) -> String {
+        format!(
+            "{} WHERE ({}) IS NOT TRUE",
+            self.query(source, false),
+            LiveTable::unedited(source)
+        )
+    }
+
+    /// PostgreSQL: the query for this table's rows whose keys (members:
+    /// their organizations' keys) are in the JSON array of `[app, id]`
+    /// pairs held by the setting `setting`.
+    pub fn keyed(self, setting: &str) -> String {
+        let id = match self {
+            LiveTable::Members => "org_slug",
+            _ => self.rows_of().map_or("id", |(_, id)| id),
+        };
+        format!(
+            "{} WHERE (r.app, r.{id}) IN (SELECT k->>0, k->>1 \
+             FROM json_array_elements(current_setting('{setting}')::json) k)",
+            self.query("NULL", false)
+        )
     }
 
     /// The tables of rows: each with the kind it holds and its id column.
@@ -65,6 +115,19 @@ impl LiveTable {
             .into_iter()
             .find(|(table, _, _)| *table == self)
             .map(|(_, kind, id)| (kind, id))
+    }
+
+    /// The kind of rows the table holds, if it holds rows.
+    pub fn kind(self) -> Option<Kind> {
+        self.rows_of().map(|(kind, _)| kind)
+    }
+
+    /// The table of rows of `kind`.
+    pub fn of(kind: Kind) -> LiveTable {
+        LiveTable::ROWS
+            .into_iter()
+            .find(|(_, k, _)| *k == kind)
+            .map_or(LiveTable::Permits, |(table, _, _)| table)
     }
 
     /// The query `Assembler::add` reads, the same SQL on both backends.
@@ -89,6 +152,13 @@ impl LiveTable {
                 "r.app, r.id, r.role, r.user_id, r.contact_id, r.managed_by, r.applied_hash"
             }
             LiveTable::Claims => "r.source, r.kind, r.app, r.object_id, r.declared_in",
+            LiveTable::Unread(_) => {
+                return format!(
+                    "SELECT r.app, r.id, r.managed_by, r.applied_hash FROM {} r WHERE {}",
+                    self.name(),
+                    LiveTable::unedited(source)
+                );
+            }
             LiveTable::Ledger | LiveTable::Orphans => {
                 let mut query = format!(
                     "SELECT r.kind, r.app, r.object_id, r.reported_hash \
@@ -242,7 +312,7 @@ impl Assembler {
 
     /// Room for `rows` more rows of `table` (nothing for other tables).
     pub fn reserve(&mut self, table: LiveTable, rows: usize) {
-        if table.rows_of().is_some() {
+        if table.rows_of().is_some() || matches!(table, LiveTable::Unread(_)) {
             self.rows.reserve(rows);
         }
     }
@@ -282,7 +352,27 @@ impl Assembler {
             }
             LiveTable::Claims => self.claim(row),
             LiveTable::Orphans | LiveTable::Ledger => self.ledger(row),
+            LiveTable::Unread(kind) => self.unread(kind, row),
         }
+    }
+
+    /// A row known to be as accord wrote it: key, owner, applied hash.
+    fn unread(&mut self, kind: Kind, row: &impl Columns) -> Result<(), String> {
+        let key = Key {
+            kind,
+            app: row.text(0)?.as_ref().into(),
+            id: row.text(1)?.as_ref().into(),
+        };
+        let owner = self
+            .owner(row, 2)?
+            .ok_or("column 3: no owner on a row read as accord wrote it")?;
+        let applied = row.text(3)?;
+        // Only accord's own form gets here (the row is as accord wrote
+        // it), unless someone forged its transaction id by hand too.
+        let applied = parse_digest(&applied)
+            .ok_or_else(|| format!("column 4: `{applied}` is not an applied hash accord writes"))?;
+        self.rows.insert(key, LiveRow::unread(owner, applied));
+        Ok(())
     }
 
     fn member(&mut self, row: &impl Columns) -> Result<(), String> {
@@ -484,6 +574,43 @@ mod tests {
 
     fn entry(id: &'static str, reported: Option<&'static str>) -> Row {
         Row(vec![Some("Permit"), Some("app"), Some(id), reported])
+    }
+
+    #[test]
+    fn unedited_rows_come_without_content_and_only_with_accords_hashes() {
+        let hash = "00112233445566778899aabbccddeeff";
+        let mut assembler = Assembler::with_capacity(1, false);
+        let row = Row(vec![Some("app"), Some("pay"), Some("git"), Some(hash)]);
+        assembler
+            .add(LiveTable::Unread(Kind::Permit), &row)
+            .expect("row");
+        let live = assembler.finish();
+        let row = &live.rows[&Key {
+            kind: Kind::Permit,
+            app: "app".into(),
+            id: "pay".into(),
+        }];
+        assert!(!row.is_read());
+        assert_eq!(row.object(), None);
+        assert_eq!(row.applied, parse_digest(hash));
+        assert_eq!(Some(row.digest()), row.applied);
+        assert_eq!(row.managed_by.as_deref(), Some("git"));
+
+        let mut assembler = Assembler::with_capacity(1, false);
+        for bad in [
+            Row(vec![
+                Some("app"),
+                Some("pay"),
+                Some("git"),
+                Some("not-a-hash"),
+            ]),
+            Row(vec![Some("app"), Some("pay"), None, Some(hash)]),
+        ] {
+            let error = assembler
+                .add(LiveTable::Unread(Kind::Enrollment), &bad)
+                .expect_err("refused");
+            assert!(error.starts_with("column "), "{error}");
+        }
     }
 
     #[test]

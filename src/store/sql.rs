@@ -26,7 +26,7 @@ use super::{
     SourceLock, Store, StoreError, SyncRecord,
 };
 use crate::model::{Enrollment, Key, KeyMap, Kind, Member, Object, Organization, Permit};
-use crate::plan::{Action, Change, LiveState};
+use crate::plan::{Action, Change, LiveState, RowMap};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -74,6 +74,18 @@ impl SqliteStore {
             .map_err(load_stopped)?
     }
 
+    /// SQLite reads every row whole: it has no row versions to tell an
+    /// unedited row by (and its load is within the plan's budget anyway).
+    async fn read_for_plan(&self, source: &str) -> Result<LiveState, StoreError> {
+        self.read_live(Some(source)).await
+    }
+
+    /// Never needed by a plan (`read_for_plan` leaves nothing unread); the
+    /// rows of every key, read as a whole load reads them.
+    async fn read_keyed(&self, keys: &[Key]) -> Result<RowMap, StoreError> {
+        Ok(super::rows_among(self.read_live(None).await?, keys))
+    }
+
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
@@ -86,26 +98,105 @@ impl SqliteStore {
 /// and the assembler starts on a table's first rows, not after its last.
 const BATCH: usize = 256 * 1024;
 
+/// The source's name in PostgreSQL's load queries: a transaction-local
+/// setting, read once per query in a subquery (not once per ledger row).
+const SOURCE: &str = "(SELECT current_setting('accord.source'))";
+
 impl PostgresStore {
-    /// Reads each table with `COPY` and hands its text, in batches, to one
-    /// blocking thread that assembles the rows while more are read.
+    /// Every row of `source`'s scope, whole, and its ledger.
     async fn read_live(&self, source: Option<&str>) -> Result<LiveState, StoreError> {
+        let mut queries: Vec<(LiveTable, String)> = LiveTable::LOAD_ORDER
+            .into_iter()
+            .map(|table| (table, table.query(SOURCE, false)))
+            .collect();
+        if source.is_some() {
+            queries.push((LiveTable::Ledger, LiveTable::Ledger.query(SOURCE, false)));
+        }
+        let settings: Vec<(&str, String)> = source
+            .map(|source| ("accord.source", source.to_owned()))
+            .into_iter()
+            .collect();
+        self.read_tables(&settings, &queries).await
+    }
+
+    /// `read_live`, but the permits and enrollments that are exactly as
+    /// accord last wrote them for `source` come as `LiveTable::Unread`:
+    /// without their content, a third of a no-op plan's load.
+    async fn read_for_plan(&self, source: &str) -> Result<LiveState, StoreError> {
+        let mut queries = Vec::new();
+        for table in LiveTable::LOAD_ORDER {
+            match table.kind() {
+                Some(kind) if LiveTable::UNREAD.contains(&kind) => {
+                    let unread = LiveTable::Unread(kind);
+                    queries.push((unread, unread.query(SOURCE, false)));
+                    queries.push((table, table.edited(SOURCE)));
+                }
+                _ => queries.push((table, table.query(SOURCE, false))),
+            }
+        }
+        queries.push((LiveTable::Ledger, LiveTable::Ledger.query(SOURCE, false)));
+        self.read_tables(&[("accord.source", source.to_owned())], &queries)
+            .await
+    }
+
+    /// The rows of `keys`, whole: each kind's keys go to the server as a
+    /// JSON array in a setting, which its table's query joins.
+    async fn read_keyed(&self, keys: &[Key]) -> Result<RowMap, StoreError> {
+        let mut settings = Vec::new();
+        let mut queries = Vec::new();
+        for kind in Kind::ALL {
+            let pairs: Vec<(&str, &str)> = keys
+                .iter()
+                .filter(|key| key.kind == kind)
+                .map(|key| (key.app.as_str(), key.id.as_str()))
+                .collect();
+            if pairs.is_empty() {
+                continue;
+            }
+            let setting = match kind {
+                Kind::Organization => "accord.organizations",
+                Kind::Permit => "accord.permits",
+                Kind::Enrollment => "accord.enrollments",
+            };
+            let json = serde_json::to_string(&pairs).map_err(|e| StoreError::Decode {
+                table: setting.into(),
+                message: e.to_string(),
+            })?;
+            settings.push((setting, json));
+            if kind == Kind::Organization {
+                queries.push((LiveTable::Members, LiveTable::Members.keyed(setting)));
+            }
+            let table = LiveTable::of(kind);
+            queries.push((table, table.keyed(setting)));
+        }
+        if queries.is_empty() {
+            return Ok(RowMap::default());
+        }
+        Ok(self.read_tables(&settings, &queries).await?.rows)
+    }
+
+    /// Runs each query with `COPY`, in one snapshot, after setting the
+    /// transaction-local `settings` (`COPY` takes no bind parameters), and
+    /// hands the text, in batches, to one blocking thread that assembles the
+    /// rows while more are read.
+    async fn read_tables(
+        &self,
+        settings: &[(&str, String)],
+        queries: &[(LiveTable, String)],
+    ) -> Result<LiveState, StoreError> {
         // One transaction, so the reads see one snapshot (that takes
         // REPEATABLE READ: under the default each statement has its own).
         let mut tx = self
             .pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await?;
-        // `COPY` takes no bind parameters: the source name travels as a
-        // transaction-local setting.
-        if let Some(source) = source {
-            sqlx::query("SELECT set_config('accord.source', $1, true)")
-                .bind(source)
+        for (name, value) in settings {
+            sqlx::query("SELECT set_config($1, $2, true)")
+                .bind(*name)
+                .bind(value)
                 .execute(&mut *tx)
                 .await?;
         }
-        // In a subquery, the setting is read once, not once per ledger row.
-        let source_setting = "(SELECT current_setting('accord.source'))";
         let (batches, received) = std::sync::mpsc::channel::<(LiveTable, Vec<u8>)>();
         let (spent, spare) = std::sync::mpsc::channel::<Vec<u8>>();
         let assembling = tokio::task::spawn_blocking(move || {
@@ -136,20 +227,20 @@ impl PostgresStore {
         // reports): the rest is read and dropped, leaving the connection
         // at a statement boundary.
         let mut stopped = false;
-        let ledger = source.map(|_| LiveTable::Ledger);
-        for table in LiveTable::LOAD_ORDER.into_iter().chain(ledger) {
-            let query = format!("COPY ({}) TO STDOUT", table.query(source_setting, false));
-            let mut copy = tx.copy_out_raw(&query).await?;
+        for (table, query) in queries {
+            let mut copy = tx
+                .copy_out_raw(&format!("COPY ({query}) TO STDOUT"))
+                .await?;
             let mut batch = buffer(&spare);
             while let Some(row) = copy.next().await {
                 batch.extend_from_slice(&row?);
                 if batch.len() >= BATCH && !stopped {
                     let full = std::mem::replace(&mut batch, buffer(&spare));
-                    stopped = batches.send((table, full)).is_err();
+                    stopped = batches.send((*table, full)).is_err();
                 }
             }
             if !batch.is_empty() && !stopped {
-                stopped = batches.send((table, batch)).is_err();
+                stopped = batches.send((*table, batch)).is_err();
             }
         }
         drop(batches);
@@ -328,6 +419,7 @@ const ORGANIZATIONS: Table = Table {
         "applied_hash",
         "updated_at",
     ],
+    stamp: None,
 };
 const MEMBERS: Table = Table {
     name: "organization_members",
@@ -341,6 +433,7 @@ const MEMBERS: Table = Table {
     ],
     key: &[],
     update: &[],
+    stamp: None,
 };
 const PERMITS: Table = Table {
     name: "permits",
@@ -363,6 +456,7 @@ const PERMITS: Table = Table {
         "applied_hash",
         "updated_at",
     ],
+    stamp: Some("applied_xid"),
 };
 const ENROLLMENTS: Table = Table {
     name: "enrollments",
@@ -385,12 +479,14 @@ const ENROLLMENTS: Table = Table {
         "applied_hash",
         "updated_at",
     ],
+    stamp: Some("applied_xid"),
 };
 const CLAIMS: Table = Table {
     name: "claims",
     columns: &["source", "kind", "app", "object_id", "owner", "declared_in"],
     key: &["source", "kind", "app", "object_id"],
     update: &["owner", "declared_in"],
+    stamp: None,
 };
 const MANAGED: Table = Table {
     name: "managed_objects",
@@ -404,6 +500,7 @@ const MANAGED: Table = Table {
     ],
     key: &["kind", "app", "object_id"],
     update: &["source", "reported_hash", "declared_in"],
+    stamp: None,
 };
 const AUDIT_LOG: Table = Table {
     name: "audit_log",
@@ -423,6 +520,7 @@ const AUDIT_LOG: Table = Table {
     ],
     key: &[],
     update: &[],
+    stamp: None,
 };
 
 fn tokens(value: u64) -> i64 {
@@ -489,6 +587,16 @@ macro_rules! sql_store {
             #[tracing::instrument(skip_all, fields(source = ?source))]
             async fn load(&self, source: Option<&str>) -> Result<LiveState, StoreError> {
                 self.read_live(source).await
+            }
+
+            #[tracing::instrument(skip_all, fields(source = %source))]
+            async fn load_for_plan(&self, source: &str) -> Result<LiveState, StoreError> {
+                self.read_for_plan(source).await
+            }
+
+            #[tracing::instrument(skip_all, fields(rows = keys.len()))]
+            async fn read_rows(&self, keys: &[Key]) -> Result<RowMap, StoreError> {
+                self.read_keyed(keys).await
             }
 
             #[tracing::instrument(skip_all, fields(source = %request.source, revision = %request.revision))]

@@ -258,6 +258,17 @@ impl LiveBuilder {
         self.row(object).owned_by(source).applied().in_ledger()
     }
 
+    /// The state after a sync, as a store that knows the row is unedited
+    /// loads it for a plan: without its content (`LiveRow::unread`).
+    pub fn unread(mut self, source: &str, object: &Object) -> Self {
+        let key = object.key();
+        self.state
+            .rows
+            .insert(key.clone(), LiveRow::unread(source.into(), object.digest()));
+        self.last = Some(key);
+        self.in_ledger()
+    }
+
     pub fn owned_by(mut self, source: &str) -> Self {
         self.last_row().managed_by = Some(source.into());
         self
@@ -266,7 +277,7 @@ impl LiveBuilder {
     /// accord last wrote the row exactly as it is now.
     pub fn applied(mut self) -> Self {
         let row = self.last_row();
-        row.applied = Some(row.object().digest());
+        row.applied = Some(row.digest());
         self
     }
 
