@@ -113,6 +113,16 @@ impl LiveRow {
         }
     }
 
+    /// Whether the row holds exactly what `declaration` declares: by the
+    /// hash the parse took when there is one (the row's is at hand), else
+    /// as `matches`.
+    pub fn holds(&self, declaration: &Declaration) -> bool {
+        match declaration.digest {
+            Some(digest) => digest == self.digest,
+            None => self.matches(&declaration.object),
+        }
+    }
+
     /// Takes `read`'s content, owner and hashes, keeping this row's ledger
     /// entry (the store reads rows again without their entries).
     pub fn replace_with(&mut self, read: LiveRow) {
@@ -591,8 +601,7 @@ fn plan_declared(
         );
     }
     let disowned = row.managed_by.is_none();
-    // Compared by content bytes: the live row is kept as them.
-    let unchanged = row.matches(desired);
+    let unchanged = row.holds(declaration);
     if !disowned && row.as_applied() {
         return (!unchanged)
             .then(|| Change::new(Action::Update, key.clone(), before(), Some(desired.clone())))

@@ -36,7 +36,7 @@ pub async fn read_desired(
 ) -> Result<(String, DesiredState), SyncError> {
     let snapshot = source.read().await?;
     let revision = snapshot.revision.clone();
-    let desired = tokio::task::spawn_blocking(move || snapshot.desired(limits))
+    let desired = tokio::task::spawn_blocking(move || snapshot.desired_for_plan(limits))
         .await
         .map_err(|e| SyncError::Task(e.to_string()))?
         .map_err(SyncError::Invalid)?;

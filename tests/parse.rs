@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use accord::model::{parse_tree, DesiredState, Diagnostic, Key, Kind, Limits, Object, SourceFile};
+use accord::model::{
+    parse_tree, parse_tree_for_plan, DesiredState, Diagnostic, Key, Kind, Limits, Object,
+    SourceFile,
+};
 use accord::source::directory::read_paths;
 
 fn file(path: &str, text: &str) -> SourceFile {
@@ -60,6 +63,27 @@ fn fixture_tree() -> DesiredState {
     assert!(snapshot.problems.is_empty(), "{:?}", snapshot.problems);
     assert_eq!(snapshot.files.len(), 4);
     parse_tree(&snapshot.files, Limits::default()).expect("fixtures are valid")
+}
+
+#[test]
+fn a_parse_for_a_plan_hashes_each_object_and_is_otherwise_the_same() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/shapes");
+    let snapshot = read_paths(&[root], 1 << 20).expect("fixtures readable");
+    let plain = parse_tree(&snapshot.files, Limits::default()).expect("valid");
+    let for_plan = parse_tree_for_plan(&snapshot.files, Limits::default()).expect("valid");
+    assert_eq!(plain.len(), for_plan.len());
+    assert!(!plain.is_empty());
+    for (key, declaration) in &for_plan.objects {
+        let other = &plain.objects[key];
+        assert_eq!(other.digest, None, "{key}");
+        assert_eq!(
+            declaration.digest,
+            Some(declaration.object.digest()),
+            "{key}"
+        );
+        assert_eq!(declaration.object, other.object, "{key}");
+        assert_eq!(declaration.origin, other.origin, "{key}");
+    }
 }
 
 #[test]

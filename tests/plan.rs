@@ -11,7 +11,8 @@ use accord::plan::{guard, plan, Action, Change, LiveState, Plan, PlanOptions, Su
 use serde_json::json;
 
 use common::builders::{
-    declared, desired, desired_objects, enrollment, key, ledger_on_rows, live, org, origin, permit,
+    declared, desired, desired_objects, enrollment, hashed, key, ledger_on_rows, live, org, origin,
+    permit,
 };
 
 const GIT: &str = "git";
@@ -25,22 +26,24 @@ fn without_prune(desired: &DesiredState, live: &LiveState) -> Plan {
     plan_both_ways(desired, live, PlanOptions { prune: false })
 }
 
-/// Plans `live` as built (every ledger entry in `LiveState::managed`) and
-/// again with the entries of keys that have rows carried by those rows, as a
-/// store loads them; both must give the same plan.
+/// Plans `live` as built (every ledger entry in `LiveState::managed`), again
+/// with the entries of keys that have rows carried by those rows, as a store
+/// loads them, and again with each declaration's hash taken, as a parse for a
+/// plan leaves them; all must give the same plan.
 fn plan_both_ways(desired: &DesiredState, live: &LiveState, options: PlanOptions) -> Plan {
     let apart = plan(desired, live, GIT, options);
-    let on_rows = plan(desired, &ledger_on_rows(live), GIT, options);
-    assert_eq!(apart.changes, on_rows.changes, "changes");
-    assert_eq!(apart.forget, on_rows.forget, "forget");
-    assert_eq!(
-        (apart.managed, apart.managed_by_kind, apart.claims_changed),
-        (
-            on_rows.managed,
-            on_rows.managed_by_kind,
-            on_rows.claims_changed
-        )
-    );
+    let on_rows = ledger_on_rows(live);
+    for other in [
+        plan(desired, &on_rows, GIT, options),
+        plan(&hashed(desired), &on_rows, GIT, options),
+    ] {
+        assert_eq!(apart.changes, other.changes, "changes");
+        assert_eq!(apart.forget, other.forget, "forget");
+        assert_eq!(
+            (apart.managed, apart.managed_by_kind, apart.claims_changed),
+            (other.managed, other.managed_by_kind, other.claims_changed)
+        );
+    }
     apart
 }
 

@@ -201,9 +201,10 @@ impl Worker {
             .as_ref()
             .map(|d| d.rejected.iter().map(ToString::to_string).collect())
             .unwrap_or_default();
-        let parsed = tokio::task::spawn_blocking(move || snapshot.desired(Limits::default()))
-            .await
-            .map_err(|e| e.to_string())?;
+        let parsed =
+            tokio::task::spawn_blocking(move || snapshot.desired_for_plan(Limits::default()))
+                .await
+                .map_err(|e| e.to_string())?;
         match parsed {
             Ok(desired) => {
                 let desired = Arc::new(desired);

@@ -17,7 +17,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use canonical::Canonical;
-pub use parse::{parse_tree, Diagnostic, SourceFile};
+pub use parse::{parse_tree, parse_tree_for_plan, Diagnostic, SourceFile};
 pub use yaml::{Limits, Mark};
 
 /// The app of an object that names none.
@@ -371,6 +371,11 @@ pub struct Declaration {
     pub origin: Origin,
     /// `gitops: false` on an organization: accord leaves it alone.
     pub suspended: bool,
+    /// The object's content hash (`Object::digest`), when the tree was
+    /// parsed for a plan (`parse_tree_for_plan`): taken right after the
+    /// object is built, while its strings are still in the cache, so a plan
+    /// compares 16 bytes per row instead of encoding 100k scattered objects.
+    pub digest: Option<[u8; 16]>,
 }
 
 /// Everything one source declares, by key.

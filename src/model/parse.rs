@@ -52,9 +52,34 @@ impl fmt::Display for Diagnostic {
 /// Parses every file (in parallel) and checks keys across the tree. Either the
 /// whole desired state, or every error found, sorted by place.
 pub fn parse_tree(files: &[SourceFile], limits: Limits) -> Result<DesiredState, Vec<Diagnostic>> {
+    parse_files(files, limits, false)
+}
+
+/// `parse_tree`, each declaration with its object's content hash, taken as
+/// each file is parsed (`Declaration::digest`).
+pub fn parse_tree_for_plan(
+    files: &[SourceFile],
+    limits: Limits,
+) -> Result<DesiredState, Vec<Diagnostic>> {
+    parse_files(files, limits, true)
+}
+
+fn parse_files(
+    files: &[SourceFile],
+    limits: Limits,
+    digests: bool,
+) -> Result<DesiredState, Vec<Diagnostic>> {
     let parsed: Vec<(Vec<Declaration>, Vec<Diagnostic>)> = files
         .par_iter()
-        .map(|f| parse_file(&f.path, &f.bytes, limits))
+        .map(|f| {
+            let (mut declarations, diagnostics) = parse_file(&f.path, &f.bytes, limits);
+            if digests {
+                for declaration in &mut declarations {
+                    declaration.digest = Some(declaration.object.digest());
+                }
+            }
+            (declarations, diagnostics)
+        })
         .collect();
     let mut errors = Vec::new();
     let mut state = DesiredState::default();
@@ -370,6 +395,7 @@ impl FileParser {
                         mark: node.mark,
                     },
                     suspended,
+                    digest: None,
                 });
             }
             Ok(_) => {}

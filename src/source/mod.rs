@@ -10,7 +10,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::model::{parse_tree, DesiredState, Diagnostic, Limits, SourceFile};
+use crate::model::{parse_tree, parse_tree_for_plan, DesiredState, Diagnostic, Limits, SourceFile};
 
 pub use directory::DirectorySource;
 pub use git::GitSource;
@@ -47,10 +47,24 @@ impl Snapshot {
     /// The declared state of this revision, or every problem with it: files
     /// that could not be taken and parse errors together, sorted by place.
     pub fn desired(&self, limits: Limits) -> Result<DesiredState, Vec<Diagnostic>> {
+        self.parsed(limits, parse_tree)
+    }
+
+    /// `desired`, with each object's content hash for the plan to compare
+    /// (`Declaration::digest`; a Kubernetes source's objects come without).
+    pub fn desired_for_plan(&self, limits: Limits) -> Result<DesiredState, Vec<Diagnostic>> {
+        self.parsed(limits, parse_tree_for_plan)
+    }
+
+    fn parsed(
+        &self,
+        limits: Limits,
+        parse: fn(&[SourceFile], Limits) -> Result<DesiredState, Vec<Diagnostic>>,
+    ) -> Result<DesiredState, Vec<Diagnostic>> {
         if let Some(declared) = &self.declared {
             return Ok(declared.desired.clone());
         }
-        match parse_tree(&self.files, limits) {
+        match parse(&self.files, limits) {
             Ok(desired) if self.problems.is_empty() => Ok(desired),
             parsed => {
                 let mut errors = self.problems.clone();

@@ -179,6 +179,7 @@ pub fn declared(object: Object) -> Declared {
         object: Arc::new(object),
         origin: origin("test.yaml", 1),
         suspended: false,
+        digest: None,
     })
 }
 
@@ -218,6 +219,16 @@ pub fn desired(declarations: impl IntoIterator<Item = impl Into<Declaration>>) -
         state.objects.insert(declaration.object.key(), declaration);
     }
     state
+}
+
+/// `desired` as a parse for a plan leaves it: each declaration with its
+/// object's content hash.
+pub fn hashed(desired: &DesiredState) -> DesiredState {
+    let mut hashed = desired.clone();
+    for declaration in hashed.objects.values_mut() {
+        declaration.digest = Some(declaration.object.digest());
+    }
+    hashed
 }
 
 /// A desired state declaring these objects as they are.
