@@ -83,11 +83,6 @@ impl LiveRow {
         self.ledger = Some(entry);
     }
 
-    /// Forgets the entry set by `set_ledger`.
-    pub fn clear_ledger(&mut self) {
-        self.ledger = None;
-    }
-
     /// The entry set by `set_ledger`.
     pub fn ledger(&self) -> Option<&Managed> {
         self.ledger.as_ref()

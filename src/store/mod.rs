@@ -397,12 +397,12 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// `keys`' rows among all of `live`'s.
+/// `keys`' rows among all of `live`'s (a load without a source, whose rows
+/// carry no ledger entries).
 fn rows_among(mut live: LiveState, keys: &[Key]) -> RowMap {
     let mut rows = RowMap::default();
     for key in keys {
-        if let Some(mut row) = live.rows.swap_remove(key) {
-            row.clear_ledger();
+        if let Some(row) = live.rows.swap_remove(key) {
             rows.insert(key.clone(), row);
         }
     }
