@@ -121,7 +121,8 @@ impl PostgresStore {
 
     /// `read_live`, but the permits and enrollments that are exactly as
     /// accord last wrote them for `source` come as `LiveTable::Unread`:
-    /// without their content, a third of a no-op plan's load.
+    /// without their content, which accord then neither decodes, hashes nor
+    /// keeps (after a sync, nearly every row).
     async fn read_for_plan(&self, source: &str) -> Result<LiveState, StoreError> {
         let mut queries = Vec::new();
         for table in LiveTable::LOAD_ORDER {
