@@ -31,7 +31,8 @@ pub enum LiveTable {
     Ledger,
     /// PostgreSQL, for a plan: the permits or enrollments known to be
     /// exactly as accord last wrote them for the source (`unedited`), read
-    /// as key, owner and applied hash only (`LiveRow::unread`). The rest of
+    /// as key and applied hash only (`LiveRow::unread`; the owner is the
+    /// source the assembler reads for, `Assembler::for_source`). The rest of
     /// the table is read whole (`LiveTable::edited`).
     Unread(Kind),
 }
@@ -153,8 +154,9 @@ impl LiveTable {
             }
             LiveTable::Claims => "r.source, r.kind, r.app, r.object_id, r.declared_in",
             LiveTable::Unread(_) => {
+                // No owner column: the condition makes it the source.
                 return format!(
-                    "SELECT r.app, r.id, r.managed_by, r.applied_hash FROM {} r WHERE {}",
+                    "SELECT r.app, r.id, r.applied_hash FROM {} r WHERE {}",
                     self.name(),
                     LiveTable::unedited(source)
                 );
@@ -283,6 +285,8 @@ pub struct Assembler {
     /// neighbours mostly name the same one, and one comparison saves hashing
     /// the text.
     last_owner: Option<Arc<str>>,
+    /// The source a load is for: the owner of its `LiveTable::Unread` rows.
+    source: Option<Arc<str>>,
     claims: KeyMap<Vec<Claim>>,
 }
 
@@ -304,10 +308,17 @@ impl Assembler {
             orphans: KeyMap::default(),
             shared: FxHashMap::default(),
             last_owner: None,
+            source: None,
             claims: KeyMap::default(),
         };
         assembler.rows.reserve(rows);
         assembler
+    }
+
+    /// Rows are read for `source`, which owns the `Unread` ones.
+    pub fn for_source(mut self, source: &str) -> Assembler {
+        self.source = Some(self.shared(source));
+        self
     }
 
     /// Room for `rows` more rows of `table` (nothing for other tables).
@@ -356,21 +367,22 @@ impl Assembler {
         }
     }
 
-    /// A row known to be as accord wrote it: key, owner, applied hash.
+    /// A row known to be as accord wrote it for the source: key, applied hash.
     fn unread(&mut self, kind: Kind, row: &impl Columns) -> Result<(), String> {
+        let owner = self
+            .source
+            .clone()
+            .ok_or("rows read as accord wrote them, but not for a source")?;
         let key = Key {
             kind,
             app: row.text(0)?.as_ref().into(),
             id: row.text(1)?.as_ref().into(),
         };
-        let owner = self
-            .owner(row, 2)?
-            .ok_or("column 3: no owner on a row read as accord wrote it")?;
-        let applied = row.text(3)?;
+        let applied = row.text(2)?;
         // Only accord's own form gets here (the row is as accord wrote
         // it), unless someone forged its transaction id by hand too.
         let applied = parse_digest(&applied)
-            .ok_or_else(|| format!("column 4: `{applied}` is not an applied hash accord writes"))?;
+            .ok_or_else(|| format!("column 3: `{applied}` is not an applied hash accord writes"))?;
         self.rows.insert(key, LiveRow::unread(owner, applied));
         Ok(())
     }
@@ -579,8 +591,8 @@ mod tests {
     #[test]
     fn unedited_rows_come_without_content_and_only_with_accords_hashes() {
         let hash = "00112233445566778899aabbccddeeff";
-        let mut assembler = Assembler::with_capacity(1, false);
-        let row = Row(vec![Some("app"), Some("pay"), Some("git"), Some(hash)]);
+        let mut assembler = Assembler::with_capacity(1, false).for_source("git");
+        let row = Row(vec![Some("app"), Some("pay"), Some(hash)]);
         assembler
             .add(LiveTable::Unread(Kind::Permit), &row)
             .expect("row");
@@ -596,21 +608,22 @@ mod tests {
         assert_eq!(Some(row.digest()), row.applied);
         assert_eq!(row.managed_by.as_deref(), Some("git"));
 
-        let mut assembler = Assembler::with_capacity(1, false);
-        for bad in [
-            Row(vec![
-                Some("app"),
-                Some("pay"),
-                Some("git"),
-                Some("not-a-hash"),
-            ]),
-            Row(vec![Some("app"), Some("pay"), None, Some(hash)]),
-        ] {
-            let error = assembler
-                .add(LiveTable::Unread(Kind::Enrollment), &bad)
-                .expect_err("refused");
-            assert!(error.starts_with("column "), "{error}");
-        }
+        let mut assembler = Assembler::with_capacity(1, false).for_source("git");
+        let error = assembler
+            .add(
+                LiveTable::Unread(Kind::Enrollment),
+                &Row(vec![Some("app"), Some("pay"), Some("not-a-hash")]),
+            )
+            .expect_err("refused");
+        assert!(error.starts_with("column 3: "), "{error}");
+        // Their owner is the source a load is for: without one, refused.
+        let error = Assembler::with_capacity(1, false)
+            .add(
+                LiveTable::Unread(Kind::Permit),
+                &Row(vec![Some("app"), Some("pay"), Some(hash)]),
+            )
+            .expect_err("refused");
+        assert!(error.contains("not for a source"), "{error}");
     }
 
     #[test]

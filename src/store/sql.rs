@@ -116,7 +116,7 @@ impl PostgresStore {
             .map(|source| ("accord.source", source.to_owned()))
             .into_iter()
             .collect();
-        self.read_tables(&settings, &queries).await
+        self.read_tables(source, &settings, &queries).await
     }
 
     /// `read_live`, but the permits and enrollments that are exactly as
@@ -136,8 +136,8 @@ impl PostgresStore {
             }
         }
         queries.push((LiveTable::Ledger, LiveTable::Ledger.query(SOURCE, false)));
-        self.read_tables(&[("accord.source", source.to_owned())], &queries)
-            .await
+        let settings = [("accord.source", source.to_owned())];
+        self.read_tables(Some(source), &settings, &queries).await
     }
 
     /// The rows of `keys`, whole: each kind's keys go to the server as a
@@ -173,15 +173,16 @@ impl PostgresStore {
         if queries.is_empty() {
             return Ok(RowMap::default());
         }
-        Ok(self.read_tables(&settings, &queries).await?.rows)
+        Ok(self.read_tables(None, &settings, &queries).await?.rows)
     }
 
     /// Runs each query with `COPY`, in one snapshot, after setting the
     /// transaction-local `settings` (`COPY` takes no bind parameters), and
     /// hands the text, in batches, to one blocking thread that assembles the
-    /// rows while more are read.
+    /// rows (for `source`, if any) while more are read.
     async fn read_tables(
         &self,
+        source: Option<&str>,
         settings: &[(&str, String)],
         queries: &[(LiveTable, String)],
     ) -> Result<LiveState, StoreError> {
@@ -200,8 +201,12 @@ impl PostgresStore {
         }
         let (batches, received) = std::sync::mpsc::channel::<(LiveTable, Vec<u8>)>();
         let (spent, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+        let assembler = rows::Assembler::with_capacity(0, false);
+        let mut live = match source {
+            Some(source) => assembler.for_source(source),
+            None => assembler,
+        };
         let assembling = tokio::task::spawn_blocking(move || {
-            let mut live = rows::Assembler::with_capacity(0, false);
             let mut reading = None;
             let mut rows = 0;
             for (table, mut text) in received {
