@@ -99,22 +99,14 @@ impl LiveRow {
         self.content.is_some()
     }
 
-    /// Whether `object` is exactly what the row holds: by bytes, or for a
-    /// row read without them by content hash.
-    pub fn matches(&self, object: &Object) -> bool {
-        match &self.content {
-            Some(content) => content.matches(object),
-            None => Canonical::digest_of(object) == self.digest,
-        }
-    }
-
     /// Whether the row holds exactly what `declaration` declares: by the
-    /// hash the parse took when there is one (the row's is at hand), else
-    /// as `matches`.
+    /// hash the parse took when there is one (the row's is at hand), else by
+    /// the row's bytes, or for a row read without them by content hash.
     pub fn holds(&self, declaration: &Declaration) -> bool {
-        match declaration.digest {
-            Some(digest) => digest == self.digest,
-            None => self.matches(&declaration.object),
+        match (declaration.digest, &self.content) {
+            (Some(digest), _) => digest == self.digest,
+            (None, Some(content)) => content.matches(&declaration.object),
+            (None, None) => declaration.object.digest() == self.digest,
         }
     }
 

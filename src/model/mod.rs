@@ -314,7 +314,7 @@ impl Object {
     /// The content hash as bytes (`content_hash` is its hex form): the hash
     /// of the object's canonical bytes.
     pub fn digest(&self) -> [u8; 16] {
-        Canonical::of(self).digest()
+        Canonical::digest_of(self)
     }
 
     /// Puts lists in canonical order so that order and duplicates carry no meaning.

@@ -55,11 +55,7 @@ impl LiveTable {
             LiveTable::Enrollments => "enrollments",
             LiveTable::Claims => "claims",
             LiveTable::Orphans | LiveTable::Ledger => "managed_objects",
-            LiveTable::Unread(kind) => match kind {
-                Kind::Organization => "organizations",
-                Kind::Permit => "permits",
-                Kind::Enrollment => "enrollments",
-            },
+            LiveTable::Unread(kind) => LiveTable::of(kind).name(),
         }
     }
 
@@ -125,10 +121,11 @@ impl LiveTable {
 
     /// The table of rows of `kind`.
     pub fn of(kind: Kind) -> LiveTable {
-        LiveTable::ROWS
-            .into_iter()
-            .find(|(_, k, _)| *k == kind)
-            .map_or(LiveTable::Permits, |(table, _, _)| table)
+        match kind {
+            Kind::Organization => LiveTable::Organizations,
+            Kind::Permit => LiveTable::Permits,
+            Kind::Enrollment => LiveTable::Enrollments,
+        }
     }
 
     /// The query `Assembler::add` reads, the same SQL on both backends.

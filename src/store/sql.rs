@@ -112,8 +112,8 @@ impl PostgresStore {
         if source.is_some() {
             queries.push((LiveTable::Ledger, LiveTable::Ledger.query(SOURCE, false)));
         }
-        let settings: Vec<(&str, String)> = source
-            .map(|source| ("accord.source", source.to_owned()))
+        let settings: Vec<(String, String)> = source
+            .map(|source| ("accord.source".to_owned(), source.to_owned()))
             .into_iter()
             .collect();
         self.read_tables(source, &settings, &queries).await
@@ -136,7 +136,7 @@ impl PostgresStore {
             }
         }
         queries.push((LiveTable::Ledger, LiveTable::Ledger.query(SOURCE, false)));
-        let settings = [("accord.source", source.to_owned())];
+        let settings = [("accord.source".to_owned(), source.to_owned())];
         self.read_tables(Some(source), &settings, &queries).await
     }
 
@@ -154,21 +154,17 @@ impl PostgresStore {
             if pairs.is_empty() {
                 continue;
             }
-            let setting = match kind {
-                Kind::Organization => "accord.organizations",
-                Kind::Permit => "accord.permits",
-                Kind::Enrollment => "accord.enrollments",
-            };
+            let table = LiveTable::of(kind);
+            let setting = format!("accord.{}", table.name());
             let json = serde_json::to_string(&pairs).map_err(|e| StoreError::Decode {
-                table: setting.into(),
+                table: table.name().into(),
                 message: e.to_string(),
             })?;
-            settings.push((setting, json));
             if kind == Kind::Organization {
-                queries.push((LiveTable::Members, LiveTable::Members.keyed(setting)));
+                queries.push((LiveTable::Members, LiveTable::Members.keyed(&setting)));
             }
-            let table = LiveTable::of(kind);
-            queries.push((table, table.keyed(setting)));
+            queries.push((table, table.keyed(&setting)));
+            settings.push((setting, json));
         }
         if queries.is_empty() {
             return Ok(RowMap::default());
@@ -183,7 +179,7 @@ impl PostgresStore {
     async fn read_tables(
         &self,
         source: Option<&str>,
-        settings: &[(&str, String)],
+        settings: &[(String, String)],
         queries: &[(LiveTable, String)],
     ) -> Result<LiveState, StoreError> {
         // One transaction, so the reads see one snapshot (that takes
@@ -194,7 +190,7 @@ impl PostgresStore {
             .await?;
         for (name, value) in settings {
             sqlx::query("SELECT set_config($1, $2, true)")
-                .bind(*name)
+                .bind(name)
                 .bind(value)
                 .execute(&mut *tx)
                 .await?;
