@@ -74,6 +74,8 @@ pub struct SourceConfig {
     pub drift: DriftPolicy,
     pub prune: bool,
     pub max_delete_percent: u32,
+    /// How far back deletions add up toward `max_delete_percent`.
+    pub deletion_window: Duration,
     pub max_file_size: u64,
 }
 
@@ -155,6 +157,8 @@ struct FileSource {
     prune: Option<bool>,
     #[serde(default)]
     max_delete_percent: Option<u32>,
+    #[serde(default)]
+    deletion_window: Option<String>,
     #[serde(default)]
     max_file_size: Option<u64>,
 }
@@ -295,6 +299,17 @@ pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Ve
                 "maxDeletePercent must be between 0 and 100".into(),
             );
         }
+        let deletion_window = match source.deletion_window.as_deref().map(parse_duration) {
+            None => crate::sync::DEFAULT_DELETION_WINDOW,
+            Some(Ok(d)) => d,
+            Some(Err(_)) => {
+                fail(
+                    "deletionWindow",
+                    "deletionWindow must be a duration like 10m, 1h or 0s".into(),
+                );
+                crate::sync::DEFAULT_DELETION_WINDOW
+            }
+        };
         if let Some(kind) = kind {
             sources.push(SourceConfig {
                 name: source.name,
@@ -303,6 +318,7 @@ pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Ve
                 drift,
                 prune: source.prune.unwrap_or(true),
                 max_delete_percent,
+                deletion_window,
                 max_file_size: source
                     .max_file_size
                     .unwrap_or(crate::source::DEFAULT_MAX_FILE_SIZE),

@@ -41,6 +41,7 @@ pub struct Metrics {
     pub drift_open: Family<SourceLabel, Gauge>,
     pub last_success: Family<SourceLabel, Gauge<f64, AtomicU64>>,
     pub revision: Family<RevisionLabels, Gauge>,
+    pub deletions_refused: Family<SourceLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -80,8 +81,15 @@ impl Default for Metrics {
             "The revision a source last applied (value 1)",
             revision.clone(),
         );
+        let deletions_refused = Family::<SourceLabel, Counter>::default();
+        registry.register(
+            "deletions_refused",
+            "Syncs whose deletions the deletion guard refused",
+            deletions_refused.clone(),
+        );
         Metrics {
             registry,
+            deletions_refused,
             syncs,
             sync_duration,
             managed,

@@ -253,7 +253,12 @@ pub struct Change {
 }
 
 impl Change {
-    fn new(action: Action, key: Key, before: Option<Object>, after: Option<Arc<Object>>) -> Change {
+    pub(crate) fn new(
+        action: Action,
+        key: Key,
+        before: Option<Object>,
+        after: Option<Arc<Object>>,
+    ) -> Change {
         let fields = field_changes(before.as_ref(), after.as_deref());
         Change {
             action,
@@ -647,45 +652,109 @@ fn field_changes(before: Option<&Object>, after: Option<&Object>) -> Vec<FieldCh
         .collect()
 }
 
-/// Why a plan was refused by the deletion guard.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a source deleted and created earlier in the guard's window, from
+/// its sync records: deletions add up across syncs, so a burst of small
+/// syncs (one `kubectl delete` at a time, a namespace deletion streaming
+/// in) is judged as the one wipe it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Deletions {
+    pub deleted: usize,
+    pub created: usize,
+}
+
+impl Deletions {
+    /// Nothing earlier in the window (a window of zero, or a fresh source).
+    pub const NONE: Deletions = Deletions {
+        deleted: 0,
+        created: 0,
+    };
+}
+
+/// Why a plan was refused by the deletion guard. Its text says what was
+/// refused; the caller adds what the reader can do about it (`--force`
+/// on the command line, an approval for the controller).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuardRefusal {
+    /// Deletions this plan would make.
     pub deletes: usize,
+    /// Deletions made earlier in the window.
+    pub earlier: usize,
+    /// The rows the source managed at the window's start (or now, if more).
     pub managed: usize,
     pub max_percent: u32,
+    /// Identifies exactly the set of keys refused, so an approval of it
+    /// does not also approve a different set.
+    pub set: String,
 }
 
 impl fmt::Display for GuardRefusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let percent = self.deletes as f64 * 100.0 / self.managed.max(1) as f64;
-        if self.deletes == self.managed {
+        let total = self.deletes + self.earlier;
+        let percent = total as f64 * 100.0 / self.managed.max(1) as f64;
+        if self.earlier == 0 && self.deletes >= self.managed {
             write!(
                 f,
-                "refusing to delete all {} rows this source manages; pass --force if that is intended",
+                "refusing to delete all {} rows this source manages",
                 self.managed
+            )
+        } else if self.earlier == 0 {
+            write!(
+                f,
+                "refusing to delete {} of {} rows this source manages ({percent:.1}%, more than the {}% allowed)",
+                self.deletes, self.managed, self.max_percent
             )
         } else {
             write!(
                 f,
-                "refusing to delete {} of {} rows this source manages ({percent:.1}%, more than the {}% allowed); pass --force if that is intended",
-                self.deletes, self.managed, self.max_percent
+                "refusing to delete {} rows: with the {} deleted earlier in the deletion window that is {total} of the {} rows this source managed ({percent:.1}%, more than the {}% allowed)",
+                self.deletes, self.earlier, self.managed, self.max_percent
             )
         }
     }
 }
 
-/// The deletion guard: an emptied folder or a wrong path must not wipe the database.
-pub fn guard(plan: &Plan, max_delete_percent: u32) -> Result<(), GuardRefusal> {
+impl std::error::Error for GuardRefusal {}
+
+/// The deletion guard: an emptied folder, a wrong path, a deleted CRD or a
+/// namespace deletion must not wipe the database. A plan is refused when it
+/// would delete every row the source manages, or when its deletions and
+/// those `earlier` in the window together exceed `max_delete_percent` of
+/// what the source managed when the window began.
+pub fn guard(plan: &Plan, max_delete_percent: u32, earlier: Deletions) -> Result<(), GuardRefusal> {
     let deletes = plan.count(Action::Delete);
-    let managed = plan.managed;
-    let too_many = deletes as u128 * 100 > max_delete_percent as u128 * managed as u128;
-    if deletes > 0 && (deletes >= managed || too_many) {
+    if deletes == 0 {
+        return Ok(());
+    }
+    let managed_now = plan.managed;
+    // Rows created in the window were not there at its start; a source
+    // that grew within it is judged by what it manages now, so a new
+    // source can still prune.
+    let at_start = (managed_now + earlier.deleted).saturating_sub(earlier.created);
+    let managed = at_start.max(managed_now);
+    let total = deletes + earlier.deleted;
+    let too_many = total as u128 * 100 > max_delete_percent as u128 * managed as u128;
+    if deletes >= managed_now || too_many {
         Err(GuardRefusal {
             deletes,
+            earlier: earlier.deleted,
             managed,
             max_percent: max_delete_percent,
+            set: deletion_set(plan),
         })
     } else {
         Ok(())
     }
+}
+
+/// A short hash of the keys a plan deletes, in key order.
+pub fn deletion_set(plan: &Plan) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for change in plan.changes.iter().filter(|c| c.action == Action::Delete) {
+        let key = &change.key;
+        for part in [key.kind.as_str(), key.app.as_str(), key.id.as_str()] {
+            hasher.update(&(part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+    }
+    hasher.finalize().to_hex()[..16].to_owned()
 }

@@ -18,7 +18,7 @@ use accord::plan::{self, Action, PlanOptions};
 use accord::source::kubernetes::{Feeds, KubernetesSource};
 use accord::store::{AnyStore, ApplyRequest, DriftPolicy, Store};
 use common::builders::{declared, desired, permit};
-use common::db::{Backend, TestDb};
+use common::db::{locked, Backend, TestDb};
 use http::{Method, Request, Response};
 use kube::api::DynamicObject;
 use kube::client::Body;
@@ -115,6 +115,7 @@ impl Harness {
             drift: DriftPolicy::Correct,
             prune: true,
             max_delete_percent: 25,
+            deletion_window: Duration::from_secs(600),
             max_file_size: 1 << 20,
         };
         let worker = Worker::new(
@@ -549,13 +550,16 @@ async fn a_conflict_with_a_git_source_is_reported_on_both_sides() {
     let live = h.store.load(Some("git")).await.expect("load");
     let git_plan = plan::plan(&git_desired, &live, "git", PlanOptions::default());
     h.store
-        .apply(ApplyRequest::new(
-            "git",
-            "c0ffee",
-            "dev@example.com",
-            DriftPolicy::Correct,
-            &git_plan,
-        ))
+        .apply(
+            locked(h.store.as_ref(), "git").await,
+            ApplyRequest::new(
+                "git",
+                "c0ffee",
+                "dev@example.com",
+                DriftPolicy::Correct,
+                &git_plan,
+            ),
+        )
         .await
         .expect("git applies");
 

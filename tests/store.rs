@@ -7,7 +7,7 @@ use accord::model::{DesiredState, Kind, Object};
 use accord::plan::{self, Action, Plan, PlanOptions};
 use accord::store::{AnyStore, ApplyRequest, AuditQuery, DriftPolicy, Store, SyncRecord};
 use common::builders::*;
-use common::db::{Backend, TestDb};
+use common::db::{locked, Backend, TestDb};
 use serde_json::json;
 
 async fn open(backend: Backend) -> (TestDb, AnyStore) {
@@ -40,13 +40,10 @@ async fn sync_with(
 ) -> (Plan, SyncRecord) {
     let plan = plan_for(store, desired, source).await;
     let record = store
-        .apply(ApplyRequest::new(
-            source,
-            "rev-1",
-            "tester@host",
-            drift,
-            &plan,
-        ))
+        .apply(
+            locked(store, source).await,
+            ApplyRequest::new(source, "rev-1", "tester@host", drift, &plan),
+        )
         .await
         .expect("apply");
     (plan, record)
@@ -310,13 +307,10 @@ both_backends!(
         let plan = plan_for(&store, &desired, "git").await;
         assert_eq!(plan.summary().create, 1);
         let result = store
-            .apply(ApplyRequest::new(
-                "git",
-                "rev-2",
-                "tester",
-                DriftPolicy::Correct,
-                &plan,
-            ))
+            .apply(
+                locked(&store, "git").await,
+                ApplyRequest::new("git", "rev-2", "tester", DriftPolicy::Correct, &plan),
+            )
             .await;
         let error = result.expect_err("the injected failure surfaces");
         assert!(error.to_string().contains("injected failure"), "{error}");
@@ -595,13 +589,10 @@ both_backends!(
         );
         assert!(kube_plan.claims_changed);
         store
-            .apply(ApplyRequest::new(
-                "kubernetes",
-                "rv-9",
-                "t",
-                DriftPolicy::Correct,
-                &kube_plan,
-            ))
+            .apply(
+                locked(&store, "kubernetes").await,
+                ApplyRequest::new("kubernetes", "rv-9", "t", DriftPolicy::Correct, &kube_plan),
+            )
             .await
             .expect("claim recorded");
         assert!(

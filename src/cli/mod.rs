@@ -13,8 +13,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::model::{Kind, Limits};
 use crate::plan::PlanOptions;
 use crate::source::{directory, DirectorySource, DEFAULT_MAX_FILE_SIZE};
-use crate::store::{AnyStore, AuditQuery, DriftPolicy, Store};
-use crate::sync::{self, ApplyOptions, SyncError};
+use crate::store::{AnyStore, AuditQuery, DriftPolicy, LockMode, Store};
+use crate::sync::{self, SyncError};
 
 pub use output::Style;
 
@@ -64,6 +64,10 @@ pub enum Command {
     Status(ServerArgs),
     /// Show open drift (and conflicts) from a running controller.
     Drift(ServerArgs),
+    /// Approve the deletions the deletion guard refused for a source of a
+    /// running controller (exactly that set; a different set needs a new
+    /// approval).
+    Approve(ApproveArgs),
     /// Print the Organization, Permit and Enrollment CustomResourceDefinitions.
     Crds(CrdsArgs),
 }
@@ -88,6 +92,25 @@ pub struct ServerArgs {
     pub server: String,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The source whose refused deletions to approve.
+    pub source: String,
+    /// The controller's address.
+    #[arg(long, env = "ACCORD_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// The refused set shown in the source's status (`deletionRefused.set`);
+    /// when given, the approval fails if the refused set has changed since.
+    #[arg(long)]
+    pub set: Option<String>,
+    /// File holding the controller's API token.
+    #[arg(long, env = "ACCORD_API_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Who approves, for the sync record; defaults to user@host.
+    #[arg(long = "as", env = "ACCORD_ACTOR")]
+    pub approved_by: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +165,9 @@ pub struct RunArgs {
     pub no_prune: bool,
     #[arg(long, env = "ACCORD_MAX_DELETE_PERCENT", default_value_t = 25, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub max_delete_percent: u32,
+    /// How far back deletions add up toward --max-delete-percent.
+    #[arg(long, env = "ACCORD_DELETION_WINDOW", default_value = "10m")]
+    pub deletion_window: String,
     /// Who the audit log names for drift corrections; defaults to accord@host.
     #[arg(long, env = "ACCORD_ACTOR")]
     pub actor: Option<String>,
@@ -215,6 +241,14 @@ pub struct ApplyArgs {
     /// Who the audit log names; defaults to user@host.
     #[arg(long, env = "ACCORD_ACTOR")]
     pub actor: Option<String>,
+    /// How far back deletions add up toward --max-delete-percent (e.g.
+    /// `10m`; `0s` judges each apply alone).
+    #[arg(long, env = "ACCORD_DELETION_WINDOW", default_value = "10m", value_parser = parse_duration_arg)]
+    pub deletion_window: std::time::Duration,
+}
+
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(text)
 }
 
 #[derive(Debug, Args)]
@@ -292,6 +326,7 @@ pub fn run(cli: Cli, default_actor: &str) -> u8 {
         Command::Run(args) => runtime.block_on(run_controller(&args, default_actor)),
         Command::Status(args) => runtime.block_on(remote::status(&args, style)),
         Command::Drift(args) => runtime.block_on(remote::drift(&args, style)),
+        Command::Approve(args) => runtime.block_on(remote::approve(&args, default_actor)),
         Command::Crds(args) => {
             use crate::source::kubernetes::resources;
             use std::io::Write;
@@ -352,99 +387,109 @@ async fn connect(url: &str) -> Option<AnyStore> {
 }
 
 fn report_sync_error(error: &SyncError) -> u8 {
-    match error {
-        SyncError::Invalid(diagnostics) => {
-            output::print_diagnostics(diagnostics);
-            eprintln!("error: {error}");
-            ERROR
-        }
-        SyncError::Refused(_) => {
-            eprintln!("error: {error}");
-            REFUSED
-        }
-        other => {
-            eprintln!("error: {other}");
-            ERROR
-        }
+    if let SyncError::Invalid(diagnostics) = error {
+        output::print_diagnostics(diagnostics);
+    }
+    eprintln!("error: {error}");
+    ERROR
+}
+
+/// How long `accord apply` waits for another writer of its source.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Reads the source while connecting to the database (which checks its
+/// migrations), then runs the sync pipeline: a plan, or an apply under the
+/// source's lock. The store and the result, or the exit code of an error
+/// already reported.
+async fn sync_folder(
+    args: &PlanArgs,
+    settings: &sync::Settings,
+    mode: sync::Mode,
+) -> Result<sync::Synced, u8> {
+    let source = DirectorySource::new(&args.source, args.limits.max_file_size);
+    let reading = {
+        let source = source.clone();
+        tokio::spawn(async move { sync::read_desired(&source, Limits::default()).await })
+    };
+    let Some(store) = connect(&args.database.database).await else {
+        reading.abort();
+        return Err(ERROR);
+    };
+    let desired = async {
+        reading
+            .await
+            .map_err(|e| SyncError::Task("source reader", e))?
+    };
+    match sync::sync(&store, &source, desired, settings, mode).await {
+        Ok(synced) => Ok(synced),
+        Err(failed) => Err(report_sync_error(&failed.error)),
     }
 }
 
-/// Reads the source while connecting to the database (which checks its
-/// migrations) and loading its rows, then plans: the store and the plan, or
-/// the exit code of an error already reported.
-async fn prepare(args: &PlanArgs) -> Result<(AnyStore, sync::Prepared), u8> {
-    let source = DirectorySource::new(&args.source, args.limits.max_file_size);
-    let loading = async {
-        let store = connect(&args.database.database).await?;
-        let live = store.load_for_plan(&args.source_name).await;
-        Some((store, live))
-    };
-    let (desired, loaded) = tokio::join!(sync::read_desired(&source, Limits::default()), loading);
-    let Some((store, live)) = loaded else {
-        return Err(ERROR);
-    };
-    let options = PlanOptions {
+fn plan_settings(args: &PlanArgs, actor: &str) -> sync::Settings {
+    let mut settings = sync::Settings::new(&args.source_name, actor);
+    settings.plan = PlanOptions {
         prune: !args.no_prune,
     };
-    let prepared =
-        async { sync::plan_read(&store, desired?, live?, &args.source_name, options).await };
-    match prepared.await {
-        Ok(prepared) => Ok((store, prepared)),
-        Err(e) => Err(report_sync_error(&e)),
-    }
+    settings
 }
 
 async fn plan(args: &PlanArgs, style: Style) -> u8 {
-    let prepared = match prepare(args).await {
-        Ok((_, prepared)) => prepared,
+    let settings = plan_settings(args, "");
+    let synced = match sync_folder(args, &settings, sync::Mode::Plan).await {
+        Ok(synced) => synced,
         Err(code) => return code,
     };
+    let planned = &synced.planned;
     match args.output {
-        OutputFormat::Text => output::print_plan(&prepared, &args.source_name, style),
-        OutputFormat::Json => output::print_plan_json(&prepared),
+        OutputFormat::Text => output::print_plan(planned, &args.source_name, style),
+        OutputFormat::Json => output::print_plan_json(planned),
     }
-    let code = if prepared.plan.is_pending() {
+    let code = if planned.plan.is_pending() {
         PENDING
     } else {
         OK
     };
     // The process ends here; freeing every object one by one is wasted time.
-    std::mem::forget(prepared);
+    std::mem::forget(synced);
     code
 }
 
 async fn apply(args: &ApplyArgs, style: Style, default_actor: &str) -> u8 {
-    let (store, prepared) = match prepare(&args.plan).await {
-        Ok(prepared) => prepared,
+    let actor = args.actor.as_deref().unwrap_or(default_actor);
+    let mut settings = plan_settings(&args.plan, actor);
+    settings.drift = args.drift.parse().unwrap_or(DriftPolicy::Correct);
+    settings.max_delete_percent = args.max_delete_percent;
+    settings.deletion_window = args.deletion_window;
+    settings.force = args.force;
+    settings.record_unchanged = true;
+    let mode = sync::Mode::Apply(LockMode::Wait(LOCK_WAIT));
+    let synced = match sync_folder(&args.plan, &settings, mode).await {
+        Ok(synced) => synced,
         Err(code) => return code,
     };
-    let options = ApplyOptions {
-        actor: args
-            .actor
-            .clone()
-            .unwrap_or_else(|| default_actor.to_owned()),
-        drift: args.drift.parse().unwrap_or(DriftPolicy::Correct),
-        max_delete_percent: args.max_delete_percent,
-        force: args.force,
-    };
-    match sync::apply(&store, &prepared, &args.plan.source_name, &options).await {
-        Ok(record) => {
-            match args.plan.output {
-                OutputFormat::Text => {
-                    output::print_applied(&prepared, &record, options.drift, style)
-                }
-                OutputFormat::Json => output::print_plan_json(&prepared),
+    let planned = &synced.planned;
+    let code = match &synced.outcome {
+        sync::Outcome::Refused(refusal) => {
+            if args.plan.output == OutputFormat::Text {
+                output::print_summary(&planned.plan.summary(), "would");
             }
-            std::mem::forget(prepared);
+            eprintln!("error: {refusal}; pass --force if that is intended");
+            REFUSED
+        }
+        outcome => {
+            match (args.plan.output, outcome.record()) {
+                (OutputFormat::Text, Some(record)) => {
+                    output::print_applied(planned, record, settings.drift, style)
+                }
+                (OutputFormat::Text, None) => output::print_summary(&planned.plan.summary(), "to"),
+                (OutputFormat::Json, _) => output::print_plan_json(planned),
+            }
             OK
         }
-        Err(e) => {
-            if matches!(e, SyncError::Refused(_)) && args.plan.output == OutputFormat::Text {
-                output::print_summary(&prepared.plan.summary(), "would");
-            }
-            report_sync_error(&e)
-        }
-    }
+    };
+    std::mem::forget(synced);
+    code
 }
 
 async fn audit(args: &AuditArgs, style: Style) -> u8 {
@@ -513,6 +558,7 @@ fn run_config(args: &RunArgs) -> Result<crate::config::Config, Vec<String>> {
         source.insert("drift".into(), args.drift.clone().into());
         source.insert("prune".into(), (!args.no_prune).into());
         source.insert("maxDeletePercent".into(), args.max_delete_percent.into());
+        source.insert("deletionWindow".into(), args.deletion_window.clone().into());
         let doc = serde_json::json!({ "sources": [source] });
         crate::model::render::to_yaml(&doc)
     };

@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::model::Diagnostic;
 use crate::plan::{Action, Change, Summary};
 use crate::store::{AuditEntry, DriftPolicy, SyncRecord};
-use crate::sync::Prepared;
+use crate::sync::Planned;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Style {
@@ -85,7 +85,7 @@ fn headline(change: &Change, style: Style) -> String {
     line
 }
 
-pub fn print_plan(prepared: &Prepared, source: &str, style: Style) {
+pub fn print_plan(prepared: &Planned, source: &str, style: Style) {
     let mut out = io::BufWriter::new(io::stdout().lock());
     let _ = writeln!(
         out,
@@ -118,7 +118,7 @@ pub fn print_summary(s: &Summary, verb: &str) {
 }
 
 /// After an apply: one line per change (the first few hundred), then the summary.
-pub fn print_applied(prepared: &Prepared, record: &SyncRecord, drift: DriftPolicy, style: Style) {
+pub fn print_applied(prepared: &Planned, record: &SyncRecord, drift: DriftPolicy, style: Style) {
     const SHOWN: usize = 200;
     let mut out = io::BufWriter::new(io::stdout().lock());
     for change in prepared.plan.changes.iter().take(SHOWN) {
@@ -158,7 +158,7 @@ struct JsonChange<'a> {
     origin: Option<String>,
 }
 
-pub fn print_plan_json(prepared: &Prepared) {
+pub fn print_plan_json(prepared: &Planned) {
     let changes: Vec<JsonChange> = prepared
         .plan
         .changes

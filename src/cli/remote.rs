@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::output::{self, Style};
-use super::{AuditArgs, OutputFormat, ServerArgs, ERROR, OK};
+use super::{ApproveArgs, AuditArgs, OutputFormat, ServerArgs, ERROR, OK};
 use crate::store::AuditEntry;
 
 async fn get<T: DeserializeOwned>(
@@ -169,5 +169,45 @@ pub async fn audit(server: &str, args: &AuditArgs, style: Style) -> u8 {
         OutputFormat::Json => output::print_json(&entries),
         OutputFormat::Text => output::print_audit(&entries, style),
     }
+    OK
+}
+
+pub async fn approve(args: &ApproveArgs, default_actor: &str) -> u8 {
+    let token = match &args.token_file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(token) => Some(token.trim().to_owned()),
+            Err(e) => return fail(format!("cannot read {}: {e}", path.display())),
+        },
+        None => None,
+    };
+    let url = format!(
+        "{}/api/v1/sources/{}/approve-deletions",
+        args.server.trim_end_matches('/'),
+        args.source
+    );
+    let body = serde_json::json!({
+        "set": args.set,
+        "approvedBy": args.approved_by.as_deref().unwrap_or(default_actor),
+    });
+    let mut request = reqwest::Client::new().post(&url).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(e) => return fail(format!("cannot reach {url}: {e}")),
+    };
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let detail = body["detail"].as_str().unwrap_or("no detail");
+        return fail(format!("{url}: {status}: {detail}"));
+    }
+    println!(
+        "Approved {} deletion(s) of source `{}` (set {}); it syncs now.",
+        body["deletes"],
+        args.source,
+        body["set"].as_str().unwrap_or("?")
+    );
     OK
 }

@@ -2,6 +2,7 @@
 //! server, and a graceful shutdown that lets an in-flight sync finish.
 
 pub mod leader;
+pub mod report;
 pub mod state;
 pub mod worker;
 
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, KubernetesConfig, SourceKind};
 use crate::metrics::Metrics;
 use crate::source::git::redact_url;
-use crate::source::kubernetes::{Feeds, KubernetesSource};
+use crate::source::kubernetes::{lease_reference, namespace_reference, Feeds, KubernetesSource};
 use crate::source::{DirectorySource, GitSource};
 use crate::store::{AnyStore, StoreError};
 use state::{SourceHandle, SourceStatus, State};
@@ -220,11 +221,23 @@ pub async fn run(
                 } else {
                     kubernetes.namespaces.join(", ")
                 };
+                // Refused deletions are told on the leader Lease, or else on
+                // the (first) watched namespace: objects that outlive the
+                // source's own.
+                let about = match &config.leader_election {
+                    Some(election) => lease_reference(&election.namespace, &election.lease_name),
+                    None => namespace_reference(
+                        kubernetes
+                            .namespaces
+                            .first()
+                            .map_or("default", String::as_str),
+                    ),
+                };
                 (
                     format!("accord.dev/v1alpha1 in {scope}"),
-                    AnySource::Kubernetes(Box::new(KubernetesSource::new(
-                        client, cache, &identity,
-                    ))),
+                    AnySource::Kubernetes(Box::new(
+                        KubernetesSource::new(client, cache, &identity).with_events_about(about),
+                    )),
                     None,
                 )
             }

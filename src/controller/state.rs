@@ -72,6 +72,24 @@ pub struct SourceStatus {
     /// Objects the source declares with `gitops: false`, left alone.
     #[serde(skip)]
     pub suspended: Vec<OpenItem>,
+    /// Deletions the deletion guard refused and that wait for an approval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletion_refused: Option<RefusedDeletions>,
+}
+
+/// What the deletion guard refused, shown until it is approved or no
+/// longer planned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedDeletions {
+    /// Names exactly the refused set: an approval applies to it alone.
+    pub set: String,
+    pub deletes: usize,
+    /// Deletions made earlier in the deletion window.
+    pub earlier: usize,
+    /// The rows the source managed at the window's start.
+    pub managed: usize,
+    pub message: String,
 }
 
 impl SourceStatus {
@@ -91,6 +109,7 @@ impl SourceStatus {
             drift: Vec::new(),
             conflicts: Vec::new(),
             suspended: Vec::new(),
+            deletion_refused: None,
         }
     }
 }

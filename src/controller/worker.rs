@@ -2,21 +2,23 @@
 //! database every time (so hand edits are found each interval), guard, apply
 //! under the source's lock, and report. Errors back off and recover alone.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
-use super::state::{Counts, OpenItem, SourceHandle, SourceStatus, State, SyncRequest, SyncState};
+use super::report::{self, Settled};
+use super::state::{SourceHandle, SourceStatus, State, SyncRequest};
 use crate::config::SourceConfig;
 use crate::metrics::{KindLabels, OutcomeLabels, SourceLabel};
 use crate::model::{DesiredState, Kind, Limits};
-use crate::plan::{self, Action, Plan, PlanOptions};
+use crate::plan::{GuardRefusal, Plan, PlanOptions};
 use crate::source::kubernetes::{KubernetesSource, SyncResult};
 use crate::source::{DirectorySource, GitSource, Snapshot, Source, SourceError};
-use crate::store::{ApplyRequest, DriftPolicy, Store};
+use crate::store::LockMode;
+use crate::sync::{self, Failed, Mode, SyncError};
 
 /// The sources `accord run` can follow.
 pub enum AnySource {
@@ -40,6 +42,16 @@ impl Source for AnySource {
             AnySource::Git(s) => s.poll(known).await,
             AnySource::Kubernetes(s) => s.poll(known).await,
         }
+    }
+
+    fn hold(&self, plan: &mut Plan) {
+        if let AnySource::Kubernetes(s) = self {
+            s.hold_rejected(plan);
+        }
+    }
+
+    fn objects_stand_alone(&self) -> bool {
+        matches!(self, AnySource::Kubernetes(_))
     }
 
     async fn authors(&self, revision: &str, files: Vec<Arc<str>>) -> HashMap<Arc<str>, String> {
@@ -235,28 +247,18 @@ impl Worker {
 
     fn fail(&self, outcome: &str, message: String) -> Outcome {
         self.count(outcome);
-        let message = self.with_notes(message);
-        self.handle.update(|s| {
-            s.state = SyncState::Error;
-            if !message.is_empty() {
-                s.message = message.clone();
-            }
-        });
+        self.settle(&Settled::Failed { message: &message });
         if !message.is_empty() {
             tracing::warn!(source = %self.config.name, error = %message, "sync failed");
         }
         Outcome::Failed
     }
 
-    fn with_notes(&self, mut message: String) -> String {
-        if message.is_empty() {
-            return message;
-        }
-        for note in &self.notes {
-            message.push_str("; note: ");
-            message.push_str(note);
-        }
-        message
+    /// Puts the status after a sync in place.
+    fn settle(&self, settled: &Settled<'_>) {
+        let (drift, notes) = (self.config.drift, &self.notes);
+        self.handle
+            .update(|s| *s = report::status_after(s, settled, drift, notes, Utc::now()));
     }
 
     fn count(&self, outcome: &str) {
@@ -270,232 +272,141 @@ impl Worker {
             .inc();
     }
 
-    async fn reconcile(&self, revision: &str, desired: &Arc<DesiredState>) -> Outcome {
-        let store = &self.state.store;
-        let lock = match store.lock_source(&self.config.name).await {
-            Ok(Some(lock)) => lock,
-            Ok(None) => {
-                self.handle.update(|s| {
-                    s.message = "another replica is syncing this source; retrying".into();
-                });
-                return Outcome::Busy;
-            }
-            Err(e) => return self.fail("error", e.to_string()),
+    fn settings(&self) -> sync::Settings {
+        let config = &self.config;
+        let mut settings = sync::Settings::new(&config.name, &self.actor);
+        settings.plan = PlanOptions {
+            prune: config.prune,
         };
-        let outcome = self.reconcile_locked(revision, desired).await;
-        lock.release().await;
-        outcome
+        settings.drift = config.drift;
+        settings.max_delete_percent = config.max_delete_percent;
+        settings.deletion_window = config.deletion_window;
+        settings
     }
 
-    async fn reconcile_locked(&self, revision: &str, desired: &Arc<DesiredState>) -> Outcome {
-        let (outcome, plan, failure) = self.plan_and_apply(revision, desired).await;
+    async fn reconcile(&self, revision: &str, desired: &Arc<DesiredState>) -> Outcome {
+        let store = self.state.store.as_ref();
+        let read = async { Ok((revision.to_owned(), desired.clone())) };
+        let settings = self.settings();
+        let result = sync::sync(
+            store,
+            &self.source,
+            read,
+            &settings,
+            Mode::Apply(LockMode::Try),
+        )
+        .await;
+        if let Err(Failed {
+            error: SyncError::Busy,
+            ..
+        }) = result
+        {
+            self.handle.update(|s| {
+                s.message = "another process is syncing this source; retrying".into();
+            });
+            return Outcome::Busy;
+        }
+        self.report_objects(&result).await;
+        let name = &self.config.name;
+        match result {
+            Ok(synced) => {
+                let plan = &synced.planned.plan;
+                self.count(synced.outcome.metric_label());
+                if let Some(refusal) = synced.outcome.refusal() {
+                    self.refused(refusal).await;
+                }
+                if let sync::Outcome::Refused(refusal) = &synced.outcome {
+                    self.settle(&Settled::Refused { revision, refusal });
+                    return Outcome::Failed;
+                }
+                let previous = self.handle.status().last_applied_revision;
+                self.settle(&Settled::Synced {
+                    revision,
+                    plan,
+                    declared: desired.len(),
+                    held: synced.outcome.refusal(),
+                });
+                self.record_metrics(previous.as_deref(), revision, plan);
+                match synced.outcome.record() {
+                    Some(_) => Outcome::Applied,
+                    None => Outcome::Unchanged,
+                }
+            }
+            Err(failed) => {
+                let message = failed.error.to_string();
+                tracing::debug!(source = %name, error = %message, "sync failed");
+                self.fail("error", message)
+            }
+        }
+    }
+
+    /// Where refused deletions show besides the status: the metric, and
+    /// for the Kubernetes source a Warning Event a kubectl user sees.
+    async fn refused(&self, refusal: &GuardRefusal) {
+        let name = &self.config.name;
+        self.state
+            .metrics
+            .deletions_refused
+            .get_or_create(&SourceLabel {
+                source: name.clone(),
+            })
+            .inc();
+        let known = self.handle.status().deletion_refused.map(|r| r.set);
+        if let AnySource::Kubernetes(source) = &self.source {
+            // Once per refused set, not once per sync.
+            if known.as_deref() != Some(refusal.set.as_str()) {
+                let note = format!("source `{name}`: {refusal}; {}", report::approve_hint(name));
+                source.warn_refusal(&note).await;
+            }
+        }
+    }
+
+    /// The Kubernetes source writes each object's status after the sync.
+    async fn report_objects(&self, result: &Result<sync::Synced, Failed>) {
         // A replica that lost the lease meanwhile leaves statuses to the new leader.
         let leading = self.state.leadership.as_ref().is_none_or(|l| l.is_leader());
-        if let (AnySource::Kubernetes(source), true) = (&self.source, leading) {
-            let result = match (&plan, failure) {
-                (Some(plan), None) => SyncResult::Applied(plan),
-                (Some(plan), Some(Failure::Refused(message))) => SyncResult::Refused(plan, message),
-                (plan, Some(Failure::Error(message))) => SyncResult::Failed(plan.as_ref(), message),
-                (None, _) => SyncResult::Failed(None, "not planned".into()),
-            };
-            let writes = source.report(&result, self.config.drift).await;
-            if writes != Default::default() {
-                tracing::info!(source = %self.config.name, patched = writes.patched, failed = writes.failed, events = writes.events, "statuses written");
-            }
+        let AnySource::Kubernetes(source) = &self.source else {
+            return;
+        };
+        if !leading {
+            return;
         }
-        outcome
+        let refused_message;
+        let failed_message;
+        let outcome = match result {
+            Ok(synced) => match &synced.outcome {
+                sync::Outcome::Refused(refusal) => {
+                    refused_message = format!(
+                        "not applied: {refusal}; {}",
+                        report::approve_hint(&self.config.name)
+                    );
+                    SyncResult::Refused(&synced.planned.plan, refused_message)
+                }
+                _ => SyncResult::Applied(&synced.planned.plan),
+            },
+            Err(failed) => {
+                failed_message = failed.error.to_string();
+                SyncResult::Failed(failed.planned.as_ref().map(|p| &p.plan), failed_message)
+            }
+        };
+        let writes = source.report(&outcome, self.config.drift).await;
+        if writes != Default::default() {
+            tracing::info!(source = %self.config.name, patched = writes.patched, failed = writes.failed, events = writes.events, "statuses written");
+        }
     }
 
-    /// Plans and applies; the plan (when there was one) and why it was not
-    /// applied (when it was not) go to the object statuses.
-    async fn plan_and_apply(
-        &self,
-        revision: &str,
-        desired: &Arc<DesiredState>,
-    ) -> (Outcome, Option<Plan>, Option<Failure>) {
-        let store = &self.state.store;
+    /// Metrics after a successful sync.
+    fn record_metrics(&self, previous: Option<&str>, revision: &str, plan: &Plan) {
         let name = &self.config.name;
-        let failed = |message: String| {
-            (
-                self.fail("error", message.clone()),
-                None,
-                Some(Failure::Error(message)),
-            )
-        };
-        let live = match store.load_for_plan(name).await {
-            Ok(live) => live,
-            Err(e) => return failed(e.to_string()),
-        };
-        // Planning 100k objects (and freeing the loaded rows) is CPU work:
-        // off the runtime, so the HTTP API keeps answering meanwhile. The
-        // rows come back only when the plan changes some that were loaded
-        // without their content; then those are read and it is made again.
-        let options = PlanOptions {
-            prune: self.config.prune,
-        };
-        let plan_off = |live: plan::LiveState| {
-            let (planned, source) = (desired.clone(), name.clone());
-            tokio::task::spawn_blocking(move || {
-                let plan = plan::plan(&planned, &live, &source, options);
-                let unread = !plan.unread_rows(&live).is_empty();
-                (plan, unread.then_some(live))
-            })
-        };
-        let mut plan = match plan_off(live).await {
-            Ok((plan, None)) => plan,
-            Ok((plan, Some(mut live))) => {
-                if let Err(e) = crate::store::read_unread(store.as_ref(), &mut live, &plan).await {
-                    return failed(e.to_string());
-                }
-                match plan_off(live).await {
-                    Ok((plan, _)) => plan,
-                    Err(e) => return failed(e.to_string()),
-                }
-            }
-            Err(e) => return failed(e.to_string()),
-        };
-        // Before holding: a delete's file, which holding goes by, comes
-        // from the ledger through `explain`.
-        if let Err(e) = crate::store::explain(store.as_ref(), &mut plan, name).await {
-            return failed(e.to_string());
-        }
-        if let AnySource::Kubernetes(source) = &self.source {
-            source.hold_rejected(&mut plan);
-        }
-        if let Err(refusal) = plan::guard(&plan, self.config.max_delete_percent) {
-            let message = format!("revision {revision} not applied: {refusal}");
-            return (
-                self.fail("refused", message.clone()),
-                Some(plan),
-                Some(Failure::Refused(message)),
-            );
-        }
-        let writes = has_writes(&plan, self.config.drift);
-        if writes {
-            let files: BTreeSet<Arc<str>> = plan
-                .changes
-                .iter()
-                .filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Delete))
-                .filter_map(|c| c.declared_in.clone())
-                .collect();
-            let authors = self
-                .source
-                .authors(revision, files.into_iter().collect())
-                .await;
-            let request = ApplyRequest {
-                source: name,
-                revision,
-                actor: &self.actor,
-                authors: &authors,
-                drift: self.config.drift,
-                plan: &plan,
-            };
-            if let Err(e) = store.apply(request).await {
-                let message = e.to_string();
-                return (
-                    self.fail("error", message.clone()),
-                    Some(plan),
-                    Some(Failure::Error(message)),
-                );
-            }
-            let s = plan.summary();
-            tracing::info!(source = %name, %revision, created = s.create, updated = s.update, deleted = s.delete, drift = s.drift, "sync applied");
-        }
-        self.count(if writes { "applied" } else { "unchanged" });
-        self.report(revision, desired, &plan);
-        let outcome = if writes {
-            Outcome::Applied
-        } else {
-            Outcome::Unchanged
-        };
-        (outcome, Some(plan), None)
-    }
-
-    /// Status and metrics after a successful sync.
-    fn report(&self, revision: &str, desired: &DesiredState, plan: &Plan) {
-        let name = &self.config.name;
-        let summary = plan.summary();
-        let item = |c: &plan::Change| OpenItem {
-            source: name.clone(),
-            kind: c.key.kind.as_str().into(),
-            app: c.key.app.to_string(),
-            id: c.key.id.to_string(),
-            note: c.note.clone(),
-            diff: c.diff(),
-        };
-        let open_drift: Vec<OpenItem> = match self.config.drift {
-            DriftPolicy::Report => plan
-                .changes
-                .iter()
-                .filter(|c| c.action == Action::Drift)
-                .map(item)
-                .collect(),
-            DriftPolicy::Correct => Vec::new(),
-        };
-        let conflicts: Vec<OpenItem> = plan
-            .changes
-            .iter()
-            .filter(|c| c.action == Action::Conflict)
-            .map(item)
-            .collect();
-        let suspended: Vec<OpenItem> = plan
-            .changes
-            .iter()
-            .filter(|c| c.action == Action::Suspended && c.note == plan::SUSPENDED_IN_SOURCE)
-            .map(item)
-            .collect();
-        let managed_after: usize = Kind::ALL.iter().map(|k| plan.managed_after(*k)).sum();
-        let state = if !open_drift.is_empty() || !conflicts.is_empty() {
-            SyncState::OutOfSync
-        } else if summary.suspended > 0 && summary.suspended == desired.len() {
-            SyncState::Suspended
-        } else {
-            SyncState::Synced
-        };
-        let mut message = match state {
-            SyncState::OutOfSync => format!(
-                "{} drifted object(s) left in place, {} conflict(s)",
-                open_drift.len(),
-                conflicts.len()
-            ),
-            SyncState::Suspended => "every declared object is suspended".into(),
-            _ => format!("revision {revision} applied"),
-        };
-        if summary.suspended > 0 && state != SyncState::Suspended {
-            message.push_str(&format!("; {} suspended", summary.suspended));
-        }
-        // Object-by-object sources apply what is valid; say what was not.
-        let rejected = self.handle.status().errors.len();
-        if rejected > 0 {
-            message.push_str(&format!("; {rejected} object(s) rejected, see errors"));
-        }
-        let previous = self.handle.status().last_applied_revision;
-        self.handle.update(|s| {
-            s.state = state;
-            s.last_applied_revision = Some(revision.to_owned());
-            s.last_success_at = Some(Utc::now());
-            s.message = self.with_notes(message);
-            s.counts = Counts {
-                managed: managed_after,
-                created: summary.create,
-                updated: summary.update,
-                deleted: summary.delete,
-                drifted: summary.drift,
-                conflicts: summary.conflict,
-                suspended: summary.suspended,
-            };
-            s.drift = open_drift.clone();
-            s.conflicts = conflicts;
-            s.suspended = suspended;
-        });
         let metrics = &self.state.metrics;
-        metrics.set_revision(name, previous.as_deref(), revision);
+        let open_drift = self.handle.status().drift.len();
+        metrics.set_revision(name, previous, revision);
         metrics
             .drift_open
             .get_or_create(&SourceLabel {
                 source: name.clone(),
             })
-            .set(open_drift.len() as i64);
+            .set(open_drift as i64);
         metrics
             .last_success
             .get_or_create(&SourceLabel {
@@ -513,24 +424,6 @@ impl Worker {
                 .set(managed as i64);
         }
     }
-}
-
-/// Why a planned sync was not applied.
-enum Failure {
-    Refused(String),
-    Error(String),
-}
-
-/// Whether applying the plan would write anything: a no-op sync leaves no
-/// trace in the database, so an idle controller does not grow `sync_runs`.
-fn has_writes(plan: &Plan, drift: DriftPolicy) -> bool {
-    !plan.forget.is_empty()
-        || plan.claims_changed
-        || plan.changes.iter().any(|c| match c.action {
-            Action::Create | Action::Update | Action::Delete => true,
-            Action::Drift => drift == DriftPolicy::Correct || !c.drift_reported,
-            Action::Conflict | Action::Suspended => false,
-        })
 }
 
 #[cfg(test)]

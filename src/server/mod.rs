@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::controller::state::{OpenItem, SourceStatus, State, SyncState};
 use crate::model::Kind;
-use crate::store::{AuditQuery, OrgSwitch, Store};
+use crate::store::{Approval, ApprovalError, AuditQuery, OrgSwitch, Store};
 
 /// A problem document (RFC 7807), the one error shape of the API.
 #[derive(Debug, Serialize)]
@@ -81,6 +81,10 @@ const HOOK_BODY_LIMIT: usize = 1024 * 1024;
 pub fn router(state: Arc<State>) -> Router {
     let mutating = Router::new()
         .route("/api/v1/sources/{name}/sync", post(sync_source))
+        .route(
+            "/api/v1/sources/{name}/approve-deletions",
+            post(approve_deletions),
+        )
         .route("/api/v1/organizations/{slug}/gitops/sync", post(org_sync))
         .route(
             "/api/v1/organizations/{slug}/gitops/enable",
@@ -287,6 +291,49 @@ async fn sync_source(
             "the sync is still running",
         )),
     }
+}
+
+/// An approval of refused deletions. `set`, when given, must be the set
+/// the source's status shows (`deletionRefused.set`), so an approval made
+/// from a status that has since changed approves nothing.
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ApproveBody {
+    set: Option<String>,
+    /// Who approves, for the sync record; `api` when not given.
+    approved_by: Option<String>,
+}
+
+async fn approve_deletions(
+    Extract(state): Extract<Arc<State>>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Approval>> {
+    let source = state
+        .source(&name)
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no source named `{name}`")))?;
+    let body: ApproveBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ApproveBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not an approval: {e}"),
+            )
+        })?
+    };
+    let by = body.approved_by.unwrap_or_else(|| "api".into());
+    let approval = state
+        .store
+        .approve_deletions(&name, body.set.as_deref(), &by)
+        .await
+        .map_err(|e| match e {
+            ApprovalError::Store(e) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            other => Problem::new(StatusCode::CONFLICT, other.to_string()),
+        })?;
+    tracing::info!(source = %name, set = %approval.set, deletes = approval.deletes, approved_by = %approval.approved_by, "deletions approved");
+    source.poke("deletions approved");
+    Ok(Json(approval))
 }
 
 #[derive(Deserialize)]

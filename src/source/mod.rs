@@ -108,6 +108,17 @@ pub trait Source: Send + Sync {
         }
     }
 
+    /// Drops from `plan` what the source keeps as it was (Kubernetes: the
+    /// rows of objects that became invalid stay until they are fixed).
+    fn hold(&self, _plan: &mut crate::plan::Plan) {}
+
+    /// Whether each declared object stands alone (Kubernetes), so that
+    /// when the deletion guard refuses a plan's deletions the rest of it
+    /// is still applied; a revision of files is applied whole or not at all.
+    fn objects_stand_alone(&self) -> bool {
+        false
+    }
+
     /// Who last changed each of `files` at `revision`, for the audit log.
     fn authors(
         &self,

@@ -40,6 +40,13 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("another accord process is applying source `{source_name}` (or, on SQLite, writing the database); gave up after waiting {waited:?}")]
+    Locked {
+        source_name: String,
+        waited: std::time::Duration,
+    },
+    #[error("a source lock was used with a store of another kind")]
+    ForeignLock,
     #[error("cannot read the rows of {table}: {message}")]
     Decode { table: String, message: String },
 }
@@ -81,6 +88,74 @@ pub struct ApplyRequest<'a> {
     pub authors: &'a std::collections::HashMap<std::sync::Arc<str>, String>,
     pub drift: DriftPolicy,
     pub plan: &'a Plan,
+    /// What this apply does to the deletion guard's record.
+    pub guard: GuardRecord,
+}
+
+/// What an apply records about the deletion guard (table `deletion_guard`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuardRecord {
+    /// Nothing was refused: a refusal or approval left over from an
+    /// earlier plan is cleared, so it cannot approve a later one.
+    Clear,
+    /// The guard refused this plan's deletions and the rest is applied
+    /// (a source whose objects stand alone): the refusal stays.
+    Held,
+    /// Deletions the guard refused, applied as an operator approved them:
+    /// the approval is spent and a new deletion window starts.
+    Approved(String),
+    /// Deletions the guard refused, applied with `--force`: a new deletion
+    /// window starts.
+    Forced,
+}
+
+impl GuardRecord {
+    /// What the sync record's message says about the guard.
+    pub fn message(&self) -> String {
+        match self {
+            GuardRecord::Clear => String::new(),
+            GuardRecord::Held => "deletions refused by the deletion guard were held back".into(),
+            GuardRecord::Approved(by) => {
+                format!("deletions refused by the deletion guard were approved by {by}")
+            }
+            GuardRecord::Forced => "deletions refused by the deletion guard were forced".into(),
+        }
+    }
+}
+
+/// What the deletion guard needs from the database about a source.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GuardState {
+    /// Rows deleted and created by the source's syncs in the window.
+    pub deleted: usize,
+    pub created: usize,
+    /// An approved refused set, and who approved it.
+    pub approved: Option<(String, String)>,
+}
+
+/// The refusal an operator approved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    pub source: String,
+    pub set: String,
+    pub deletes: i64,
+    pub approved_by: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("source `{0}` has no deletions refused by the deletion guard")]
+    NothingRefused(String),
+    #[error("source `{source_name}` now has a different refused set ({refused}, {deletes} deletions) than the one given ({given}); look at its status again and approve that")]
+    Changed {
+        source_name: String,
+        refused: String,
+        deletes: i64,
+        given: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl<'a> ApplyRequest<'a> {
@@ -101,6 +176,7 @@ impl<'a> ApplyRequest<'a> {
             authors: &NONE,
             drift,
             plan,
+            guard: GuardRecord::Clear,
         }
     }
 }
@@ -204,9 +280,12 @@ pub trait Store: Send + Sync {
     /// entries.
     fn read_rows(&self, keys: &[Key]) -> impl Future<Output = Result<RowMap, StoreError>> + Send;
 
-    /// Applies the plan, its audit rows and the sync record in one transaction.
+    /// Applies the plan, its audit rows and the sync record in one
+    /// transaction, under `lock` (taken before the plan's rows were read),
+    /// which it lets go once the transaction has committed.
     fn apply(
         &self,
+        lock: SourceLock,
         request: ApplyRequest<'_>,
     ) -> impl Future<Output = Result<SyncRecord, StoreError>> + Send;
 
@@ -240,30 +319,100 @@ pub trait Store: Send + Sync {
         keys: &[&Key],
     ) -> impl Future<Output = Result<KeyMap<(String, Option<String>)>, StoreError>> + Send;
 
-    /// Takes the per-source lock that keeps replicas from syncing one source
-    /// at once; `None` when another holds it. (PostgreSQL: an advisory lock,
-    /// released with the lock or its connection; SQLite serves one process.)
+    /// Takes the source's write lock: every apply happens under it, and a
+    /// plan that is applied is made from rows read after it was taken, so
+    /// two writers of one source (replicas, two `accord apply` runs, a CLI
+    /// beside the controller) never mix their trees. `None` when `mode` is
+    /// `Try` and another process holds it. PostgreSQL: a session advisory
+    /// lock per source. SQLite: a write transaction begun `IMMEDIATE`, which
+    /// serializes every writer of the file, across processes too.
     fn lock_source(
         &self,
         source: &str,
+        mode: LockMode,
     ) -> impl Future<Output = Result<Option<SourceLock>, StoreError>> + Send;
+
+    /// The deletions and creations of `source`'s syncs within the last
+    /// `window` (since its last approved or forced apply, if later), and
+    /// an approval waiting to be used.
+    fn guard_state(
+        &self,
+        source: &str,
+        window: std::time::Duration,
+    ) -> impl Future<Output = Result<GuardState, StoreError>> + Send;
+
+    /// Records what the guard refused, under the source's lock.
+    fn record_refusal(
+        &self,
+        lock: &mut SourceLock,
+        source: &str,
+        refusal: &crate::plan::GuardRefusal,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Approves the deletions the guard last refused for `source`:
+    /// exactly that set (`set`, when given, must still be it). The next
+    /// sync whose deletions are that set applies them.
+    fn approve_deletions(
+        &self,
+        source: &str,
+        set: Option<&str>,
+        by: &str,
+    ) -> impl Future<Output = Result<Approval, ApprovalError>> + Send;
 }
 
-/// A held per-source lock; `release` it, or dropping it closes the connection
-/// that holds it, which releases it too.
+/// How `Store::lock_source` waits for a lock another process holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockMode {
+    /// Give up at once (the controller retries at its next turn).
+    Try,
+    /// Wait up to this long, then fail with `StoreError::Locked`.
+    Wait(std::time::Duration),
+}
+
+/// A held source lock, consumed by `Store::apply` (which commits under it
+/// and then lets it go) or by `release`. Dropped without either, it rolls
+/// back (SQLite) or closes the connection that holds it (PostgreSQL), which
+/// releases it too.
 pub struct SourceLock {
-    held: Option<(sqlx::pool::PoolConnection<sqlx::Postgres>, i64)>,
+    pub(crate) held: Held,
+}
+
+pub(crate) enum Held {
+    Released,
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>, i64),
+    /// The write transaction, and this process's turn among its own writers.
+    Sqlite(
+        sqlx::Transaction<'static, sqlx::Sqlite>,
+        tokio::sync::OwnedMutexGuard<()>,
+    ),
 }
 
 impl SourceLock {
-    pub async fn release(mut self) {
-        if let Some((mut conn, key)) = self.held.take() {
-            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(key)
-                .execute(&mut *conn)
-                .await;
-            if unlocked.is_err() {
-                drop(conn.detach());
+    /// Lets the lock go without writing anything.
+    pub async fn release(mut self) -> Result<(), StoreError> {
+        self.finish().await
+    }
+
+    /// Ends what the lock holds: commits the SQLite write transaction (the
+    /// apply's writes are in it) or unlocks the PostgreSQL advisory lock.
+    pub(crate) async fn finish(&mut self) -> Result<(), StoreError> {
+        match std::mem::replace(&mut self.held, Held::Released) {
+            Held::Released => Ok(()),
+            Held::Sqlite(tx, turn) => {
+                let committed = tx.commit().await;
+                drop(turn);
+                Ok(committed?)
+            }
+            Held::Postgres(mut conn, key) => {
+                let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(key)
+                    .execute(&mut *conn)
+                    .await;
+                if unlocked.is_err() {
+                    // Closing the session releases its advisory locks.
+                    drop(conn.detach());
+                }
+                Ok(())
             }
         }
     }
@@ -271,10 +420,11 @@ impl SourceLock {
 
 impl Drop for SourceLock {
     fn drop(&mut self) {
-        if let Some((conn, _)) = self.held.take() {
+        if let Held::Postgres(conn, _) = std::mem::replace(&mut self.held, Held::Released) {
             // Closing the session releases its advisory locks.
             drop(conn.detach());
         }
+        // A SQLite transaction dropped unfinished is rolled back by sqlx.
     }
 }
 
@@ -307,6 +457,41 @@ impl AnyStore {
 }
 
 impl Store for AnyStore {
+    async fn guard_state(
+        &self,
+        source: &str,
+        window: std::time::Duration,
+    ) -> Result<GuardState, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.guard_state(source, window).await,
+            AnyStore::Postgres(s) => s.guard_state(source, window).await,
+        }
+    }
+
+    async fn record_refusal(
+        &self,
+        lock: &mut SourceLock,
+        source: &str,
+        refusal: &crate::plan::GuardRefusal,
+    ) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.record_refusal(lock, source, refusal).await,
+            AnyStore::Postgres(s) => s.record_refusal(lock, source, refusal).await,
+        }
+    }
+
+    async fn approve_deletions(
+        &self,
+        source: &str,
+        set: Option<&str>,
+        by: &str,
+    ) -> Result<Approval, ApprovalError> {
+        match self {
+            AnyStore::Sqlite(s) => s.approve_deletions(source, set, by).await,
+            AnyStore::Postgres(s) => s.approve_deletions(source, set, by).await,
+        }
+    }
+
     async fn load(&self, source: Option<&str>) -> Result<LiveState, StoreError> {
         match self {
             AnyStore::Sqlite(s) => s.load(source).await,
@@ -328,10 +513,14 @@ impl Store for AnyStore {
         }
     }
 
-    async fn apply(&self, request: ApplyRequest<'_>) -> Result<SyncRecord, StoreError> {
+    async fn apply(
+        &self,
+        lock: SourceLock,
+        request: ApplyRequest<'_>,
+    ) -> Result<SyncRecord, StoreError> {
         match self {
-            AnyStore::Sqlite(s) => s.apply(request).await,
-            AnyStore::Postgres(s) => s.apply(request).await,
+            AnyStore::Sqlite(s) => s.apply(lock, request).await,
+            AnyStore::Postgres(s) => s.apply(lock, request).await,
         }
     }
 
@@ -375,10 +564,14 @@ impl Store for AnyStore {
         }
     }
 
-    async fn lock_source(&self, source: &str) -> Result<Option<SourceLock>, StoreError> {
+    async fn lock_source(
+        &self,
+        source: &str,
+        mode: LockMode,
+    ) -> Result<Option<SourceLock>, StoreError> {
         match self {
-            AnyStore::Sqlite(s) => s.lock_source(source).await,
-            AnyStore::Postgres(s) => s.lock_source(source).await,
+            AnyStore::Sqlite(s) => s.lock_source(source, mode).await,
+            AnyStore::Postgres(s) => s.lock_source(source, mode).await,
         }
     }
 }

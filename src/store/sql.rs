@@ -22,14 +22,17 @@ use super::copy_text;
 use super::rows::{self, LiveTable};
 use super::sqlite_read;
 use super::{
-    lock_key, redact, ApplyRequest, AuditAction, AuditEntry, AuditQuery, DriftPolicy, OrgSwitch,
-    SourceLock, Store, StoreError, SyncRecord,
+    lock_key, redact, ApplyRequest, Approval, ApprovalError, AuditAction, AuditEntry, AuditQuery,
+    DriftPolicy, GuardRecord, GuardState, Held, LockMode, OrgSwitch, SourceLock, Store, StoreError,
+    SyncRecord,
 };
 use crate::model::{Enrollment, Key, KeyMap, Kind, Member, Object, Organization, Permit};
-use crate::plan::{Action, Change, LiveState, RowMap};
+use crate::plan::{Action, Change, GuardRefusal, LiveState, RowMap};
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// This process's writers take turns here before SQLite's own lock.
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// The database file, which `load` reads through its own connection.
     path: PathBuf,
 }
@@ -55,7 +58,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
+            .busy_timeout(BUSY_TIMEOUT);
         let path = options.get_filename().to_owned();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -63,7 +66,11 @@ impl SqliteStore {
             .await
             .map_err(connect_error)?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool, path })
+        Ok(SqliteStore {
+            pool,
+            writer: Default::default(),
+            path,
+        })
     }
 
     async fn read_live(&self, source: Option<&str>) -> Result<LiveState, StoreError> {
@@ -560,6 +567,30 @@ macro_rules! sql_store {
                 $bulk(&mut *conn, table, &existing, |row| cells(&row.0)).await
             }
 
+            /// What an apply does to the source's deletion-guard record.
+            async fn record_guard(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                source: &str,
+                guard: &GuardRecord,
+                sync_id: i64,
+            ) -> Result<(), StoreError> {
+                let statement = match guard {
+                    GuardRecord::Held => return Ok(()),
+                    GuardRecord::Clear => "UPDATE deletion_guard SET refused_set = NULL, refused_count = NULL, \
+                        refused_at = NULL, approved_set = NULL, approved_by = NULL, approved_at = NULL \
+                        WHERE source = $1 AND (refused_set IS NOT NULL OR approved_set IS NOT NULL)",
+                    GuardRecord::Approved(_) | GuardRecord::Forced => "INSERT INTO deletion_guard (source, window_after_run) VALUES ($1, $2) \
+                        ON CONFLICT (source) DO UPDATE SET refused_set = NULL, refused_count = NULL, refused_at = NULL, \
+                        approved_set = NULL, approved_by = NULL, approved_at = NULL, window_after_run = excluded.window_after_run",
+                };
+                let mut query = sqlx::query(statement).bind(source);
+                if !matches!(guard, GuardRecord::Clear) {
+                    query = query.bind(sync_id);
+                }
+                query.execute(&mut *conn).await?;
+                Ok(())
+            }
+
             /// Runs `DELETE … AND app = ? AND <column> IN (…)` per (kind, app) group;
             /// `head` writes the statement up to that point and names the id column.
             async fn delete_keys(
@@ -602,12 +633,13 @@ macro_rules! sql_store {
             }
 
             #[tracing::instrument(skip_all, fields(source = %request.source, revision = %request.revision))]
-            async fn apply(&self, request: ApplyRequest<'_>) -> Result<SyncRecord, StoreError> {
+            async fn apply(&self, lock: SourceLock, request: ApplyRequest<'_>) -> Result<SyncRecord, StoreError> {
                 let started_at = Utc::now();
                 let writes = Writes::sort_out(&request);
                 let source = request.source;
                 let now = Utc::now();
-                let mut tx = self.pool.begin().await?;
+                let mut lock = lock;
+                let mut tx = sqlx::Connection::begin(Self::locked(&mut lock)?).await?;
                 let conn: &mut <$db as sqlx::Database>::Connection = &mut tx;
 
                 // Rows first: organizations (with their members), permits, enrollments.
@@ -778,7 +810,7 @@ macro_rules! sql_store {
                 let outcome = if writes.audit.is_empty() { "unchanged" } else { "applied" };
                 let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
                 let mut qb = QueryBuilder::<$db>::new(
-                    "INSERT INTO sync_runs (source, revision, actor, started_at, finished_at, outcome, created, updated, deleted, drift, conflict, suspended) ",
+                    "INSERT INTO sync_runs (source, revision, actor, started_at, finished_at, outcome, created, updated, deleted, drift, conflict, suspended, message) ",
                 );
                 qb.push_values([()], |mut b, ()| {
                     b.push_bind(source)
@@ -792,10 +824,12 @@ macro_rules! sql_store {
                         .push_bind(count(summary.delete))
                         .push_bind(count(summary.drift))
                         .push_bind(count(summary.conflict))
-                        .push_bind(count(summary.suspended));
+                        .push_bind(count(summary.suspended))
+                        .push_bind(request.guard.message());
                 });
                 qb.push(" RETURNING id");
                 let (sync_id,): (i64,) = qb.build_query_as().fetch_one(&mut *conn).await?;
+                Self::record_guard(conn, source, &request.guard, sync_id).await?;
                 $bulk(conn, &AUDIT_LOG, &writes.audit, |&(action, change)| {
                     let row = AuditRow::new(action, change);
                     [
@@ -815,6 +849,7 @@ macro_rules! sql_store {
                 })
                 .await?;
                 tx.commit().await?;
+                lock.finish().await?;
                 Ok(SyncRecord {
                     id: sync_id,
                     source: source.to_owned(),
@@ -914,30 +949,194 @@ macro_rules! sql_store {
                 Ok(owners)
             }
 
-            async fn lock_source(&self, source: &str) -> Result<Option<SourceLock>, StoreError> {
-                self.try_lock(lock_key(source)).await
+            async fn guard_state(&self, source: &str, window: Duration) -> Result<GuardState, StoreError> {
+                let recorded: Option<(Option<String>, Option<String>, Option<i64>)> = sqlx::query_as(
+                    "SELECT approved_set, approved_by, window_after_run FROM deletion_guard WHERE source = $1",
+                )
+                .bind(source)
+                .fetch_optional(&self.pool)
+                .await?;
+                let (approved_set, approved_by, after_run) = recorded.unwrap_or_default();
+                let since = Utc::now() - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+                let (deleted, created): (i64, i64) = sqlx::query_as(
+                    "SELECT CAST(COALESCE(SUM(deleted), 0) AS BIGINT), CAST(COALESCE(SUM(created), 0) AS BIGINT) \
+                     FROM sync_runs WHERE source = $1 AND finished_at >= $2 AND id > $3",
+                )
+                .bind(source)
+                .bind(since)
+                .bind(after_run.unwrap_or(0))
+                .fetch_one(&self.pool)
+                .await?;
+                let count = |n: i64| usize::try_from(n).unwrap_or(0);
+                Ok(GuardState {
+                    deleted: count(deleted),
+                    created: count(created),
+                    approved: approved_set.map(|set| (set, approved_by.unwrap_or_default())),
+                })
+            }
+
+            async fn record_refusal(&self, lock: &mut SourceLock, source: &str, refusal: &GuardRefusal) -> Result<(), StoreError> {
+                let conn = Self::locked(lock)?;
+                sqlx::query(
+                    "INSERT INTO deletion_guard (source, refused_set, refused_count, refused_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (source) DO UPDATE SET refused_set = excluded.refused_set, \
+                     refused_count = excluded.refused_count, refused_at = excluded.refused_at",
+                )
+                .bind(source)
+                .bind(&refusal.set)
+                .bind(i64::try_from(refusal.deletes).unwrap_or(i64::MAX))
+                .bind(Utc::now())
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            }
+
+            async fn approve_deletions(&self, source: &str, set: Option<&str>, by: &str) -> Result<Approval, ApprovalError> {
+                let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+                let refused: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
+                    "SELECT refused_set, refused_count FROM deletion_guard WHERE source = $1",
+                )
+                .bind(source)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+                let (Some(refused), deletes) = refused.unwrap_or_default() else {
+                    return Err(ApprovalError::NothingRefused(source.to_owned()));
+                };
+                let deletes = deletes.unwrap_or(0);
+                if let Some(given) = set.filter(|given| *given != refused) {
+                    return Err(ApprovalError::Changed {
+                        source_name: source.to_owned(),
+                        refused,
+                        deletes,
+                        given: given.to_owned(),
+                    });
+                }
+                sqlx::query(
+                    "UPDATE deletion_guard SET approved_set = refused_set, approved_by = $1, approved_at = $2 WHERE source = $3",
+                )
+                .bind(by)
+                .bind(Utc::now())
+                .bind(source)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+                tx.commit().await.map_err(StoreError::from)?;
+                Ok(Approval {
+                    source: source.to_owned(),
+                    set: refused,
+                    deletes,
+                    approved_by: by.to_owned(),
+                })
+            }
+
+            async fn lock_source(&self, source: &str, mode: LockMode) -> Result<Option<SourceLock>, StoreError> {
+                self.take_lock(source, mode).await
             }
         }
     };
 }
 
 impl SqliteStore {
-    /// SQLite serves one accord process; its sources are serialized in-process.
-    async fn try_lock(&self, _key: i64) -> Result<Option<SourceLock>, StoreError> {
-        Ok(Some(SourceLock { held: None }))
+    /// A write transaction begun `IMMEDIATE`: SQLite's one writer lock on
+    /// the file, so every other writer, in this process or another, waits
+    /// until it commits (another process's, up to the busy timeout). This process's sources first queue on a mutex, so
+    /// only one of them waits inside SQLite, holding a pooled connection.
+    async fn take_lock(
+        &self,
+        source: &str,
+        mode: LockMode,
+    ) -> Result<Option<SourceLock>, StoreError> {
+        let turn = match mode {
+            LockMode::Try => match self.writer.clone().try_lock_owned() {
+                Ok(turn) => turn,
+                Err(_) => return Ok(None),
+            },
+            LockMode::Wait(limit) => {
+                match tokio::time::timeout(limit, self.writer.clone().lock_owned()).await {
+                    Ok(turn) => turn,
+                    Err(_) => return Err(locked(source, limit)),
+                }
+            }
+        };
+        // Another process's writer makes this wait up to the busy timeout.
+        let tx = match self.pool.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => tx,
+            Err(e) if is_busy(&e) => {
+                return match mode {
+                    LockMode::Try => Ok(None),
+                    LockMode::Wait(_) => Err(locked(source, BUSY_TIMEOUT)),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Some(SourceLock {
+            held: Held::Sqlite(tx, turn),
+        }))
+    }
+
+    fn locked(lock: &mut SourceLock) -> Result<&mut sqlx::SqliteConnection, StoreError> {
+        match &mut lock.held {
+            Held::Sqlite(tx, _) => Ok(&mut *tx),
+            _ => Err(StoreError::ForeignLock),
+        }
+    }
+}
+
+/// How long a SQLite statement waits for another connection's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn is_busy(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().is_some_and(|c| c == "5" || c == "6"))
+}
+
+fn locked(source: &str, waited: Duration) -> StoreError {
+    StoreError::Locked {
+        source_name: source.to_owned(),
+        waited,
     }
 }
 
 impl PostgresStore {
-    async fn try_lock(&self, key: i64) -> Result<Option<SourceLock>, StoreError> {
+    /// A session advisory lock keyed by the source's name, on a connection
+    /// kept for the apply: replicas and CLI runs of one source take turns,
+    /// while different sources apply side by side.
+    async fn take_lock(
+        &self,
+        source: &str,
+        mode: LockMode,
+    ) -> Result<Option<SourceLock>, StoreError> {
+        let key = lock_key(source);
         let mut conn = self.pool.acquire().await?;
-        let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
-            .bind(key)
-            .fetch_one(&mut *conn)
-            .await?;
-        Ok(locked.then(|| SourceLock {
-            held: Some((conn, key)),
-        }))
+        let deadline = match mode {
+            LockMode::Try => None,
+            LockMode::Wait(limit) => Some((tokio::time::Instant::now() + limit, limit)),
+        };
+        loop {
+            let (locked_now,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+                .bind(key)
+                .fetch_one(&mut *conn)
+                .await?;
+            if locked_now {
+                return Ok(Some(SourceLock {
+                    held: Held::Postgres(conn, key),
+                }));
+            }
+            match deadline {
+                None => return Ok(None),
+                Some((deadline, limit)) if tokio::time::Instant::now() >= deadline => {
+                    return Err(locked(source, limit))
+                }
+                Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    fn locked(lock: &mut SourceLock) -> Result<&mut sqlx::PgConnection, StoreError> {
+        match &mut lock.held {
+            Held::Postgres(conn, _) => Ok(&mut *conn),
+            _ => Err(StoreError::ForeignLock),
+        }
     }
 }
 

@@ -170,3 +170,15 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// The source's write lock, which every apply is made under.
+pub async fn locked(store: &impl accord::store::Store, source: &str) -> accord::store::SourceLock {
+    store
+        .lock_source(
+            source,
+            accord::store::LockMode::Wait(std::time::Duration::from_secs(30)),
+        )
+        .await
+        .expect("lock")
+        .expect("a waiting lock is always taken")
+}

@@ -633,6 +633,10 @@ pub struct KubernetesSource {
     concurrency: usize,
     /// Rejected objects whose previous version the last plan kept.
     held: Mutex<HashSet<Arc<str>>>,
+    /// What source-wide Warning Events (refused deletions) are about: an
+    /// object that outlives any of the source's own, which may be the very
+    /// ones being deleted.
+    events_about: ObjectReference,
 }
 
 impl KubernetesSource {
@@ -651,6 +655,28 @@ impl KubernetesSource {
             written: Mutex::new(HashMap::new()),
             concurrency: DEFAULT_WRITE_CONCURRENCY,
             held: Mutex::new(HashSet::new()),
+            events_about: namespace_reference("default"),
+        }
+    }
+
+    /// The object source-wide Events are about (see `events_about`).
+    pub fn with_events_about(mut self, reference: ObjectReference) -> Self {
+        self.events_about = reference;
+        self
+    }
+
+    /// Publishes a Warning Event about refused deletions on the source's
+    /// stable object, where `kubectl get events` shows it.
+    pub async fn warn_refusal(&self, note: &str) {
+        let event = KubeEvent {
+            type_: EventType::Warning,
+            reason: reasons::DELETION_REFUSED.into(),
+            note: Some(status::truncate(note, 1000)),
+            action: "Prune".into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &self.events_about).await {
+            tracing::warn!(%error, "event not published");
         }
     }
 
@@ -834,6 +860,27 @@ pub struct StatusWrites {
     pub patched: usize,
     pub failed: usize,
     pub events: usize,
+}
+
+/// A reference to a namespace, for Events about the source as a whole.
+pub fn namespace_reference(name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Namespace".into()),
+        name: Some(name.into()),
+        ..ObjectReference::default()
+    }
+}
+
+/// A reference to the leader Lease, for Events about the source as a whole.
+pub fn lease_reference(namespace: &str, name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("coordination.k8s.io/v1".into()),
+        kind: Some("Lease".into()),
+        namespace: Some(namespace.into()),
+        name: Some(name.into()),
+        ..ObjectReference::default()
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
