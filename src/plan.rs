@@ -652,24 +652,6 @@ fn field_changes(before: Option<&Object>, after: Option<&Object>) -> Vec<FieldCh
         .collect()
 }
 
-/// What a source deleted and created earlier in the guard's window, from
-/// its sync records: deletions add up across syncs, so a burst of small
-/// syncs (one `kubectl delete` at a time, a namespace deletion streaming
-/// in) is judged as the one wipe it is.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Deletions {
-    pub deleted: usize,
-    pub created: usize,
-}
-
-impl Deletions {
-    /// Nothing earlier in the window (a window of zero, or a fresh source).
-    pub const NONE: Deletions = Deletions {
-        deleted: 0,
-        created: 0,
-    };
-}
-
 /// Why a plan was refused by the deletion guard. Its text says what was
 /// refused; the caller adds what the reader can do about it (`--force`
 /// on the command line, an approval for the controller).
@@ -679,7 +661,7 @@ pub struct GuardRefusal {
     pub deletes: usize,
     /// Deletions made earlier in the window.
     pub earlier: usize,
-    /// The rows the source managed at the window's start (or now, if more).
+    /// The rows the source managed before the window's deletions.
     pub managed: usize,
     pub max_percent: u32,
     /// Identifies exactly the set of keys refused, so an approval of it
@@ -718,25 +700,23 @@ impl std::error::Error for GuardRefusal {}
 /// The deletion guard: an emptied folder, a wrong path, a deleted CRD or a
 /// namespace deletion must not wipe the database. A plan is refused when it
 /// would delete every row the source manages, or when its deletions and
-/// those `earlier` in the window together exceed `max_delete_percent` of
-/// what the source managed when the window began.
-pub fn guard(plan: &Plan, max_delete_percent: u32, earlier: Deletions) -> Result<(), GuardRefusal> {
+/// the `earlier` ones of the window (from the source's sync records)
+/// together exceed `max_delete_percent` of what the source managed before
+/// them: deletions add up across syncs, so a burst of small syncs (one
+/// `kubectl delete` at a time, a namespace deletion streaming in) is judged
+/// as the one wipe it is.
+pub fn guard(plan: &Plan, max_delete_percent: u32, earlier: usize) -> Result<(), GuardRefusal> {
     let deletes = plan.count(Action::Delete);
     if deletes == 0 {
         return Ok(());
     }
-    let managed_now = plan.managed;
-    // Rows created in the window were not there at its start; a source
-    // that grew within it is judged by what it manages now, so a new
-    // source can still prune.
-    let at_start = (managed_now + earlier.deleted).saturating_sub(earlier.created);
-    let managed = at_start.max(managed_now);
-    let total = deletes + earlier.deleted;
+    let managed = plan.managed + earlier;
+    let total = deletes + earlier;
     let too_many = total as u128 * 100 > max_delete_percent as u128 * managed as u128;
-    if deletes >= managed_now || too_many {
+    if deletes >= plan.managed || too_many {
         Err(GuardRefusal {
             deletes,
-            earlier: earlier.deleted,
+            earlier,
             managed,
             max_percent: max_delete_percent,
             set: deletion_set(plan),

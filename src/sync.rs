@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::{DesiredState, Diagnostic, Limits};
-use crate::plan::{self, Action, Deletions, GuardRefusal, LiveState, Plan, PlanOptions};
+use crate::plan::{self, Action, GuardRefusal, LiveState, Plan, PlanOptions};
 use crate::source::{Source, SourceError};
 use crate::store::{
     ApplyRequest, DriftPolicy, GuardRecord, LockMode, SourceLock, Store, StoreError, SyncRecord,
@@ -395,11 +395,7 @@ async fn judge<S: Store>(
 ) -> Result<Judgement, SyncError> {
     let name = settings.source.as_str();
     let state = store.guard_state(name, settings.deletion_window).await?;
-    let earlier = Deletions {
-        deleted: state.deleted,
-        created: state.created,
-    };
-    match plan::guard(plan, settings.max_delete_percent, earlier) {
+    match plan::guard(plan, settings.max_delete_percent, state.deleted) {
         Ok(()) => Ok(Judgement::Allowed),
         Err(refused) => match state.approved {
             Some((set, by)) if set == refused.set => Ok(Judgement::Approved(by)),

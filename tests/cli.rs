@@ -478,3 +478,58 @@ async fn plan_output_is_colored_only_on_request_or_on_a_terminal() {
     assert!(run(Some("always")).contains("\u{1b}[32m+"));
     assert!(!run(Some("never")).contains('\u{1b}'));
 }
+
+both_backends!(
+    deletions_one_apply_at_a_time_add_up_within_the_deletion_window,
+    |backend| async move {
+        let ws = Workspace::new(backend).await;
+        let tree = ws.path("tree");
+        std::fs::create_dir(&tree).expect("mkdir");
+        for i in 1..=8 {
+            std::fs::write(
+                tree.join(format!("p{i}.yaml")),
+                format!("id: p{i}\npermissionId: svc:act\nslugs: [caller-{i}]\n"),
+            )
+            .expect("write");
+        }
+        let apply = |extra: &[&str]| {
+            let mut args = vec!["apply", "--source", "tree", "--database", &ws.db.url];
+            args.extend_from_slice(extra);
+            ws.accord(&args)
+        };
+        let delete = |i: u32| std::fs::remove_file(tree.join(format!("p{i}.yaml"))).expect("rm");
+        assert_eq!(apply(&[]).code, 0);
+
+        // One and then two of eight: each under 25 % alone, and together 25 %.
+        delete(1);
+        assert_eq!(apply(&[]).code, 0);
+        delete(2);
+        assert_eq!(apply(&[]).code, 0);
+        // A third, alone 1 of 6, is 3 of the 8 the window began with.
+        delete(3);
+        let refused = apply(&[]);
+        assert_eq!(refused.code, 3, "{}{}", refused.stdout, refused.stderr);
+        assert!(
+            refused.stderr.contains("3 of the 8 rows") && refused.stderr.contains("--force"),
+            "{}",
+            refused.stderr
+        );
+        assert_eq!(ws.count("permits").await, 6, "nothing applied");
+
+        // A window of zero judges the apply alone.
+        let alone = apply(&["--deletion-window", "0s"]);
+        assert_eq!(alone.code, 0, "{}", alone.stderr);
+        assert_eq!(ws.count("permits").await, 5);
+
+        // --force applies, and starts a new window.
+        delete(4);
+        assert_eq!(apply(&[]).code, 3);
+        let forced = apply(&["--force"]);
+        assert_eq!(forced.code, 0, "{}", forced.stderr);
+        assert_eq!(ws.count("permits").await, 4);
+        delete(5);
+        let after = apply(&[]);
+        assert_eq!(after.code, 0, "1 of 4 in a new window: {}", after.stderr);
+        assert_eq!(ws.count("permits").await, 3);
+    }
+);

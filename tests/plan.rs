@@ -7,9 +7,7 @@ mod common {
 }
 
 use accord::model::{DesiredState, Key, Kind, Object};
-use accord::plan::{
-    guard, plan, Action, Change, Deletions, LiveState, Plan, PlanOptions, Summary, DELETED,
-};
+use accord::plan::{guard, plan, Action, Change, LiveState, Plan, PlanOptions, Summary, DELETED};
 use serde_json::json;
 
 use common::builders::{
@@ -981,7 +979,7 @@ fn organization_suspended_in_the_database_is_never_pruned() {
     assert_eq!(change.before, Some(acme));
     assert_eq!(plan.count(Action::Delete), 0);
     assert!(plan.forget.is_empty());
-    assert!(guard(&plan, 0, Deletions::NONE).is_ok());
+    assert!(guard(&plan, 0, 0).is_ok());
 }
 
 // ---- forget and managed --------------------------------------------------------
@@ -1196,7 +1194,7 @@ fn plan_deleting(deletes: usize, managed: usize) -> Plan {
 
 #[test]
 fn guard_refuses_deleting_more_than_the_allowed_percent() {
-    let refusal = guard(&plan_deleting(26, 100), 25, Deletions::NONE).unwrap_err();
+    let refusal = guard(&plan_deleting(26, 100), 25, 0).unwrap_err();
 
     assert_eq!(refusal.deletes, 26);
     assert_eq!(refusal.managed, 100);
@@ -1205,25 +1203,25 @@ fn guard_refuses_deleting_more_than_the_allowed_percent() {
 
 #[test]
 fn guard_allows_deleting_exactly_the_limit() {
-    assert_eq!(guard(&plan_deleting(25, 100), 25, Deletions::NONE), Ok(()));
+    assert_eq!(guard(&plan_deleting(25, 100), 25, 0), Ok(()));
 }
 
 #[test]
 fn guard_allows_deleting_under_the_limit() {
-    assert_eq!(guard(&plan_deleting(1, 4), 25, Deletions::NONE), Ok(()));
+    assert_eq!(guard(&plan_deleting(1, 4), 25, 0), Ok(()));
 }
 
 #[test]
 fn guard_with_zero_percent_refuses_any_delete() {
-    assert!(guard(&plan_deleting(1, 100), 0, Deletions::NONE).is_err());
+    assert!(guard(&plan_deleting(1, 100), 0, 0).is_err());
 }
 
 #[test]
 fn guard_refuses_deleting_every_managed_row_even_one_of_one() {
-    let refusal = guard(&plan_deleting(1, 1), 100, Deletions::NONE).unwrap_err();
+    let refusal = guard(&plan_deleting(1, 1), 100, 0).unwrap_err();
     assert_eq!((refusal.deletes, refusal.managed), (1, 1));
 
-    assert!(guard(&plan_deleting(3, 3), 100, Deletions::NONE).is_err());
+    assert!(guard(&plan_deleting(3, 3), 100, 0).is_err());
 }
 
 #[test]
@@ -1231,8 +1229,8 @@ fn guard_allows_a_plan_without_deletes_even_with_nothing_managed() {
     let plan = plan_git(&desired_objects([permit("new").build()]), &live().build());
     assert_eq!(plan.managed, 0);
 
-    assert_eq!(guard(&plan, 0, Deletions::NONE), Ok(()));
-    assert_eq!(guard(&Plan::default(), 0, Deletions::NONE), Ok(()));
+    assert_eq!(guard(&plan, 0, 0), Ok(()));
+    assert_eq!(guard(&Plan::default(), 0, 0), Ok(()));
 }
 
 #[test]
@@ -1246,19 +1244,55 @@ fn guard_ignores_changes_that_are_not_deletes() {
     let plan = plan_git(&desired_objects(changed), &live);
 
     assert_eq!(plan.count(Action::Update), 2);
-    assert_eq!(guard(&plan, 0, Deletions::NONE), Ok(()));
+    assert_eq!(guard(&plan, 0, 0), Ok(()));
 }
 
 #[test]
 fn guard_refusal_names_the_counts() {
-    let too_many = guard(&plan_deleting(26, 100), 25, Deletions::NONE)
+    let too_many = guard(&plan_deleting(26, 100), 25, 0)
         .unwrap_err()
         .to_string();
-    let all = guard(&plan_deleting(4, 4), 100, Deletions::NONE)
-        .unwrap_err()
-        .to_string();
+    let all = guard(&plan_deleting(4, 4), 100, 0).unwrap_err().to_string();
 
     assert!(too_many.contains("26 of 100"), "{too_many}");
     assert!(too_many.contains("25%"), "{too_many}");
     assert!(all.contains("all 4"), "{all}");
+}
+
+#[test]
+fn guard_counts_deletions_made_earlier_in_the_window() {
+    // 36 managed before the window's deletions; 8 deleted since, one more now: 25 %.
+    assert_eq!(guard(&plan_deleting(1, 28), 25, 8), Ok(()));
+
+    // A tenth deletion of the 36 is over the limit, though alone it is 1 of 27.
+    let refusal = guard(&plan_deleting(1, 27), 25, 9).unwrap_err();
+    assert_eq!(
+        (refusal.deletes, refusal.earlier, refusal.managed),
+        (1, 9, 36)
+    );
+    let text = refusal.to_string();
+    assert!(text.contains("10 of the 36"), "{text}");
+    assert!(text.contains("deleted earlier"), "{text}");
+    assert!(
+        !text.contains("--force"),
+        "the caller names the way out: {text}"
+    );
+}
+
+#[test]
+fn guard_refuses_a_whole_source_disappearing_whatever_the_window_says() {
+    let refusal = guard(&plan_deleting(4, 4), 100, 0).unwrap_err();
+    assert_eq!(refusal.deletes, 4);
+    assert!(guard(&plan_deleting(4, 4), 100, 1000).is_err());
+}
+
+#[test]
+fn the_refused_set_names_exactly_the_keys_deleted() {
+    let three = guard(&plan_deleting(3, 4), 25, 0).unwrap_err();
+    let again = guard(&plan_deleting(3, 4), 25, 0).unwrap_err();
+    let two = guard(&plan_deleting(2, 4), 25, 0).unwrap_err();
+
+    assert_eq!(three.set, again.set, "the same keys, the same set");
+    assert_ne!(three.set, two.set, "other keys, another set");
+    assert_eq!(three.set.len(), 16);
 }

@@ -146,6 +146,11 @@ impl Cluster {
         serde_json::from_str(&text).expect("json")
     }
 
+    fn object_in(&self, kind: &str, name: &str, namespace: &str) -> Value {
+        let text = self.kubectl_ok(&["get", kind, name, "-n", namespace, "-o", "json"]);
+        serde_json::from_str(&text).expect("json")
+    }
+
     /// Status writes accord made so far (server-side applies of `/status`).
     fn status_writes(&self) -> usize {
         std::fs::read_to_string(&self.requests)
@@ -501,4 +506,155 @@ async fn a_no_op_sync_of_ten_thousand_objects_makes_no_api_writes() {
         writes,
         "a no-op sync made API writes"
     );
+}
+
+/// `count` permits `<namespace>-p000`… in `namespace`.
+fn permits_in(namespace: &str, count: usize) -> Vec<Value> {
+    (0..count)
+        .map(|i| {
+            serde_json::json!({
+                "apiVersion": "accord.dev/v1alpha1",
+                "kind": "Permit",
+                "metadata": {"name": format!("{namespace}-p{i:03}"), "namespace": namespace},
+                "spec": {"permissionId": "svc:act", "slugs": [format!("{namespace}-caller-{i}")]},
+            })
+        })
+        .collect()
+}
+
+fn refusal_events(cluster: &Cluster) -> Vec<Value> {
+    let events: Value =
+        serde_json::from_str(&cluster.kubectl_ok(&["get", "events", "-A", "-o", "json"]))
+            .expect("json");
+    events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["reason"] == "DeletionRefused" && e["type"] == "Warning")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn kubectl_deletes_one_at_a_time_are_refused_once_they_add_up_and_approved_as_a_set() {
+    const MANAGED: usize = 36;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::preloaded(dir.path(), &permits_in("team-a", MANAGED));
+    let db = TestDb::new(Backend::Sqlite).await;
+    let config = config(dir.path(), &cluster, &db.url, "15s");
+    let accord = Controller::start(dir.path(), &config, free_port()).await;
+    let first = eventually(WAIT, || async { rows(&db.url).await.len() == MANAGED }).await;
+    assert!(first, "{}", accord.log_text());
+
+    // Twelve deletes, one kubectl call each; 25 % of 36 is nine.
+    for i in 0..12 {
+        cluster.kubectl_ok(&[
+            "delete",
+            "permit",
+            &format!("team-a-p{i:03}"),
+            "-n",
+            "team-a",
+        ]);
+    }
+    let status = accord
+        .wait_for("kubernetes", WAIT, |s| {
+            let refused = &s["deletionRefused"];
+            refused["deletes"].as_u64().unwrap_or(0) + refused["earlier"].as_u64().unwrap_or(0)
+                == 12
+        })
+        .await;
+    let kept = rows(&db.url).await.len();
+    assert!(
+        kept >= MANAGED - 9,
+        "pruned beyond the threshold: {kept} rows left\n{status:#}"
+    );
+    assert_eq!(
+        kept,
+        MANAGED - status["deletionRefused"]["earlier"].as_u64().unwrap_or(0) as usize
+    );
+    // The refusal is where a kubectl user looks: a Warning Event on the Lease.
+    let events = refusal_events(&cluster);
+    assert!(
+        events.iter().any(|e| e["involvedObject"]["kind"] == "Lease"
+            && e["involvedObject"]["name"] == "accord-leader"),
+        "no DeletionRefused event on the Lease: {events:#?}"
+    );
+    let note = events[0]["message"].as_str().unwrap_or_default().to_owned();
+    assert!(note.contains("accord approve"), "{note}");
+
+    // Approval applies exactly the refused set.
+    let set = status["deletionRefused"]["set"]
+        .as_str()
+        .expect("set")
+        .to_owned();
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/sources/kubernetes/approve-deletions",
+            accord.url
+        ))
+        .json(&serde_json::json!({"set": set, "approvedBy": "oncall"}))
+        .send()
+        .await
+        .expect("approve");
+    assert_eq!(response.status().as_u16(), 200);
+    let approved = eventually(WAIT, || async { rows(&db.url).await.len() == MANAGED - 12 }).await;
+    assert!(approved, "{}", accord.log_text());
+    let status = accord
+        .wait_for("kubernetes", WAIT, |s| s["state"] == "Synced")
+        .await;
+    assert!(status.get("deletionRefused").is_none(), "{status:#}");
+}
+
+#[tokio::test]
+async fn a_namespace_deletion_streaming_in_is_refused_before_anything_beyond_the_threshold_is_pruned(
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut objects = permits_in("team-a", 300);
+    objects.extend(permits_in("team-b", 100));
+    let cluster = Cluster::preloaded(dir.path(), &objects);
+    let db = TestDb::new(Backend::Sqlite).await;
+    let config = config(dir.path(), &cluster, &db.url, "15s");
+    let accord = Controller::start(dir.path(), &config, free_port()).await;
+    let first = eventually(WAIT, || async { rows(&db.url).await.len() == 400 }).await;
+    assert!(first, "{}", accord.log_text());
+
+    cluster.kubectl_ok(&["delete", "namespace", "team-a", "--wait=false"]);
+    let gone = eventually(WAIT, || async {
+        let (ok, _, _) = cluster.kubectl(&["get", "namespace", "team-a"]);
+        !ok
+    })
+    .await;
+    assert!(gone, "the emulator did not finish deleting the namespace");
+    // Every one of the 300 deletions is seen: pruned, or refused.
+    let status = accord
+        .wait_for("kubernetes", WAIT, |s| {
+            let refused = &s["deletionRefused"];
+            refused["deletes"].as_u64().unwrap_or(0) + refused["earlier"].as_u64().unwrap_or(0)
+                == 300
+        })
+        .await;
+    let kept = rows(&db.url).await.len();
+    assert!(
+        kept >= 300,
+        "more than 25 % of 400 pruned: {kept} rows left\n{status:#}"
+    );
+    // The other namespace's objects keep being applied meanwhile.
+    cluster.kubectl_ok(&[
+        "patch",
+        "permit",
+        "team-b-p000",
+        "-n",
+        "team-b",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"slugs":["changed"]}}"#,
+    ]);
+    let applied = eventually(WAIT, || async {
+        synced(&cluster.object_in("permit", "team-b-p000", "team-b"))
+            && cluster.object_in("permit", "team-b-p000", "team-b")["metadata"]["generation"] == 2
+    })
+    .await;
+    assert!(applied, "{}", accord.log_text());
+    assert!(rows(&db.url).await.len() >= 300);
 }

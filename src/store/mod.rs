@@ -126,9 +126,8 @@ impl GuardRecord {
 /// What the deletion guard needs from the database about a source.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GuardState {
-    /// Rows deleted and created by the source's syncs in the window.
+    /// Rows deleted by the source's syncs in the window.
     pub deleted: usize,
-    pub created: usize,
     /// An approved refused set, and who approved it.
     pub approved: Option<(String, String)>,
 }
@@ -332,7 +331,7 @@ pub trait Store: Send + Sync {
         mode: LockMode,
     ) -> impl Future<Output = Result<Option<SourceLock>, StoreError>> + Send;
 
-    /// The deletions and creations of `source`'s syncs within the last
+    /// The deletions of `source`'s syncs within the last
     /// `window` (since its last approved or forced apply, if later), and
     /// an approval waiting to be used.
     fn guard_state(

@@ -958,8 +958,8 @@ macro_rules! sql_store {
                 .await?;
                 let (approved_set, approved_by, after_run) = recorded.unwrap_or_default();
                 let since = Utc::now() - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
-                let (deleted, created): (i64, i64) = sqlx::query_as(
-                    "SELECT CAST(COALESCE(SUM(deleted), 0) AS BIGINT), CAST(COALESCE(SUM(created), 0) AS BIGINT) \
+                let (deleted,): (i64,) = sqlx::query_as(
+                    "SELECT CAST(COALESCE(SUM(deleted), 0) AS BIGINT) \
                      FROM sync_runs WHERE source = $1 AND finished_at >= $2 AND id > $3",
                 )
                 .bind(source)
@@ -970,7 +970,6 @@ macro_rules! sql_store {
                 let count = |n: i64| usize::try_from(n).unwrap_or(0);
                 Ok(GuardState {
                     deleted: count(deleted),
-                    created: count(created),
                     approved: approved_set.map(|set| (set, approved_by.unwrap_or_default())),
                 })
             }
