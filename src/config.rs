@@ -17,10 +17,14 @@ use crate::store::DriftPolicy;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_AUDIT_VERIFY_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub database: String,
+    /// Where pending migrations are applied from (an owner role), if not
+    /// through `database`.
+    pub migrate_database: Option<String>,
     pub listen: SocketAddr,
     pub api_token_file: Option<PathBuf>,
     /// Where Git sources keep their fetched objects.
@@ -28,6 +32,9 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     /// Replicas elect one leader through a Lease; only it writes.
     pub leader_election: Option<LeaderElectionConfig>,
+    /// How often the history's hash chain is verified (from where the
+    /// last check got to).
+    pub audit_verify_interval: Duration,
 }
 
 /// A Lease in the cluster decides which replica writes to the database and
@@ -127,6 +134,8 @@ struct FileConfig {
     #[serde(default)]
     database: Option<String>,
     #[serde(default)]
+    migrate_database: Option<String>,
+    #[serde(default)]
     listen: Option<String>,
     #[serde(default)]
     api_token_file: Option<PathBuf>,
@@ -134,6 +143,8 @@ struct FileConfig {
     cache_dir: Option<PathBuf>,
     #[serde(default)]
     leader_election: Option<LeaderElectionConfig>,
+    #[serde(default)]
+    audit_verify_interval: Option<String>,
     /// Checked item by item below, so each source's errors are located.
     #[serde(default, rename = "sources")]
     _sources: Vec<serde::de::IgnoredAny>,
@@ -173,6 +184,7 @@ struct FileDirectory {
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
     pub database: Option<String>,
+    pub migrate_database: Option<String>,
     pub listen: Option<String>,
     pub api_token_file: Option<PathBuf>,
     pub cache_dir: Option<PathBuf>,
@@ -336,6 +348,21 @@ pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Ve
             )),
         }
     }
+    let audit_verify_interval = match top.audit_verify_interval.as_deref().map(parse_duration) {
+        None => DEFAULT_AUDIT_VERIFY_INTERVAL,
+        Some(Ok(d)) if !d.is_zero() => d,
+        Some(_) => {
+            let at = root
+                .get("auditVerifyInterval")
+                .map_or(root.mark, |n| n.mark);
+            errors.push(Diagnostic::new(
+                &file,
+                at,
+                "auditVerifyInterval must be a duration like 1m or 30s",
+            ));
+            DEFAULT_AUDIT_VERIFY_INTERVAL
+        }
+    };
     if source_nodes.is_empty() && errors.is_empty() {
         errors.push(Diagnostic::new(
             &file,
@@ -353,6 +380,7 @@ pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Ve
             .clone()
             .or(top.database)
             .unwrap_or_else(|| "sqlite://accord.db".into()),
+        migrate_database: overrides.migrate_database.clone().or(top.migrate_database),
         listen,
         api_token_file: overrides.api_token_file.clone().or(top.api_token_file),
         cache_dir: overrides
@@ -362,6 +390,7 @@ pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Ve
             .unwrap_or_else(|| PathBuf::from(".accord-cache")),
         sources,
         leader_election: top.leader_election,
+        audit_verify_interval,
     })
 }
 

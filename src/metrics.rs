@@ -42,6 +42,7 @@ pub struct Metrics {
     pub last_success: Family<SourceLabel, Gauge<f64, AtomicU64>>,
     pub revision: Family<RevisionLabels, Gauge>,
     pub deletions_refused: Family<SourceLabel, Counter>,
+    pub audit_chain_ok: Gauge,
 }
 
 impl Default for Metrics {
@@ -87,9 +88,16 @@ impl Default for Metrics {
             "Syncs whose deletions the deletion guard refused",
             deletions_refused.clone(),
         );
+        let audit_chain_ok = Gauge::default();
+        registry.register(
+            "audit_chain_ok",
+            "1 while the history's hash chain holds, 0 once a row was found edited, inserted or removed",
+            audit_chain_ok.clone(),
+        );
         Metrics {
             registry,
             deletions_refused,
+            audit_chain_ok,
             syncs,
             sync_duration,
             managed,

@@ -102,6 +102,7 @@ impl Harness {
         });
         let state = Arc::new(State {
             sources: vec![source_handle.clone()],
+            history: Default::default(),
             store: store.clone(),
             metrics: Metrics::default(),
             api_token: None,

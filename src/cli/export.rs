@@ -13,7 +13,7 @@ use crate::plan::LiveRow;
 use crate::store::Store;
 
 pub async fn export(args: &super::ExportArgs) -> u8 {
-    let Some(store) = connect(&args.database.database).await else {
+    let Some(store) = connect(&args.database).await else {
         return ERROR;
     };
     let live = match store.load(None).await {

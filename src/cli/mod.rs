@@ -121,6 +121,10 @@ pub struct RunArgs {
     /// Database URL (overrides the file's `database`).
     #[arg(long, env = "ACCORD_DATABASE_URL")]
     pub database: Option<String>,
+    /// Apply pending schema migrations through this URL (an owner role;
+    /// overrides the file's `migrateDatabase`).
+    #[arg(long, env = "ACCORD_MIGRATE_DATABASE_URL")]
+    pub migrate_database: Option<String>,
     /// Address of the HTTP API (overrides `listen`; default 127.0.0.1:8080).
     #[arg(long, env = "ACCORD_LISTEN")]
     pub listen: Option<String>,
@@ -198,6 +202,10 @@ pub struct DatabaseArgs {
         default_value = "sqlite://accord.db"
     )]
     pub database: String,
+    /// Apply pending schema migrations through this URL (an owner role),
+    /// so the role of --database need not own the tables.
+    #[arg(long, env = "ACCORD_MIGRATE_DATABASE_URL")]
+    pub migrate_database: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -252,7 +260,10 @@ fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct AuditArgs {
+    #[command(subcommand)]
+    pub action: Option<AuditCommand>,
     #[command(flatten)]
     pub database: DatabaseArgs,
     /// Read the audit log from a running controller instead of the database.
@@ -267,6 +278,22 @@ pub struct AuditArgs {
     /// Only this kind (Organization, Permit, Enrollment).
     #[arg(long, value_parser = parse_kind)]
     pub kind: Option<Kind>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the history's hash chain: exit 0 when every sync run and audit
+    /// row is as accord wrote it, 1 naming the first row edited, inserted or
+    /// removed behind its back.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
@@ -376,8 +403,9 @@ fn validate(args: &ValidateArgs) -> u8 {
     }
 }
 
-async fn connect(url: &str) -> Option<AnyStore> {
-    match AnyStore::connect(url).await {
+async fn connect(args: &DatabaseArgs) -> Option<AnyStore> {
+    let migrate = args.migrate_database.as_deref();
+    match AnyStore::connect_migrating_with(&args.database, migrate).await {
         Ok(store) => Some(store),
         Err(e) => {
             eprintln!("error: {e}");
@@ -411,7 +439,7 @@ async fn sync_folder(
         let source = source.clone();
         tokio::spawn(async move { sync::read_desired(&source, Limits::default()).await })
     };
-    let Some(store) = connect(&args.database.database).await else {
+    let Some(store) = connect(&args.database).await else {
         reading.abort();
         return Err(ERROR);
     };
@@ -492,11 +520,39 @@ async fn apply(args: &ApplyArgs, style: Style, default_actor: &str) -> u8 {
     code
 }
 
+async fn verify(args: &VerifyArgs) -> u8 {
+    let Some(store) = connect(&args.database).await else {
+        return ERROR;
+    };
+    let report = match store.verify_chain(Default::default()).await {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ERROR;
+        }
+    };
+    if args.output == OutputFormat::Json {
+        output::print_json(&output::chain_json(&report));
+    } else if let Some(problem) = &report.problem {
+        eprintln!("error: the history's hash chain is broken: {problem}");
+    } else {
+        println!("{}", output::chain_text(&report));
+    }
+    if report.problem.is_some() {
+        ERROR
+    } else {
+        OK
+    }
+}
+
 async fn audit(args: &AuditArgs, style: Style) -> u8 {
+    if let Some(AuditCommand::Verify(verify_args)) = &args.action {
+        return verify(verify_args).await;
+    }
     if let Some(server) = &args.server {
         return remote::audit(server, args, style).await;
     }
-    let Some(store) = connect(&args.database.database).await else {
+    let Some(store) = connect(&args.database).await else {
         return ERROR;
     };
     let query = AuditQuery {
@@ -525,6 +581,7 @@ fn run_config(args: &RunArgs) -> Result<crate::config::Config, Vec<String>> {
     use crate::config::{self, GitConfig, Overrides};
     let overrides = Overrides {
         database: args.database.clone(),
+        migrate_database: args.migrate_database.clone(),
         listen: args.listen.clone(),
         api_token_file: args.api_token_file.clone(),
         cache_dir: args.cache_dir.clone(),

@@ -211,3 +211,43 @@ pub fn print_audit(entries: &[AuditEntry], style: Style) {
     }
     let _ = out.flush();
 }
+
+/// A verified chain, for people.
+pub fn chain_text(report: &crate::store::chain::Report) -> String {
+    let head = |at: Option<(i64, [u8; 32])>| {
+        at.map_or("none".to_owned(), |(id, hash)| {
+            format!("{id} ({})", &hex::encode(hash)[..16])
+        })
+    };
+    let mut text = format!(
+        "ok: the history's hash chain holds: {} sync run(s), {} audit row(s)",
+        report.sync_runs, report.audit_rows
+    );
+    if report.legacy > 0 {
+        text.push_str(&format!(
+            " (and {} row(s) written before the chain began, which carry no hash)",
+            report.legacy
+        ));
+    }
+    text.push_str(&format!(
+        "; newest sync run {}, audit row {}",
+        head(report.head.sync_runs),
+        head(report.head.audit_log)
+    ));
+    text
+}
+
+/// A verified chain, for scripts.
+pub fn chain_json(report: &crate::store::chain::Report) -> serde_json::Value {
+    let head = |at: Option<(i64, [u8; 32])>| {
+        at.map(|(id, hash)| json!({"id": id, "chainHash": hex::encode(hash)}))
+    };
+    json!({
+        "ok": report.problem.is_none(),
+        "problem": report.problem.as_ref().map(ToString::to_string),
+        "syncRuns": report.sync_runs,
+        "auditRows": report.audit_rows,
+        "legacy": report.legacy,
+        "head": {"syncRuns": head(report.head.sync_runs), "auditLog": head(report.head.audit_log)},
+    })
+}

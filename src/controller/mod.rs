@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::source::git::redact_url;
 use crate::source::kubernetes::{lease_reference, namespace_reference, Feeds, KubernetesSource};
 use crate::source::{DirectorySource, GitSource};
-use crate::store::{AnyStore, StoreError};
+use crate::store::{AnyStore, Store, StoreError};
 use state::{SourceHandle, SourceStatus, State};
 use worker::{AnySource, Worker};
 
@@ -146,7 +146,10 @@ pub async fn run(
     actor: String,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let store = Arc::new(AnyStore::connect(&config.database).await?);
+    let store = Arc::new(
+        AnyStore::connect_migrating_with(&config.database, config.migrate_database.as_deref())
+            .await?,
+    );
     let api_token = config
         .api_token_file
         .as_deref()
@@ -261,6 +264,7 @@ pub async fn run(
         .map(|_| Arc::new(leader::Leadership::new(&identity)));
     let state = Arc::new(State {
         sources: handles,
+        history: Default::default(),
         store,
         metrics: Metrics::default(),
         api_token,
@@ -330,6 +334,7 @@ pub async fn run(
         let worker = Worker::new(handle, state.clone(), source, source_config, actor.clone());
         tasks.push(tokio::spawn(worker.run(requests)));
     }
+    tokio::spawn(watch_history(state.clone(), config.audit_verify_interval));
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let server = axum::serve(listener, crate::server::router(state.clone()))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
@@ -342,6 +347,43 @@ pub async fn run(
     drop(watchers);
     tracing::info!("accord stopped");
     served.map_err(RunError::Serve)
+}
+
+/// Verifies the history's hash chain at start and then every `interval`,
+/// each time from where the last check got to (and first checking that
+/// that row is still what it was), so a check costs what was appended.
+async fn watch_history(state: Arc<State>, interval: Duration) {
+    let mut position = crate::store::chain::Position::default();
+    let mut reported: Option<String> = None;
+    loop {
+        match state.store.verify_chain(position).await {
+            Ok(report) => {
+                let problem = report.problem.as_ref().map(ToString::to_string);
+                if problem.is_none() {
+                    position = report.head;
+                }
+                if problem.is_some() && problem != reported {
+                    tracing::error!(problem = %problem.as_deref().unwrap_or_default(), "the history's hash chain is broken");
+                }
+                state
+                    .metrics
+                    .audit_chain_ok
+                    .set(i64::from(problem.is_none()));
+                let mut history = state.history.write().unwrap_or_else(|e| e.into_inner());
+                history.ok = Some(problem.is_none());
+                history.problem = problem.clone();
+                history.verified_at = Some(chrono::Utc::now());
+                history.sync_runs += report.sync_runs;
+                history.audit_rows += report.audit_rows;
+                reported = problem;
+            }
+            Err(error) => tracing::warn!(%error, "cannot verify the history's hash chain"),
+        }
+        tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {

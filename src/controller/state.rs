@@ -161,8 +161,25 @@ impl SourceHandle {
     }
 }
 
+/// What the last check of the history's hash chain found.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryStatus {
+    /// `None` until the first check, then whether the chain holds.
+    pub ok: Option<bool>,
+    /// The first row found edited, inserted or removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    pub verified_at: Option<DateTime<Utc>>,
+    /// Rows verified since accord started.
+    pub sync_runs: u64,
+    pub audit_rows: u64,
+}
+
 pub struct State {
     pub sources: Vec<Arc<SourceHandle>>,
+    /// The history's hash chain, as `accord run` last verified it.
+    pub history: RwLock<HistoryStatus>,
     pub store: Arc<AnyStore>,
     pub metrics: Metrics,
     /// When set, mutating API calls need `Authorization: Bearer <token>`.
@@ -175,6 +192,13 @@ pub struct State {
 impl State {
     pub fn source(&self, name: &str) -> Option<&Arc<SourceHandle>> {
         self.sources.iter().find(|s| s.name == name)
+    }
+
+    pub fn history(&self) -> HistoryStatus {
+        self.history
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn statuses(&self) -> Vec<SourceStatus> {

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::controller::state::{OpenItem, SourceStatus, State, SyncState};
+use crate::controller::state::{HistoryStatus, OpenItem, SourceStatus, State, SyncState};
 use crate::model::Kind;
 use crate::store::{Approval, ApprovalError, AuditQuery, OrgSwitch, Store};
 
@@ -193,13 +193,17 @@ async fn metrics(Extract(state): Extract<Arc<State>>) -> impl IntoResponse {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct StatusBody {
     sources: Vec<SourceStatus>,
+    /// The history's hash chain, as last verified.
+    audit_chain: HistoryStatus,
 }
 
 async fn status(Extract(state): Extract<Arc<State>>) -> Json<StatusBody> {
     Json(StatusBody {
         sources: state.statuses(),
+        audit_chain: state.history(),
     })
 }
 
@@ -499,11 +503,23 @@ async fn dashboard(Extract(state): Extract<Arc<State>>) -> Html<String> {
             message = escape(&s.message),
         ));
     }
+    let history = state.history();
+    let chain = match (history.ok, &history.problem) {
+        (Some(false), Some(problem)) => format!(
+            "<p class=\"Error\" role=\"alert\"><strong>Audit history broken:</strong> {}</p>",
+            escape(problem)
+        ),
+        (Some(true), _) => format!(
+            "<p>Audit history verified: {} sync runs, {} audit rows.</p>",
+            history.sync_runs, history.audit_rows
+        ),
+        _ => "<p>Audit history not verified yet.</p>".to_owned(),
+    };
     Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\"><title>accord</title>\
 <style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}\
-.Error td:nth-child(3){{color:#b00}}.OutOfSync td:nth-child(3){{color:#a60}}.Synced td:nth-child(3){{color:#070}}</style></head>\
-<body><h1>accord</h1><table><tr><th>source</th><th>type</th><th>state</th><th>applied revision</th><th>last success</th><th>managed</th><th>open drift</th><th>message</th></tr>\n{rows}</table>\
+.Error td:nth-child(3),p.Error{{color:#b00}}.OutOfSync td:nth-child(3){{color:#a60}}.Synced td:nth-child(3){{color:#070}}</style></head>\
+<body><h1>accord</h1>{chain}<table><tr><th>source</th><th>type</th><th>state</th><th>applied revision</th><th>last success</th><th>managed</th><th>open drift</th><th>message</th></tr>\n{rows}</table>\
 <p><a href=\"/api/v1/status\">status</a> · <a href=\"/api/v1/drift\">drift</a> · <a href=\"/api/v1/audit\">audit</a> · <a href=\"/metrics\">metrics</a></p></body></html>"
     ))
 }

@@ -3,6 +3,7 @@
 //! sync applied in one transaction together with its audit rows.
 
 mod bulk;
+pub mod chain;
 mod copy_text;
 mod rows;
 mod sql;
@@ -38,6 +39,11 @@ pub enum StoreError {
     },
     #[error("cannot migrate the database schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the database schema needs migrations this role cannot apply ({source}); apply them as the owner role with --migrate-database URL (or `migrateDatabase` in the configuration)")]
+    MigrateDenied {
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
     #[error("another accord process is applying source `{source_name}` (or, on SQLite, writing the database); gave up after waiting {waited:?}")]
@@ -348,6 +354,14 @@ pub trait Store: Send + Sync {
         refusal: &crate::plan::GuardRefusal,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Walks the history's hash chain from `from` (the start, by default):
+    /// how far it got, and the first row that was edited, inserted or
+    /// removed behind accord's back.
+    fn verify_chain(
+        &self,
+        from: chain::Position,
+    ) -> impl Future<Output = Result<chain::Report, StoreError>> + Send;
+
     /// Approves the deletions the guard last refused for `source`:
     /// exactly that set (`set`, when given, must still be it). The next
     /// sync whose deletions are that set applies them.
@@ -445,10 +459,25 @@ impl AnyStore {
     /// Connects to `sqlite://PATH` (created when missing) or `postgres://…`,
     /// and applies pending migrations.
     pub async fn connect(url: &str) -> Result<AnyStore, StoreError> {
+        Self::connect_migrating_with(url, None).await
+    }
+
+    /// Connects to `url`; pending migrations are applied through
+    /// `migrate_url` when given (an owner role, so the role accord runs as
+    /// need not own the tables: it cannot drop the history's triggers),
+    /// else through `url`.
+    pub async fn connect_migrating_with(
+        url: &str,
+        migrate_url: Option<&str>,
+    ) -> Result<AnyStore, StoreError> {
         if url.starts_with("sqlite:") {
-            Ok(AnyStore::Sqlite(SqliteStore::connect(url).await?))
+            Ok(AnyStore::Sqlite(
+                SqliteStore::connect(url, migrate_url).await?,
+            ))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(AnyStore::Postgres(PostgresStore::connect(url).await?))
+            Ok(AnyStore::Postgres(
+                PostgresStore::connect(url, migrate_url).await?,
+            ))
         } else {
             Err(StoreError::UnsupportedUrl(redact(url)))
         }
@@ -456,6 +485,13 @@ impl AnyStore {
 }
 
 impl Store for AnyStore {
+    async fn verify_chain(&self, from: chain::Position) -> Result<chain::Report, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.verify_chain(from).await,
+            AnyStore::Postgres(s) => s.verify_chain(from).await,
+        }
+    }
+
     async fn guard_state(
         &self,
         source: &str,

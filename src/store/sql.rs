@@ -18,6 +18,7 @@ use sqlx::QueryBuilder;
 use futures::StreamExt as _;
 
 use super::bulk::{self, Table};
+use super::chain;
 use super::copy_text;
 use super::rows::{self, LiveTable};
 use super::sqlite_read;
@@ -42,7 +43,7 @@ pub struct PostgresStore {
 }
 
 impl SqliteStore {
-    pub async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
+    pub async fn connect(url: &str, migrate_url: Option<&str>) -> Result<SqliteStore, StoreError> {
         let connect_error = |source| StoreError::Connect {
             url: redact(url),
             source,
@@ -65,7 +66,21 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(connect_error)?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        let migrator = sqlx::migrate!("./migrations/sqlite");
+        if !schema_is_current(&pool, &migrator).await {
+            match migrate_url {
+                Some(owner) => {
+                    let owner = SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .connect_with(SqliteConnectOptions::from_str(owner).map_err(connect_error)?)
+                        .await
+                        .map_err(connect_error)?;
+                    migrator.run(&owner).await?;
+                    owner.close().await;
+                }
+                None => migrator.run(&pool).await?,
+            }
+        }
         Ok(SqliteStore {
             pool,
             writer: Default::default(),
@@ -258,17 +273,43 @@ impl PostgresStore {
         Ok(live.finish())
     }
 
-    pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
-            .await
-            .map_err(|source| StoreError::Connect {
-                url: redact(url),
-                source,
-            })?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+    pub async fn connect(
+        url: &str,
+        migrate_url: Option<&str>,
+    ) -> Result<PostgresStore, StoreError> {
+        let connect = |url: &str, connections: u32| {
+            let url = url.to_owned();
+            async move {
+                PgPoolOptions::new()
+                    .max_connections(connections)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect(&url)
+                    .await
+                    .map_err(|source| StoreError::Connect {
+                        url: redact(&url),
+                        source,
+                    })
+            }
+        };
+        let pool = connect(url, 8).await?;
+        let migrator = sqlx::migrate!("./migrations/postgres");
+        if !schema_is_current(&pool, &migrator).await {
+            match migrate_url {
+                Some(owner) => {
+                    let owner = connect(owner, 1).await?;
+                    migrator.run(&owner).await?;
+                    owner.close().await;
+                }
+                None => migrator.run(&pool).await.map_err(|source| match &source {
+                    sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(e))
+                        if e.code().as_deref() == Some("42501") =>
+                    {
+                        StoreError::MigrateDenied { source }
+                    }
+                    _ => StoreError::Migrate(source),
+                })?,
+            }
+        }
         Ok(PostgresStore { pool })
     }
 
@@ -526,6 +567,8 @@ const AUDIT_LOG: Table = Table {
         "before",
         "after",
         "diff",
+        "row_hash",
+        "chain_hash",
     ],
     key: &[],
     update: &[],
@@ -552,7 +595,7 @@ type AuditTuple = (
 );
 
 macro_rules! sql_store {
-    ($store:ident, $db:ty, $bind_limit:expr, $bulk:path) => {
+    ($store:ident, $db:ty, $bind_limit:expr, $bulk:path, $snapshot:expr) => {
         impl $store {
             /// Writes rows marked new with plain inserts and the others as upserts.
             async fn write_split<T, const N: usize>(
@@ -565,6 +608,25 @@ macro_rules! sql_store {
                     rows.iter().partition(|(_, new)| *new);
                 $bulk(&mut *conn, &table.insert_only(), &new, |row| cells(&row.0)).await?;
                 $bulk(&mut *conn, table, &existing, |row| cells(&row.0)).await
+            }
+
+            /// The chain hashes of the newest chained sync run and audit row
+            /// (or the genesis, before the first).
+            async fn chain_heads(
+                conn: &mut <$db as sqlx::Database>::Connection,
+            ) -> Result<(chain::Hash, chain::Hash), StoreError> {
+                let mut heads = [chain::GENESIS; 2];
+                let queries = [
+                    "SELECT chain_hash FROM sync_runs WHERE chain_hash IS NOT NULL ORDER BY id DESC LIMIT 1",
+                    "SELECT chain_hash FROM audit_log WHERE chain_hash IS NOT NULL ORDER BY seq DESC LIMIT 1",
+                ];
+                for (head, query) in heads.iter_mut().zip(queries) {
+                    let row: Option<(String,)> = sqlx::query_as(query).fetch_optional(&mut *conn).await?;
+                    if let Some((text,)) = row {
+                        *head = chain::parse(&text).unwrap_or(chain::GENESIS);
+                    }
+                }
+                Ok((heads[0], heads[1]))
             }
 
             /// What an apply does to the source's deletion-guard record.
@@ -804,37 +866,85 @@ macro_rules! sql_store {
                     .await?;
                 }
 
-                // The sync record and its audit rows.
+                // The sync record and its audit rows, chained to the history.
+                // Sources apply side by side on PostgreSQL; appending to the
+                // history is one at a time, so each chain has one next row.
+                Self::lock_history(conn).await?;
+                let (run_head, audit_head) = Self::chain_heads(conn).await?;
                 let summary = request.plan.summary();
-                let finished_at = Utc::now();
-                let outcome = if writes.audit.is_empty() { "unchanged" } else { "applied" };
                 let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+                let run = chain::SyncRunRow {
+                    source: source.to_owned(),
+                    revision: request.revision.to_owned(),
+                    actor: request.actor.to_owned(),
+                    started_at: chain::stored_time(started_at),
+                    finished_at: chain::stored_time(Utc::now()),
+                    outcome: if writes.audit.is_empty() { "unchanged" } else { "applied" }.to_owned(),
+                    counts: [
+                        count(summary.create),
+                        count(summary.update),
+                        count(summary.delete),
+                        count(summary.drift),
+                        count(summary.conflict),
+                        count(summary.suspended),
+                    ],
+                    message: request.guard.message(),
+                    audited: count(writes.audit.len()),
+                };
+                let run_hash = run.hash();
+                let run_chain = chain::link(&run_head, &run_hash);
+                let finished_at = run.finished_at;
                 let mut qb = QueryBuilder::<$db>::new(
-                    "INSERT INTO sync_runs (source, revision, actor, started_at, finished_at, outcome, created, updated, deleted, drift, conflict, suspended, message) ",
+                    "INSERT INTO sync_runs (source, revision, actor, started_at, finished_at, outcome, created, updated, deleted, drift, conflict, suspended, message, audited, row_hash, chain_hash) ",
                 );
                 qb.push_values([()], |mut b, ()| {
-                    b.push_bind(source)
-                        .push_bind(request.revision)
-                        .push_bind(request.actor)
-                        .push_bind(started_at)
-                        .push_bind(finished_at)
-                        .push_bind(outcome)
-                        .push_bind(count(summary.create))
-                        .push_bind(count(summary.update))
-                        .push_bind(count(summary.delete))
-                        .push_bind(count(summary.drift))
-                        .push_bind(count(summary.conflict))
-                        .push_bind(count(summary.suspended))
-                        .push_bind(request.guard.message());
+                    b.push_bind(&run.source)
+                        .push_bind(&run.revision)
+                        .push_bind(&run.actor)
+                        .push_bind(run.started_at)
+                        .push_bind(run.finished_at)
+                        .push_bind(&run.outcome);
+                    for n in run.counts {
+                        b.push_bind(n);
+                    }
+                    b.push_bind(&run.message)
+                        .push_bind(run.audited)
+                        .push_bind(hex::encode(run_hash))
+                        .push_bind(hex::encode(run_chain));
                 });
                 qb.push(" RETURNING id");
                 let (sync_id,): (i64,) = qb.build_query_as().fetch_one(&mut *conn).await?;
                 Self::record_guard(conn, source, &request.guard, sync_id).await?;
+                // Rows are rendered, hashed and linked in order as they are
+                // written (the database works on one chunk while the next
+                // is rendered).
+                let audit_chain = std::sync::Mutex::new(audit_head);
                 $bulk(conn, &AUDIT_LOG, &writes.audit, |&(action, change)| {
                     let row = AuditRow::new(action, change);
+                    let actor = row.actor(&request);
+                    let row_hash = chain::AuditRowContent {
+                        at: &finished_at,
+                        actor,
+                        source,
+                        revision: request.revision,
+                        sync_run: sync_id,
+                        action: action.as_str(),
+                        kind: change.key.kind.as_str(),
+                        app: &change.key.app,
+                        object_id: &change.key.id,
+                        before: row.before.as_deref(),
+                        after: row.after.as_deref(),
+                        diff: &row.diff,
+                    }
+                    .hash();
+                    let chain_hash = {
+                        let mut head = audit_chain.lock().unwrap_or_else(|e| e.into_inner());
+                        *head = chain::link(&head, &row_hash);
+                        *head
+                    };
                     [
                         finished_at.into(),
-                        row.actor(&request).into(),
+                        actor.into(),
                         source.into(),
                         request.revision.into(),
                         sync_id.into(),
@@ -845,6 +955,8 @@ macro_rules! sql_store {
                         row.before.into(),
                         row.after.into(),
                         row.diff.into(),
+                        hex::encode(row_hash).into(),
+                        hex::encode(chain_hash).into(),
                     ]
                 })
                 .await?;
@@ -858,6 +970,116 @@ macro_rules! sql_store {
                     finished_at,
                     summary,
                     audited: writes.audit.len(),
+                })
+            }
+
+            async fn verify_chain(&self, from: chain::Position) -> Result<chain::Report, StoreError> {
+                use sqlx::Row as _;
+                // One snapshot for both tables, so a sync run committed
+                // between reading them cannot look like missing audit rows.
+                let mut tx = self.pool.begin_with($snapshot).await?;
+                let legacy: Vec<(String, i64)> = sqlx::query_as("SELECT name, legacy_through FROM audit_chain")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let legacy_through = |name: &str| {
+                    legacy.iter().find(|(n, _)| n == name).map_or(0, |(_, id)| *id)
+                };
+                let mut runs = chain::Verifier::new("sync_runs", legacy_through("sync_runs"), from.sync_runs);
+                let mut written: Vec<(i64, i64)> = Vec::new();
+                {
+                    let mut rows = sqlx::query(
+                        "SELECT id, source, revision, actor, started_at, finished_at, outcome, created, updated, deleted, drift, conflict, suspended, message, audited, row_hash, chain_hash \
+                         FROM sync_runs WHERE id >= $1 ORDER BY id",
+                    )
+                    .bind(runs.start())
+                    .fetch(&mut *tx);
+                    while let Some(row) = rows.next().await {
+                        let row = row?;
+                        let id: i64 = row.try_get(0)?;
+                        let audited: Option<i64> = row.try_get(14)?;
+                        let content = chain::SyncRunRow {
+                            source: row.try_get(1)?,
+                            revision: row.try_get(2)?,
+                            actor: row.try_get(3)?,
+                            started_at: row.try_get(4)?,
+                            finished_at: row.try_get(5)?,
+                            outcome: row.try_get(6)?,
+                            counts: [row.try_get(7)?, row.try_get(8)?, row.try_get(9)?, row.try_get(10)?, row.try_get(11)?, row.try_get(12)?],
+                            message: row.try_get(13)?,
+                            audited: audited.unwrap_or(-1),
+                        };
+                        let row_hash: Option<String> = row.try_get(15)?;
+                        let chain_hash: Option<String> = row.try_get(16)?;
+                        let anchored = Some(id) == from.sync_runs.map(|(id, _)| id);
+                        if !runs.row(id, content.hash(), row_hash.as_deref(), chain_hash.as_deref()) {
+                            break;
+                        }
+                        if let (Some(audited), false, Some(_)) = (audited, anchored, chain_hash) {
+                            written.push((id, audited));
+                        }
+                    }
+                }
+                runs.finish();
+                let mut audit = chain::Verifier::new("audit_log", legacy_through("audit_log"), from.audit_log);
+                let mut found: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
+                if runs.problem.is_none() {
+                    let mut rows = sqlx::query(
+                        "SELECT seq, at, actor, source, revision, sync_run, action, kind, app, object_id, before, after, diff, row_hash, chain_hash \
+                         FROM audit_log WHERE seq >= $1 ORDER BY seq",
+                    )
+                    .bind(audit.start())
+                    .fetch(&mut *tx);
+                    while let Some(row) = rows.next().await {
+                        let row = row?;
+                        let seq: i64 = row.try_get(0)?;
+                        let at: DateTime<Utc> = row.try_get(1)?;
+                        let sync_run: i64 = row.try_get(5)?;
+                        let texts: Vec<Option<String>> = (2..15)
+                            .filter(|i| *i != 5)
+                            .map(|i| row.try_get::<Option<String>, _>(i))
+                            .collect::<Result<_, _>>()?;
+                        let text = |i: usize| texts[i].as_deref().unwrap_or_default();
+                        let content = chain::AuditRowContent {
+                            at: &at,
+                            actor: text(0),
+                            source: text(1),
+                            revision: text(2),
+                            sync_run,
+                            action: text(3),
+                            kind: text(4),
+                            app: text(5),
+                            object_id: text(6),
+                            before: texts[7].as_deref(),
+                            after: texts[8].as_deref(),
+                            diff: text(9),
+                        };
+                        let anchored = Some(seq) == from.audit_log.map(|(seq, _)| seq);
+                        if !audit.row(seq, content.hash(), texts[10].as_deref(), texts[11].as_deref()) {
+                            break;
+                        }
+                        if !anchored {
+                            *found.entry(sync_run).or_default() += 1;
+                        }
+                    }
+                    audit.finish();
+                }
+                tx.rollback().await?;
+                let mut problem = runs.problem.clone().or(audit.problem.clone());
+                if problem.is_none() {
+                    problem = written.iter().find_map(|&(sync_run, written)| {
+                        let found = found.get(&sync_run).copied().unwrap_or(0);
+                        (found != written).then_some(chain::Problem::Missing { sync_run, written, found })
+                    });
+                }
+                Ok(chain::Report {
+                    sync_runs: runs.checked,
+                    audit_rows: audit.checked,
+                    legacy: runs.legacy + audit.legacy,
+                    head: chain::Position {
+                        sync_runs: runs.last,
+                        audit_log: audit.last,
+                    },
+                    problem,
                 })
             }
 
@@ -1074,12 +1296,41 @@ impl SqliteStore {
         }))
     }
 
+    /// SQLite writes one transaction at a time already.
+    async fn lock_history(_conn: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     fn locked(lock: &mut SourceLock) -> Result<&mut sqlx::SqliteConnection, StoreError> {
         match &mut lock.held {
             Held::Sqlite(tx, _) => Ok(&mut *tx),
             _ => Err(StoreError::ForeignLock),
         }
     }
+}
+
+/// Whether every migration accord embeds is applied, so a role that may
+/// not change the schema connects without trying to.
+async fn schema_is_current<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+    migrator: &sqlx::migrate::Migrator,
+) -> bool
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'a> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    i64: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let applied: Result<Vec<(i64,)>, sqlx::Error> =
+        sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await;
+    let Ok(applied) = applied else {
+        return false;
+    };
+    migrator
+        .iter()
+        .all(|m| applied.iter().any(|(version,)| *version == m.version))
 }
 
 /// How long a SQLite statement waits for another connection's lock.
@@ -1131,6 +1382,16 @@ impl PostgresStore {
         }
     }
 
+    /// Held until the apply commits: transactions of different sources
+    /// append to the history one after the other.
+    async fn lock_history(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(lock_key("accord history"))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
     fn locked(lock: &mut SourceLock) -> Result<&mut sqlx::PgConnection, StoreError> {
         match &mut lock.held {
             Held::Postgres(conn, _) => Ok(&mut *conn),
@@ -1176,5 +1437,17 @@ fn assemble(
     })
 }
 
-sql_store!(SqliteStore, sqlx::Sqlite, 32_000usize, bulk::sqlite);
-sql_store!(PostgresStore, sqlx::Postgres, 65_000usize, bulk::postgres);
+sql_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    32_000usize,
+    bulk::sqlite,
+    "BEGIN"
+);
+sql_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    65_000usize,
+    bulk::postgres,
+    "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+);

@@ -46,6 +46,15 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 impl TestDb {
+    /// The same database reached through another URL (another role).
+    pub fn attach(backend: Backend, url: &str) -> TestDb {
+        TestDb {
+            backend,
+            url: url.to_owned(),
+            _dir: None,
+        }
+    }
+
     pub async fn new(backend: Backend) -> TestDb {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         match backend {
