@@ -256,7 +256,7 @@ pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Ve
         let kind = match (source.git, source.directory, source.kubernetes) {
             (Some(git), None, None) => {
                 if !is_git_url(&git.url) {
-                    fail("git", format!("git.url `{}` must be an https://, ssh://, git@host:path or file:// URL", git.url));
+                    fail("git", format!("git.url `{}` must be an https://, ssh://, git@host:path or file:// URL", crate::redact::url(&git.url)));
                 }
                 Some(SourceKind::Git(git))
             }

@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, KubernetesConfig, SourceKind};
 use crate::metrics::Metrics;
-use crate::source::git::redact_url;
 use crate::source::kubernetes::{lease_reference, namespace_reference, Feeds, KubernetesSource};
 use crate::source::{DirectorySource, GitSource};
 use crate::store::{AnyStore, Store, StoreError};
@@ -194,7 +193,7 @@ pub async fn run(
             SourceKind::Git(git) => (
                 format!(
                     "{} @ {}{}",
-                    redact_url(&git.url),
+                    crate::redact::url(&git.url),
                     git.reference,
                     git.path
                         .as_ref()

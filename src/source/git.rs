@@ -56,7 +56,9 @@ impl GitSource {
     pub fn fetch_blocking(&self) -> Result<(Repository, Oid), SourceError> {
         let repo = self.open()?;
         {
-            let mut remote = repo.remote_anonymous(&self.config.url).map_err(git_error)?;
+            let mut remote = repo.remote_anonymous(&self.config.url).map_err(|e| {
+                SourceError::Git(crate::redact::scrub(e.message(), &self.config.url))
+            })?;
             let mut options = FetchOptions::new();
             options.remote_callbacks(self.callbacks()?);
             options.prune(git2::FetchPrune::On);
@@ -73,8 +75,8 @@ impl GitSource {
                 .map_err(|e| {
                     SourceError::Git(format!(
                         "cannot fetch {}: {}",
-                        redact_url(&self.config.url),
-                        e.message()
+                        crate::redact::url(&self.config.url),
+                        crate::redact::scrub(e.message(), &self.config.url)
                     ))
                 })?;
         }
@@ -355,11 +357,6 @@ fn resolve(repo: &Repository, reference: &str) -> Result<Oid, SourceError> {
 
 fn git_error(e: git2::Error) -> SourceError {
     SourceError::Git(e.message().to_owned())
-}
-
-/// A URL without any password or token in it, for messages.
-pub fn redact_url(url: &str) -> String {
-    crate::store::redact(url)
 }
 
 fn is_yaml(name: &str) -> bool {

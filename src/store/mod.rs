@@ -31,9 +31,11 @@ pub enum StoreError {
         "`{0}` is an in-memory SQLite database, which would forget what accord applied when it exits; give a file: sqlite://PATH"
     )]
     InMemory(String),
-    #[error("cannot connect to {url}: {source}")]
+    #[error("cannot connect to {url}: {detail}")]
     Connect {
         url: String,
+        /// The driver's message, scrubbed of the URL's secrets.
+        detail: String,
         #[source]
         source: sqlx::Error,
     },
@@ -479,7 +481,7 @@ impl AnyStore {
                 PostgresStore::connect(url, migrate_url).await?,
             ))
         } else {
-            Err(StoreError::UnsupportedUrl(redact(url)))
+            Err(StoreError::UnsupportedUrl(crate::redact::url(url)))
         }
     }
 }
@@ -611,20 +613,6 @@ impl Store for AnyStore {
     }
 }
 
-/// A database URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 /// `keys`' rows among all of `live`'s (a load without a source, whose rows
 /// carry no ledger entries).
 fn rows_among(mut live: LiveState, keys: &[Key]) -> RowMap {
@@ -705,22 +693,4 @@ pub async fn explain(store: &impl Store, plan: &mut Plan, source: &str) -> Resul
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_never_appear_in_database_urls_shown_to_users() {
-        assert_eq!(
-            redact("postgres://accord:s3cret@db:5432/accord"),
-            "postgres://accord:***@db:5432/accord"
-        );
-        assert_eq!(
-            redact("postgres://accord@db/accord"),
-            "postgres://accord@db/accord"
-        );
-        assert_eq!(redact("sqlite://accord.db"), "sqlite://accord.db");
-    }
 }

@@ -23,7 +23,7 @@ use super::copy_text;
 use super::rows::{self, LiveTable};
 use super::sqlite_read;
 use super::{
-    lock_key, redact, ApplyRequest, Approval, ApprovalError, AuditAction, AuditEntry, AuditQuery,
+    lock_key, ApplyRequest, Approval, ApprovalError, AuditAction, AuditEntry, AuditQuery,
     DriftPolicy, GuardRecord, GuardState, Held, LockMode, OrgSwitch, SourceLock, Store, StoreError,
     SyncRecord,
 };
@@ -44,14 +44,15 @@ pub struct PostgresStore {
 
 impl SqliteStore {
     pub async fn connect(url: &str, migrate_url: Option<&str>) -> Result<SqliteStore, StoreError> {
-        let connect_error = |source| StoreError::Connect {
-            url: redact(url),
+        let connect_error = |source: sqlx::Error| StoreError::Connect {
+            url: crate::redact::url(url),
+            detail: crate::redact::scrub(&source.to_string(), url),
             source,
         };
         // Other processes (and the next run) read the same state: an
         // in-memory database would lose the ledger when accord exits.
         if url.contains(":memory:") || url.contains("mode=memory") {
-            return Err(StoreError::InMemory(redact(url)));
+            return Err(StoreError::InMemory(crate::redact::url(url)));
         }
         let options = SqliteConnectOptions::from_str(url)
             .map_err(connect_error)?
@@ -286,7 +287,8 @@ impl PostgresStore {
                     .connect(&url)
                     .await
                     .map_err(|source| StoreError::Connect {
-                        url: redact(&url),
+                        url: crate::redact::url(&url),
+                        detail: crate::redact::scrub(&source.to_string(), &url),
                         source,
                     })
             }
