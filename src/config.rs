@@ -35,6 +35,49 @@ pub struct Config {
     /// How often the history's hash chain is verified (from where the
     /// last check got to).
     pub audit_verify_interval: Duration,
+    /// How the HTTP server treats connections.
+    pub http: HttpLimits,
+}
+
+/// How the HTTP server treats connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// How long a connection may take to send a request head, counted from
+    /// when the server starts waiting for it: a slow client's whole head,
+    /// or the quiet of an idle keep-alive connection.
+    pub header_timeout: Duration,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
+    /// The most connections held open at once; `None`: half of what the
+    /// process's open-file limit leaves.
+    pub max_connections: Option<usize>,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: None,
+        }
+    }
+}
+
+/// The file's `http` block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct HttpConfig {
+    /// How long a connection may take to send a request head (also how
+    /// long an idle keep-alive connection stays open).
+    #[serde(default)]
+    header_timeout: Option<String>,
+    /// How long a request body may take to arrive.
+    #[serde(default)]
+    body_timeout: Option<String>,
+    /// The most connections held open; by default half of what the
+    /// open-file limit leaves.
+    #[serde(default)]
+    max_connections: Option<usize>,
 }
 
 /// A Lease in the cluster decides which replica writes to the database and
@@ -145,6 +188,8 @@ struct FileConfig {
     leader_election: Option<LeaderElectionConfig>,
     #[serde(default)]
     audit_verify_interval: Option<String>,
+    #[serde(default)]
+    http: Option<HttpConfig>,
     /// Checked item by item below, so each source's errors are located.
     #[serde(default, rename = "sources")]
     _sources: Vec<serde::de::IgnoredAny>,
@@ -363,6 +408,41 @@ pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Ve
             DEFAULT_AUDIT_VERIFY_INTERVAL
         }
     };
+    let mut http = HttpLimits::default();
+    if let Some(settings) = &top.http {
+        let at = root.get("http").map_or(root.mark, |n| n.mark);
+        let mut duration = |text: &Option<String>, field: &str, into: &mut Duration| match text
+            .as_deref()
+            .map(parse_duration)
+        {
+            None => {}
+            Some(Ok(d)) if !d.is_zero() => *into = d,
+            Some(_) => errors.push(Diagnostic::new(
+                &file,
+                at,
+                format!("http.{field} must be a duration like 10s"),
+            )),
+        };
+        duration(
+            &settings.header_timeout,
+            "headerTimeout",
+            &mut http.header_timeout,
+        );
+        duration(
+            &settings.body_timeout,
+            "bodyTimeout",
+            &mut http.body_timeout,
+        );
+        match settings.max_connections {
+            Some(0) => errors.push(Diagnostic::new(
+                &file,
+                at,
+                "http.maxConnections must be at least 1",
+            )),
+            Some(n) => http.max_connections = Some(n),
+            None => {}
+        }
+    }
     if source_nodes.is_empty() && errors.is_empty() {
         errors.push(Diagnostic::new(
             &file,
@@ -391,6 +471,7 @@ pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Ve
         sources,
         leader_election: top.leader_election,
         audit_verify_interval,
+        http,
     })
 }
 

@@ -335,9 +335,13 @@ pub async fn run(
     }
     tokio::spawn(watch_history(state.clone(), config.audit_verify_interval));
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let server = axum::serve(listener, crate::server::router(state.clone()))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let served = server.await;
+    let served = crate::server::listen::serve(
+        listener,
+        crate::server::router(state.clone()),
+        config.http,
+        shutdown.clone(),
+    )
+    .await;
     // Workers finish the sync they are in (its transaction commits or rolls
     // back), then stop.
     for task in tasks {

@@ -3,6 +3,7 @@
 //! Errors are RFC 7807 problem documents.
 
 pub mod hooks;
+pub mod listen;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,7 +121,37 @@ pub fn router(state: Arc<State>) -> Router {
                 "this endpoint does not take that method",
             )
         })
+        .layer(middleware::map_response(problem_documents))
         .with_state(state)
+}
+
+/// Every error is a problem document, including those answered before a
+/// handler runs (a body over its limit: 413; a body too slow: 408).
+async fn problem_documents(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if is_problem || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let detail = match text.trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_owned(),
+        text => text.to_owned(),
+    };
+    let mut problem = Problem::new(status, detail).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    problem
 }
 
 /// Constant-time equality, so a token cannot be guessed byte by byte.

@@ -64,9 +64,33 @@ impl Controller {
     }
 
     pub async fn start_with(dir: &Path, args: &[&str], port: u16) -> Controller {
+        Self::start_command(dir, Command::new(env!("CARGO_BIN_EXE_accord")), args, port).await
+    }
+
+    /// `accord run` with at most `files` open files (`prlimit`).
+    pub async fn start_with_file_limit(
+        dir: &Path,
+        args: &[&str],
+        port: u16,
+        files: u32,
+    ) -> Controller {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={files}:{files}"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_accord"));
+        Self::start_command(dir, command, args, port).await
+    }
+
+    async fn start_command(
+        dir: &Path,
+        mut command: Command,
+        args: &[&str],
+        port: u16,
+    ) -> Controller {
         let log = dir.join(format!("accord-{port}.log"));
         let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_accord"))
+        let child = command
             .args(args)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
