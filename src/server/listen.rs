@@ -69,7 +69,25 @@ pub async fn serve(
         header_timeout = ?limits.header_timeout,
         "serving HTTP"
     );
+    // A permit per open connection: a connection is accepted only with
+    // one, so the descriptors held never exceed the cap, even while closed
+    // connections are still being torn down. Waiting ones queue in the
+    // kernel's backlog, which costs accord no descriptor.
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_connections));
     loop {
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                make_room(&open);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
@@ -84,7 +102,6 @@ pub async fn serve(
                 continue;
             }
         };
-        make_room(&open, max_connections);
         let id = next_id;
         next_id += 1;
         let in_flight = Arc::new(AtomicUsize::new(0));
@@ -130,6 +147,7 @@ pub async fn serve(
                 tracing::debug!(%error, "connection closed");
             }
             lock(&open).remove(&id);
+            drop(permit);
         });
         // Reap finished connection tasks as we go.
         while tasks.try_join_next().is_some() {}
@@ -141,11 +159,8 @@ pub async fn serve(
 
 /// At the cap, closes the connection idle longest (busy ones are left to
 /// finish); with every connection busy, the oldest.
-fn make_room(open: &Mutex<BTreeMap<u64, Open>>, max: usize) {
+fn make_room(open: &Mutex<BTreeMap<u64, Open>>) {
     let open = lock(open);
-    if open.len() < max {
-        return;
-    }
     let idle = open
         .values()
         .filter(|c| !c.close.is_cancelled() && c.in_flight.load(Ordering::Acquire) == 0)
