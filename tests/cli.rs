@@ -533,3 +533,34 @@ both_backends!(
         assert_eq!(ws.count("permits").await, 3);
     }
 );
+
+both_backends!(
+    a_nul_byte_in_a_name_is_refused_at_validation_and_never_wedges_the_source,
+    |backend| async move {
+        let ws = Workspace::new(backend).await;
+        let bad = "slug: nul-org\nname: \"Nul\\0Org\"\n";
+        std::fs::write(ws.path("config/nul.yaml"), bad).expect("write");
+        let validate = ws.accord(&["validate", "config"]);
+        assert_eq!(validate.code, 1);
+        assert!(
+            validate.stderr.contains("nul.yaml:2:7: invalid name"),
+            "{}",
+            validate.stderr
+        );
+        let refused = ws.run("apply", &[]);
+        assert_eq!(refused.code, 1, "{}", refused.stderr);
+        assert!(
+            refused.stderr.contains("nul.yaml:2:7:"),
+            "{}",
+            refused.stderr
+        );
+        assert_eq!(ws.count("organizations").await, 0, "nothing applied");
+
+        // Fixed, the same source applies at once.
+        std::fs::write(ws.path("config/nul.yaml"), "slug: nul-org\nname: Nul Org\n")
+            .expect("write");
+        let applied = ws.run("apply", &[]);
+        assert_eq!(applied.code, 0, "{}", applied.stderr);
+        assert!(ws.count("organizations").await > 0);
+    }
+);

@@ -575,3 +575,75 @@ fn manifest_name_that_kubernetes_would_refuse_points_to_spec_id() {
         "f.yaml:3:18: wrong value: found integer `-5`, expected a whole number (0 or more)"
     );
 }
+
+// ---- bad values and tags ---------------------------------------------------------
+
+#[test]
+fn a_nul_byte_or_a_newline_in_an_organization_name_is_refused_where_it_is() {
+    let nul = one_error("slug: acme\nname: \"Acme\\0Corp\"\n");
+    assert!(nul.starts_with("f.yaml:2:7: invalid name"), "{nul}");
+    assert!(nul.contains("\\u{0}"), "the NUL is shown escaped: {nul}");
+
+    let newline = one_error("slug: acme\nname: \"Acme\\nCorp\"\n");
+    assert!(newline.starts_with("f.yaml:2:7:"), "{newline}");
+}
+
+#[test]
+fn a_value_cannot_forge_a_line_of_its_own_in_an_error() {
+    let forged = "- id: p1\n  permissionId: \"x\\nother.yaml:1:1: everything is fine\\u001b[2J\"\n  slugs: [a]\n";
+    for error in errors(&[("f.yaml", forged)]) {
+        assert!(!error.chars().any(char::is_control), "{error:?}");
+        assert!(error.starts_with("f.yaml:"), "{error}");
+    }
+}
+
+#[test]
+fn a_file_name_with_control_characters_is_shown_escaped() {
+    let errors = errors(&[("bad\nname.yaml", "permissionId: [\n")]);
+    assert!(
+        errors.iter().all(|e| !e.chars().any(char::is_control)),
+        "{errors:?}"
+    );
+    assert!(errors[0].starts_with("bad\\nname.yaml:"), "{errors:?}");
+}
+
+#[test]
+fn tags_other_than_the_core_schemas_are_refused_where_they_are() {
+    for (text, tag, at) in [
+        (
+            "permissionId: !!binary c3ZjOmFjdA==\nslugs: [a]\n",
+            "!!binary",
+            "1:15",
+        ),
+        (
+            "permissionId: svc:act\nslugs: !custom [a]\n",
+            "!custom",
+            "2:8",
+        ),
+        ("permissionId: svc:act\nslugs: [! a]\n", "!", "2:9"),
+        ("!!set\npermissionId: svc:act\n", "!!set", "1:1"),
+    ] {
+        let error = one_error(text);
+        assert!(
+            error.starts_with(&format!("f.yaml:{at}:")) && error.contains(&format!("`{tag}`")),
+            "{text:?}: {error}"
+        );
+    }
+}
+
+#[test]
+fn core_schema_tags_mean_what_they_say() {
+    // `!!str` keeps a number-looking id a string.
+    let state = parse_ok(&[(
+        "f.yaml",
+        "id: !!str 123\npermissionId: !!str svc:act\nslugs: !!seq [a]\n",
+    )]);
+    assert!(state
+        .objects
+        .contains_key(&key(Kind::Permit, "unnamed", "123")));
+    let error = one_error("slug: acme\nbudget:\n  monthlyTokens: !!int many\n");
+    assert!(
+        error.contains("`many` is not a value of the tag `!!int`"),
+        "{error}"
+    );
+}

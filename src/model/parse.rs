@@ -34,18 +34,32 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
+    /// A located error. Control characters in the message (a value it
+    /// quotes) are escaped, so it stays one line wherever it is shown.
     pub fn new(file: &Arc<str>, mark: Mark, message: impl Into<String>) -> Diagnostic {
+        let message = message.into();
+        let message = match validate::escape_controls(&message) {
+            std::borrow::Cow::Borrowed(_) => message,
+            std::borrow::Cow::Owned(escaped) => escaped,
+        };
         Diagnostic {
             file: file.clone(),
             mark,
-            message: message.into(),
+            message,
         }
     }
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.mark, self.message)
+        // File names may hold control characters too.
+        write!(
+            f,
+            "{}:{}: {}",
+            validate::escape_controls(&self.file),
+            self.mark,
+            self.message
+        )
     }
 }
 
@@ -562,6 +576,9 @@ impl FileParser {
             return None;
         };
         self.check(node, "slug", &slug, validate::org_slug);
+        if let Some(display) = &spec.name {
+            self.check(node, "name", display, validate::display_name);
+        }
         self.check_list(
             node,
             "allowedModels",

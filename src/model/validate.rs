@@ -186,6 +186,42 @@ pub fn member_role(value: &str) -> Result<(), String> {
     }
 }
 
+/// An organization's display name: free text, but no control characters
+/// (a NUL byte cannot be stored in PostgreSQL; a newline or an escape
+/// sequence would forge lines in messages and terminals), at most 256
+/// characters.
+pub fn display_name(value: &str) -> Result<(), String> {
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "invalid name `{}`: it holds the control character {}; a name is one line of printable text",
+            escape_controls(value),
+            c.escape_default()
+        ));
+    }
+    if value.chars().count() > 256 {
+        return Err("invalid name: at most 256 characters".into());
+    }
+    Ok(())
+}
+
+/// `text` with every control character written as an escape (`\n`,
+/// `\u{1b}`), so a value quoted in a message cannot start a line of its
+/// own, forge a `FILE:LINE:COL:` error or drive a terminal.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 pub fn model_name(value: &str) -> Result<(), String> {
     if chars_ok(value, 128, is_alnum, |b| {
         is_alnum(b) || b"._:/-".contains(&b)
@@ -249,6 +285,31 @@ mod tests {
         ] {
             assert!(contact_id(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn display_names_are_one_line_of_printable_text() {
+        assert!(display_name("Acme Corp — Zürich").is_ok());
+        for bad in [
+            "nul\0byte",
+            "two\nlines",
+            "bell\u{7}",
+            "esc\u{1b}[31m",
+            "c1\u{85}",
+        ] {
+            let error = display_name(bad).unwrap_err();
+            assert!(!error.chars().any(char::is_control), "{error:?}");
+        }
+        assert!(display_name(&"x".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_nothing_else() {
+        assert_eq!(escape_controls("plain é"), "plain é");
+        assert_eq!(
+            escape_controls("a\nb.yaml:1:1: forged\u{1b}[2J\0"),
+            "a\\nb.yaml:1:1: forged\\u{1b}[2J\\u{0}"
+        );
     }
 
     #[test]

@@ -203,6 +203,60 @@ impl Default for Limits {
     }
 }
 
+/// The core schema's scalar tags, and the values each accepts.
+fn scalar_tag<'t>(
+    tag: Option<&'t saphyr_parser::Tag>,
+    text: &str,
+    mark: Mark,
+) -> Result<Option<&'t str>, LoadError> {
+    let Some(tag) = tag else {
+        return Ok(None);
+    };
+    if !tag.is_yaml_core_schema() {
+        return Err(unsupported_tag(tag, mark));
+    }
+    let fits = match tag.suffix.as_str() {
+        "str" => true,
+        "null" => matches!(text, "" | "~" | "null" | "Null" | "NULL"),
+        "bool" => matches!(text, "true" | "True" | "TRUE" | "false" | "False" | "FALSE"),
+        "int" => text.parse::<i64>().is_ok(),
+        "float" => {
+            text.parse::<f64>().is_ok()
+                || matches!(
+                    text.trim_start_matches(['+', '-']),
+                    ".inf" | ".Inf" | ".INF" | ".nan" | ".NaN" | ".NAN"
+                )
+        }
+        _ => return Err(unsupported_tag(tag, mark)),
+    };
+    if !fits {
+        return Err(LoadError {
+            mark,
+            message: format!(
+                "`{}` is not a value of the tag `!!{}`",
+                crate::model::validate::escape_controls(text),
+                tag.suffix
+            ),
+        });
+    }
+    Ok(Some(tag.suffix.as_str()))
+}
+
+fn unsupported_tag(tag: &saphyr_parser::Tag, mark: Mark) -> LoadError {
+    let shown = if tag.is_yaml_core_schema() {
+        format!("!!{}", tag.suffix)
+    } else {
+        format!("{}{}", tag.handle, tag.suffix)
+    };
+    LoadError {
+        mark,
+        message: format!(
+            "the tag `{}` is not supported: accord reads plain YAML, whose only tags are the core schema's (!!str, !!int, !!float, !!bool, !!null, !!seq, !!map)",
+            crate::model::validate::escape_controls(&shown)
+        ),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadError {
     pub mark: Mark,
@@ -267,11 +321,16 @@ pub fn load(text: &str, limits: Limits) -> Result<Vec<Document>, LoadError> {
                 });
                 None
             }
-            Event::Scalar(text, style, anchor, _tag) => {
-                let plain = matches!(style, ScalarStyle::Plain);
+            Event::Scalar(text, style, anchor, tag) => {
                 let text = match text {
                     Cow::Borrowed(s) => s.to_owned(),
                     Cow::Owned(s) => s,
+                };
+                let plain = match scalar_tag(tag.as_deref(), &text, mark)? {
+                    // `!!str` makes a string of what would read as another type.
+                    Some("str") => false,
+                    Some(_) => true,
+                    None => matches!(style, ScalarStyle::Plain),
                 };
                 Some((
                     Node {
@@ -303,7 +362,17 @@ pub fn load(text: &str, limits: Limits) -> Result<Vec<Document>, LoadError> {
                     size,
                 ))
             }
-            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+            Event::SequenceStart(anchor, ref tag) | Event::MappingStart(anchor, ref tag) => {
+                let expected = if matches!(event, Event::SequenceStart(..)) {
+                    "seq"
+                } else {
+                    "map"
+                };
+                if let Some(tag) = tag.as_deref() {
+                    if !(tag.is_yaml_core_schema() && tag.suffix == expected) {
+                        return Err(unsupported_tag(tag, mark));
+                    }
+                }
                 if stack.len() >= limits.max_depth {
                     return Err(LoadError {
                         mark,

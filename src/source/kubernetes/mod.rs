@@ -909,6 +909,29 @@ mod tests {
     }
 
     #[test]
+    fn an_object_with_a_control_character_is_rejected_alone() {
+        let mut bad = permit("bad");
+        bad.kind = Kind::Organization;
+        bad.spec = serde_json::json!({"name": "Acme\u{0}Corp"});
+        let objects = vec![permit("good"), bad];
+
+        let declared = declare(&objects, Limits::default());
+
+        assert_eq!(
+            declared.desired.len(),
+            1,
+            "the good object is still declared"
+        );
+        assert_eq!(declared.rejected.len(), 1);
+        let rejection = declared.rejected[0].to_string();
+        assert!(
+            rejection.starts_with("team-a/Organization/bad:") && rejection.contains("invalid name"),
+            "{rejection}"
+        );
+        assert!(!rejection.chars().any(char::is_control), "{rejection:?}");
+    }
+
+    #[test]
     fn a_conflicting_object_shows_the_conflict_even_when_the_sync_is_refused() {
         let objects = vec![permit("pay"), permit("new")];
         let declared = declare(&objects, Limits::default());
