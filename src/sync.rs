@@ -292,23 +292,23 @@ async fn finish<S: Store>(
         };
         return Ok(Synced { planned, outcome });
     }
-    let authors = {
-        let files: BTreeSet<Arc<str>> = planned
-            .plan
-            .changes
-            .iter()
-            .filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Delete))
-            .filter_map(|c| c.declared_in.clone())
-            .collect();
-        source
-            .authors(&planned.revision, files.into_iter().collect())
-            .await
-    };
+    let files: Vec<Arc<str>> = planned
+        .plan
+        .changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Create | Action::Update | Action::Delete))
+        .filter_map(|c| c.declared_in.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let origins = source.origins(&files);
+    let authors = source.authors(&planned.revision, files).await;
     let request = ApplyRequest {
         source: name,
         revision: &planned.revision,
         actor: &settings.actor,
         authors: &authors,
+        origins: &origins,
         drift: settings.drift,
         plan: &planned.plan,
         guard,

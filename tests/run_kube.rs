@@ -342,6 +342,30 @@ async fn kubectl_users_see_their_objects_applied_with_status_and_events() {
         audit.to_string().contains("refund-service"),
         "the update is audited: {audit:#}"
     );
+    // The audit row names the object, its uid and who changed it.
+    let uid = cluster.object("permit", "order-service-payments")["metadata"]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+    let update = audit["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["action"] == "update" && e["id"] == "order-service-payments")
+        .cloned()
+        .expect("the update's audit row");
+    // The version applied: accord's own status write comes after it.
+    let origin = update["origin"].as_str().unwrap_or_default();
+    assert!(
+        origin.starts_with(&format!(
+            "default/Permit/order-service-payments uid={uid} resourceVersion="
+        )),
+        "{update:#}"
+    );
+    assert_eq!(
+        update["actor"], "kubectl-patch (field manager)",
+        "{update:#}"
+    );
 
     // A deleted object's row is pruned (one of seven is under the guard's 25 %).
     cluster.kubectl_ok(&["delete", "enrollment", "payment-processor"]);
@@ -657,4 +681,44 @@ async fn a_namespace_deletion_streaming_in_is_refused_before_anything_beyond_the
     .await;
     assert!(applied, "{}", accord.log_text());
     assert!(rows(&db.url).await.len() >= 300);
+}
+
+#[tokio::test]
+async fn sigterm_releases_the_leader_lease_every_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path());
+    let db = TestDb::new(Backend::Sqlite).await;
+    // A long lease: only a release, not expiry, frees it within the test.
+    let config = config(dir.path(), &cluster, &db.url, "60s");
+    let holder = || {
+        let lease: Value = serde_json::from_str(&cluster.kubectl_ok(&[
+            "get",
+            "lease",
+            "accord-leader",
+            "-o",
+            "json",
+        ]))
+        .unwrap_or(Value::Null);
+        lease["spec"]["holderIdentity"]
+            .as_str()
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+    };
+    for round in 0..3 {
+        let mut accord = Controller::start(dir.path(), &config, free_port()).await;
+        let pid = accord.child.id();
+        let elected = eventually(WAIT, || async {
+            holder().is_some_and(|h| h.ends_with(&format!("-{pid}")))
+        })
+        .await;
+        assert!(elected, "round {round}: {}", accord.log_text());
+        let status = accord.terminate();
+        assert!(status.success(), "round {round}: {status:?}");
+        assert_eq!(
+            holder(),
+            None,
+            "round {round}: the lease is still held after SIGTERM\n{}",
+            accord.log_text()
+        );
+    }
 }

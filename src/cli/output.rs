@@ -207,6 +207,13 @@ pub fn print_audit(entries: &[AuditEntry], style: Style) {
             e.app,
             e.id
         );
+        if let Some(origin) = &e.origin {
+            let _ = writeln!(
+                out,
+                "    {}",
+                style.paint("2", &format!("declared in {origin}"))
+            );
+        }
         let _ = write!(out, "{}", style.diff(&e.diff, "    "));
     }
     let _ = out.flush();

@@ -270,6 +270,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
         leadership: leadership.clone(),
     });
+    let mut campaign_task = None;
     if let (Some(election), Some(leadership), Some(client)) =
         (&config.leader_election, &leadership, &client)
     {
@@ -282,7 +283,7 @@ pub async fn run(
             duration,
             leadership.clone(),
         );
-        tokio::spawn(campaign.run(shutdown.clone()));
+        campaign_task = Some(tokio::spawn(campaign.run(shutdown.clone())));
         // A new leader syncs every source at once instead of at its next interval.
         let (leadership, state) = (leadership.clone(), state.clone());
         tokio::spawn(async move {
@@ -346,6 +347,17 @@ pub async fn run(
     // back), then stop.
     for task in tasks {
         let _ = task.await;
+    }
+    // The campaign releases a held Lease as it stops, so a follower takes
+    // over at once instead of after a whole lease; the process must not
+    // exit before it has (whichever signal stopped it).
+    if let Some(campaign) = campaign_task {
+        if tokio::time::timeout(Duration::from_secs(5), campaign)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the leader lease was not released in time");
+        }
     }
     drop(watchers);
     tracing::info!("accord stopped");

@@ -58,7 +58,14 @@ impl Source for AnySource {
         match self {
             AnySource::Directory(s) => s.authors(revision, files).await,
             AnySource::Git(s) => s.authors(revision, files).await,
-            AnySource::Kubernetes(_) => HashMap::new(),
+            AnySource::Kubernetes(s) => s.authors(&files),
+        }
+    }
+
+    fn origins(&self, files: &[Arc<str>]) -> HashMap<Arc<str>, String> {
+        match self {
+            AnySource::Kubernetes(s) => s.origins(files),
+            _ => HashMap::new(),
         }
     }
 }

@@ -119,6 +119,13 @@ pub trait Source: Send + Sync {
         false
     }
 
+    /// Where each of `files` (the `declared_in` of changes) is, as the audit
+    /// log names it, when more than the file's name: a Kubernetes object's
+    /// uid and resourceVersion.
+    fn origins(&self, _files: &[Arc<str>]) -> HashMap<Arc<str>, String> {
+        HashMap::new()
+    }
+
     /// Who last changed each of `files` at `revision`, for the audit log.
     fn authors(
         &self,

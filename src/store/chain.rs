@@ -113,6 +113,7 @@ pub struct AuditRowContent<'a> {
     pub before: Option<&'a str>,
     pub after: Option<&'a str>,
     pub diff: &'a str,
+    pub origin: Option<&'a str>,
 }
 
 impl AuditRowContent<'_> {
@@ -132,6 +133,7 @@ impl AuditRowContent<'_> {
                 Field::Maybe(self.before),
                 Field::Maybe(self.after),
                 Field::Text(self.diff),
+                Field::Maybe(self.origin),
             ],
         )
     }

@@ -94,6 +94,9 @@ pub struct ApplyRequest<'a> {
     /// commit touching it), named on creates, updates and deletes of the
     /// objects declared (or last declared) there.
     pub authors: &'a std::collections::HashMap<std::sync::Arc<str>, String>,
+    /// Where each declaring file is, when more than its name (a Kubernetes
+    /// object's uid); the audit rows' `origin`, which is else the file.
+    pub origins: &'a std::collections::HashMap<std::sync::Arc<str>, String>,
     pub drift: DriftPolicy,
     pub plan: &'a Plan,
     /// What this apply does to the deletion guard's record.
@@ -181,6 +184,7 @@ impl<'a> ApplyRequest<'a> {
             revision,
             actor,
             authors: &NONE,
+            origins: &NONE,
             drift,
             plan,
             guard: GuardRecord::Clear,
@@ -254,6 +258,10 @@ pub struct AuditEntry {
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
     pub diff: String,
+    /// Where the change was declared: a file, or a Kubernetes object with
+    /// its uid and resourceVersion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -569,6 +569,7 @@ const AUDIT_LOG: Table = Table {
         "before",
         "after",
         "diff",
+        "origin",
         "row_hash",
         "chain_hash",
     ],
@@ -594,6 +595,7 @@ type AuditTuple = (
     Option<String>,
     Option<String>,
     String,
+    Option<String>,
 );
 
 macro_rules! sql_store {
@@ -924,6 +926,10 @@ macro_rules! sql_store {
                 $bulk(conn, &AUDIT_LOG, &writes.audit, |&(action, change)| {
                     let row = AuditRow::new(action, change);
                     let actor = row.actor(&request);
+                    let origin = change
+                        .declared_in
+                        .as_ref()
+                        .map(|file| request.origins.get(file).map_or(&**file, String::as_str));
                     let row_hash = chain::AuditRowContent {
                         at: &finished_at,
                         actor,
@@ -937,6 +943,7 @@ macro_rules! sql_store {
                         before: row.before.as_deref(),
                         after: row.after.as_deref(),
                         diff: &row.diff,
+                        origin,
                     }
                     .hash();
                     let chain_hash = {
@@ -957,6 +964,7 @@ macro_rules! sql_store {
                         row.before.into(),
                         row.after.into(),
                         row.diff.into(),
+                        origin.into(),
                         hex::encode(row_hash).into(),
                         hex::encode(chain_hash).into(),
                     ]
@@ -1026,7 +1034,7 @@ macro_rules! sql_store {
                 let mut found: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
                 if runs.problem.is_none() {
                     let mut rows = sqlx::query(
-                        "SELECT seq, at, actor, source, revision, sync_run, action, kind, app, object_id, before, after, diff, row_hash, chain_hash \
+                        "SELECT seq, at, actor, source, revision, sync_run, action, kind, app, object_id, before, after, diff, row_hash, chain_hash, origin \
                          FROM audit_log WHERE seq >= $1 ORDER BY seq",
                     )
                     .bind(audit.start())
@@ -1036,7 +1044,7 @@ macro_rules! sql_store {
                         let seq: i64 = row.try_get(0)?;
                         let at: DateTime<Utc> = row.try_get(1)?;
                         let sync_run: i64 = row.try_get(5)?;
-                        let texts: Vec<Option<String>> = (2..15)
+                        let texts: Vec<Option<String>> = (2..16)
                             .filter(|i| *i != 5)
                             .map(|i| row.try_get::<Option<String>, _>(i))
                             .collect::<Result<_, _>>()?;
@@ -1054,6 +1062,7 @@ macro_rules! sql_store {
                             before: texts[7].as_deref(),
                             after: texts[8].as_deref(),
                             diff: text(9),
+                            origin: texts[12].as_deref(),
                         };
                         let anchored = Some(seq) == from.audit_log.map(|(seq, _)| seq);
                         if !audit.row(seq, content.hash(), texts[10].as_deref(), texts[11].as_deref()) {
@@ -1087,7 +1096,7 @@ macro_rules! sql_store {
 
             async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
                 let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT seq, at, actor, source, revision, action, kind, app, object_id, before, after, diff FROM audit_log WHERE 1 = 1",
+                    "SELECT seq, at, actor, source, revision, action, kind, app, object_id, before, after, diff, origin FROM audit_log WHERE 1 = 1",
                 );
                 if let Some(source) = &query.source {
                     qb.push(" AND source = ").push_bind(source.as_str());
@@ -1103,7 +1112,7 @@ macro_rules! sql_store {
                 let json = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
                 Ok(rows
                     .into_iter()
-                    .map(|(seq, at, actor, source, revision, action, kind, app, id, before, after, diff)| AuditEntry {
+                    .map(|(seq, at, actor, source, revision, action, kind, app, id, before, after, diff, origin)| AuditEntry {
                         seq,
                         at,
                         actor,
@@ -1116,6 +1125,7 @@ macro_rules! sql_store {
                         before: json(before),
                         after: json(after),
                         diff,
+                        origin,
                     })
                     .collect())
             }

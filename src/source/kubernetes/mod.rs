@@ -63,6 +63,10 @@ pub struct KubeObject {
     /// The namespace's `accord.dev/app` annotation.
     pub namespace_app: Option<String>,
     pub reference: ObjectReference,
+    /// The field manager that last wrote the object's spec (`kubectl`,
+    /// `kubectl-client-side-apply`, a GitOps controller…): who changed it,
+    /// as far as a controller can tell. The requesting user is not visible.
+    pub field_manager: Option<String>,
 }
 
 impl KubeObject {
@@ -98,8 +102,22 @@ impl KubeObject {
             resource_version: resource_version(object),
             namespace_app,
             reference: object.object_ref(resource),
+            field_manager: spec_manager(object),
         }
     }
+}
+
+/// The manager of the newest write to the object itself (not a
+/// subresource such as its status, which accord writes).
+fn spec_manager(object: &DynamicObject) -> Option<String> {
+    object
+        .meta()
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|entry| entry.subresource.as_deref().unwrap_or_default().is_empty())
+        .max_by_key(|entry| entry.time.as_ref().map(|t| t.0))
+        .and_then(|entry| entry.manager.clone())
 }
 
 fn resource_version(object: &DynamicObject) -> u64 {
@@ -680,6 +698,49 @@ impl KubernetesSource {
         }
     }
 
+    /// Who changed each of `files` (object ids): its spec's field manager.
+    pub fn authors(&self, files: &[Arc<str>]) -> HashMap<Arc<str>, String> {
+        self.each_object(files, |object| {
+            object
+                .field_manager
+                .as_ref()
+                .map(|manager| format!("{manager} (field manager)"))
+        })
+    }
+
+    /// Each of `files` (object ids) with the object's uid and resourceVersion.
+    pub fn origins(&self, files: &[Arc<str>]) -> HashMap<Arc<str>, String> {
+        self.each_object(files, |object| {
+            Some(format!(
+                "{} uid={} resourceVersion={}",
+                object.id(),
+                object.uid,
+                object.resource_version
+            ))
+        })
+    }
+
+    fn each_object(
+        &self,
+        files: &[Arc<str>],
+        describe: impl Fn(&KubeObject) -> Option<String>,
+    ) -> HashMap<Arc<str>, String> {
+        let Some(last) = lock(&self.last).clone() else {
+            return HashMap::new();
+        };
+        let wanted: HashSet<&str> = files.iter().map(|f| &**f).collect();
+        last.objects
+            .iter()
+            .filter_map(|object| {
+                let id = object.id();
+                if !wanted.contains(id.as_str()) {
+                    return None;
+                }
+                Some((Arc::from(id.as_str()), describe(object)?))
+            })
+            .collect()
+    }
+
     /// [`hold_rejected`] for the snapshot last read; remembered for the statuses.
     pub fn hold_rejected(&self, plan: &mut Plan) {
         let held = match lock(&self.last).as_ref() {
@@ -905,6 +966,7 @@ mod tests {
             resource_version: 1,
             namespace_app: None,
             reference: ObjectReference::default(),
+            field_manager: None,
         }
     }
 
