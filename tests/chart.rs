@@ -3,7 +3,9 @@
 //! values, and checked on the parsed objects: RBAC grants exactly what accord
 //! needs, the pods run unprivileged on a read-only root, the config file is
 //! one accord accepts, secrets come from Secrets, SQLite stays on a volume
-//! and on one replica, and the schema rejects typos.
+//! and on one replica, the schema rejects typos, and the optional
+//! NetworkPolicy, PodDisruptionBudget and PrometheusRule (its alerts run
+//! through promtool) say what they should.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -56,6 +58,10 @@ fn tool(var: &str, name: &str) -> PathBuf {
 
 fn helm() -> PathBuf {
     tool("ACCORD_TEST_HELM", "helm")
+}
+
+fn promtool() -> PathBuf {
+    tool("ACCORD_TEST_PROMTOOL", "promtool")
 }
 
 /// Runs a tool; its stdout, or its stderr as the error.
@@ -272,7 +278,10 @@ fn defaults_render_one_replica_with_sqlite_on_a_persistent_volume_claim() {
     .into_iter()
     .map(|(k, n)| (k.to_owned(), n))
     .collect();
-    assert_eq!(kinds, expected, "no monitoring by default");
+    assert_eq!(
+        kinds, expected,
+        "no PDB, NetworkPolicy or monitoring by default"
+    );
 
     let deployment = chart.deployment();
     assert_eq!(deployment["spec"]["replicas"], 1);
@@ -370,7 +379,7 @@ fn sqlite_with_more_than_one_replica_fails_rendering_and_says_why() {
 }
 
 #[test]
-fn postgresql_with_two_replicas_renders_a_lease_and_no_volume() {
+fn postgresql_with_two_replicas_renders_a_lease_a_disruption_budget_and_no_volume() {
     for values in [
         postgres(2),
         json!({"replicas": 2, "database": {"existingSecret": "accord-db", "kind": "postgres"}}),
@@ -393,6 +402,13 @@ fn postgresql_with_two_replicas_renders_a_lease_and_no_volume() {
             .expect("replicas elect a leader");
         assert_eq!(election.namespace, NAMESPACE);
         assert_eq!(election.lease_name, "accord-leader");
+
+        let budget = chart.only("PodDisruptionBudget");
+        assert_eq!(budget["spec"]["minAvailable"], 1);
+        assert_eq!(
+            at(budget, "/spec/selector/matchLabels"),
+            at(deployment, "/spec/selector/matchLabels")
+        );
     }
 }
 
@@ -951,6 +967,82 @@ fn the_values_schema_covers_every_value_in_values_yaml() {
     assert_covered(values, &schema, "values");
 }
 
+// ---- NetworkPolicy ------------------------------------------------------------------
+
+fn ports(rule: &Value) -> BTreeSet<(String, String)> {
+    list(rule, "/ports")
+        .iter()
+        .map(|p| (p["port"].to_string(), text(p, "/protocol").to_owned()))
+        .collect()
+}
+
+fn port_set(of: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    of.iter()
+        .map(|(p, proto)| (p.to_string(), proto.to_string()))
+        .collect()
+}
+
+#[test]
+fn network_policy_admits_http_from_its_sources_and_lets_out_dns_the_api_and_the_database() {
+    let chart = render(json!({}));
+    assert!(!chart.has("NetworkPolicy"), "off by default");
+
+    let mut values = postgres(2);
+    values["networkPolicy"] = json!({"enabled": true});
+    let chart = render(values);
+    let policy = chart.only("NetworkPolicy");
+    assert_eq!(
+        at(policy, "/spec/podSelector/matchLabels"),
+        at(chart.deployment(), "/spec/selector/matchLabels")
+    );
+    assert_eq!(strings(policy, "/spec/policyTypes"), ["Ingress", "Egress"]);
+    let ingress = list(policy, "/spec/ingress");
+    assert_eq!(ingress.len(), 1);
+    assert_eq!(
+        at(&ingress[0], "/from"),
+        &json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}])
+    );
+    assert_eq!(ports(&ingress[0]), port_set(&[("\"http\"", "TCP")]));
+
+    let egress = list(policy, "/spec/egress");
+    let egress_ports: Vec<_> = egress.iter().map(ports).collect();
+    assert_eq!(
+        egress_ports,
+        [
+            port_set(&[("53", "UDP"), ("53", "TCP")]),
+            port_set(&[("443", "TCP"), ("6443", "TCP")]),
+            port_set(&[("5432", "TCP")]),
+        ],
+        "DNS, the API server and PostgreSQL, nothing else"
+    );
+
+    // SQLite is a file: no database port. Peers and extra rules as given.
+    let chart = render(json!({"networkPolicy": {
+        "enabled": true,
+        "ingressFrom": [{"podSelector": {"matchLabels": {"app": "prometheus"}}}],
+        "kubernetesApi": {"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}]},
+        "extraEgress": [{"ports": [{"port": 22, "protocol": "TCP"}]}],
+    }}));
+    let policy = chart.only("NetworkPolicy");
+    assert_eq!(
+        at(policy, "/spec/ingress/0/from"),
+        &json!([{"podSelector": {"matchLabels": {"app": "prometheus"}}}])
+    );
+    let egress = list(policy, "/spec/egress");
+    assert_eq!(
+        egress.iter().map(ports).collect::<Vec<_>>(),
+        [
+            port_set(&[("53", "UDP"), ("53", "TCP")]),
+            port_set(&[("443", "TCP"), ("6443", "TCP")]),
+            port_set(&[("22", "TCP")]),
+        ]
+    );
+    assert_eq!(
+        at(&egress[1], "/to"),
+        &json!([{"ipBlock": {"cidr": "10.0.0.1/32"}}])
+    );
+}
+
 // ---- monitoring -----------------------------------------------------------------------
 
 #[test]
@@ -977,6 +1069,70 @@ fn service_and_service_monitor_expose_http_and_metrics() {
     assert_eq!(endpoint["path"], "/metrics");
 }
 
+#[test]
+fn prometheus_rule_alerts_parse_in_promtool_and_fire_on_what_they_name() {
+    assert!(!render(json!({})).has("PrometheusRule"), "off by default");
+    let chart = render(json!({"prometheusRule": {"enabled": true, "labels": {"release": "prom"}}}));
+    let rule = chart.only("PrometheusRule");
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(rule["metadata"]["labels"]["release"], "prom");
+
+    // Each alert reads the metric accord exports (counters with `_total`).
+    let alerts: BTreeMap<&str, &str> = list(rule, "/spec/groups/0/rules")
+        .iter()
+        .map(|r| (text(r, "/alert"), text(r, "/expr")))
+        .collect();
+    let expected = [
+        ("AccordAuditChainBroken", "accord_audit_chain_ok"),
+        ("AccordDeletionsRefused", "accord_deletions_refused_total"),
+        ("AccordDriftOpen", "accord_drift_open"),
+        (
+            "AccordLastSuccessTooOld",
+            "accord_last_success_timestamp_seconds",
+        ),
+        ("AccordSyncFailing", "accord_syncs_total{outcome=\"error\"}"),
+    ];
+    assert_eq!(
+        alerts.keys().copied().collect::<Vec<_>>(),
+        expected.map(|(alert, _)| alert)
+    );
+    for (alert, metric) in expected {
+        assert!(alerts[alert].contains(metric), "{alert}: {}", alerts[alert]);
+    }
+
+    // promtool reads rule groups from YAML, of which JSON is a part.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("rules.yaml"),
+        serde_json::to_vec_pretty(at(rule, "/spec")).unwrap(),
+    )
+    .unwrap();
+    fs::copy(
+        repo().join("tests/fixtures/chart-alerts.test.yaml"),
+        dir.path().join("alerts.test.yaml"),
+    )
+    .unwrap();
+    let checked = run(
+        &promtool(),
+        &["check".as_ref(), "rules".as_ref(), "rules.yaml".as_ref()],
+        Some(dir.path()),
+    )
+    .unwrap_or_else(|e| panic!("promtool check rules:\n{e}"));
+    assert!(checked.contains("SUCCESS: 5 rules found"), "{checked}");
+    run(
+        &promtool(),
+        &[
+            "test".as_ref(),
+            "rules".as_ref(),
+            "alerts.test.yaml".as_ref(),
+        ],
+        Some(dir.path()),
+    )
+    .unwrap_or_else(|e| {
+        panic!("promtool test rules (tests/fixtures/chart-alerts.test.yaml):\n{e}")
+    });
+}
+
 // ---- the whole set ----------------------------------------------------------------------
 
 #[test]
@@ -984,6 +1140,8 @@ fn with_everything_on_each_object_is_named_labelled_and_in_the_release_namespace
     let mut values = postgres(2);
     values["kubernetes"] = json!({"namespaces": ["team-a", "team-b"]});
     values["serviceMonitor"] = json!({"enabled": true});
+    values["networkPolicy"] = json!({"enabled": true});
+    values["prometheusRule"] = json!({"enabled": true});
     let chart = render(values);
     let kinds: BTreeSet<&str> = chart.0.iter().map(|o| text(o, "/kind")).collect();
     assert_eq!(
@@ -993,6 +1151,9 @@ fn with_everything_on_each_object_is_named_labelled_and_in_the_release_namespace
             "ClusterRoleBinding",
             "ConfigMap",
             "Deployment",
+            "NetworkPolicy",
+            "PodDisruptionBudget",
+            "PrometheusRule",
             "Role",
             "RoleBinding",
             "Secret",
