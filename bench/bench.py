@@ -15,11 +15,13 @@ import sys
 RSS_LIMIT_MB = 300
 APPLY_FACTOR = 3.0   # first apply <= 3 x (validate + bulk-load baseline)
 PLAN_FACTOR = 1.5    # no-op plan <= 1.5 x validate
+VERIFY_LIMIT_S = 1.0  # accord audit verify of the first apply's history (issue 13)
 
 STEPS = [  # (key suffix, label)
     ("apply", "first `accord apply` (empty database)"),
     ("plan", "no-op `accord plan` (right after it; must exit 0)"),
     ("apply50", "`accord apply` after `--mutate 50`"),
+    ("verify", "`accord audit verify` of the first apply's history (one audit row per object)"),
 ]
 BACKENDS = [  # (key prefix, title, baseline label)
     ("sqlite", "SQLite", "baseline: `sqlite3` `.mode csv` + 3 × `.import` (whole invocation)"),
@@ -121,6 +123,10 @@ def report(samples, meta, anomalies):
         ratio = f"{plan / validate:.2f} × validate" if None not in (plan, validate) and validate > 0 else "–"
         target(f"{title}: no-op plan ≤ {PLAN_FACTOR:g} × validate s", plan, limit, ratio,
                ["validate", f"{prefix}.plan"])
+    for prefix, title, _ in BACKENDS:
+        verify = med(samples, f"{prefix}.verify", "wall")
+        target(f"{title}: audit verify of the first apply's history < {VERIFY_LIMIT_S:g} s", verify,
+               VERIFY_LIMIT_S, "–", [f"{prefix}.verify"])
     accord_keys = ["validate"] + [f"{p}.{s}" for p, _, _ in BACKENDS for s, _ in STEPS]
     # The RSS target is about every accord command, so take the worst run, not the median.
     worst = max((s["mb"], k) for k in accord_keys for s in samples.get(k, []))
@@ -145,7 +151,7 @@ def report(samples, meta, anomalies):
     w("| step | " + " | ".join(f"run {r}" for r in sorted({s['run'] for ss in samples.values() for s in ss}))
       + " |")
     w("|---|" + "---:|" * len({s['run'] for ss in samples.values() for s in ss}))
-    for key in ["validate"] + [f"{p}.{s}" for p, _, _ in BACKENDS for s in ("apply", "plan", "apply50", "baseline")]:
+    for key in ["validate"] + [f"{p}.{s}" for p, _, _ in BACKENDS for s in ("apply", "plan", "verify", "apply50", "baseline")]:
         cells = [f"{s['wall']:.2f} s / {s['mb']:.0f} MB" + ("" if s["rc"] == 0 else f" (exit {s['rc']})")
                  for s in sorted(samples.get(key, []), key=lambda s: s["run"])]
         w(f"| `{key}` | " + " | ".join(cells) + " |")

@@ -23,10 +23,12 @@
 #   per backend (SQLite: fresh db file; PostgreSQL: fresh database):
 #     apply     first accord apply into the empty database
 #     plan      accord plan right after it (nothing to do: must exit 0)
+#     verify    accord audit verify of the history the first apply wrote
 #     apply50   accord apply after regenerating the corpus with --mutate 50
 #                (the corpus is restored afterwards, untimed)
 #     baseline  bulk load of the same rows from CSV: sqlite3 .import / psql \copy
-# Targets: apply <= 3 x (validate + baseline), plan <= 1.5 x validate, peak RSS < 300 MB.
+# Targets: apply <= 3 x (validate + baseline), plan <= 1.5 x validate, verify < 1 s,
+# peak RSS < 300 MB.
 # Medians, ratios and the report are computed by bench/bench.py (standard library only).
 set -euo pipefail
 
@@ -232,6 +234,7 @@ run_sqlite() {
   rm -f "$db" "$db"-wal "$db"-shm "$db"-journal
   measure sqlite.apply 0 "$accord" apply --source "$corpus" --database "$url" --color never || true
   measure sqlite.plan 0 "$accord" plan --source "$corpus" --database "$url" --color never || explain_plan "$url"
+  measure sqlite.verify 0 "$accord" audit verify --database "$url" || true
   regen --mutate 50
   measure sqlite.apply50 0 "$accord" apply --source "$corpus" --database "$url" --color never || true
   regen   # restore the unmutated corpus for the next step
@@ -253,6 +256,7 @@ run_postgres() {
   psql_q "$pg_url" -c "CREATE DATABASE $db"
   measure pg.apply 0 "$accord" apply --source "$corpus" --database "$url" --color never || true
   measure pg.plan 0 "$accord" plan --source "$corpus" --database "$url" --color never || explain_plan "$url"
+  measure pg.verify 0 "$accord" audit verify --database "$url" || true
   regen --mutate 50
   measure pg.apply50 0 "$accord" apply --source "$corpus" --database "$url" --color never || true
   regen

@@ -722,3 +722,30 @@ async fn sigterm_releases_the_leader_lease_every_time() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_deleted_crd_prunes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::preloaded(dir.path(), &permits_in("team-a", 10));
+    let db = TestDb::new(Backend::Sqlite).await;
+    let config = config(dir.path(), &cluster, &db.url, "15s");
+    let accord = Controller::start(dir.path(), &config, free_port()).await;
+    let first = eventually(WAIT, || async { rows(&db.url).await.len() == 10 }).await;
+    assert!(first, "{}", accord.log_text());
+
+    // Deleting the CRD deletes every Permit with it: the whole source at once.
+    cluster.kubectl_ok(&["delete", "crd", "permits.accord.dev"]);
+    let status = accord
+        .wait_for("kubernetes", WAIT, |s| {
+            s["deletionRefused"]["deletes"].as_u64() == Some(10)
+        })
+        .await;
+    assert!(
+        status["deletionRefused"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("all 10 rows"),
+        "{status:#}"
+    );
+    assert_eq!(rows(&db.url).await.len(), 10, "nothing pruned");
+}

@@ -44,6 +44,7 @@ pub enum Cell<'a> {
     Owned(String),
     Int(i64),
     Time(DateTime<Utc>),
+    Bytes(Vec<u8>),
 }
 
 impl<'a> From<&'a str> for Cell<'a> {
@@ -82,6 +83,12 @@ impl From<Option<i64>> for Cell<'_> {
     }
 }
 
+impl From<Vec<u8>> for Cell<'_> {
+    fn from(value: Vec<u8>) -> Self {
+        Cell::Bytes(value)
+    }
+}
+
 impl From<DateTime<Utc>> for Cell<'_> {
     fn from(value: DateTime<Utc>) -> Self {
         Cell::Time(value)
@@ -100,6 +107,7 @@ impl Serialize for Cell<'_> {
             Cell::Owned(s) => serializer.serialize_str(s),
             Cell::Int(i) => serializer.serialize_i64(*i),
             Cell::Time(t) => serializer.serialize_str(&time_text(t)),
+            Cell::Bytes(b) => serializer.serialize_bytes(b),
         }
     }
 }
@@ -162,6 +170,7 @@ pub async fn sqlite<T, const N: usize>(
                     Cell::Owned(s) => args.add(s),
                     Cell::Int(i) => args.add(i),
                     Cell::Time(t) => args.add(t),
+                    Cell::Bytes(b) => args.add(b),
                 }
                 .map_err(sqlx::Error::Encode)?;
             }
@@ -202,6 +211,14 @@ fn copy_text(out: &mut String, cell: &Cell<'_>) {
         }
         Cell::Time(t) => {
             out.push_str(&time_text(t));
+            return;
+        }
+        Cell::Bytes(b) => {
+            // bytea's hex input form, its backslash escaped for COPY.
+            out.push_str("\\\\x");
+            for byte in b {
+                let _ = write!(out, "{byte:02x}");
+            }
             return;
         }
         Cell::Text(s) => *s,

@@ -9,6 +9,16 @@ use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 /// A row's or a link's hash.
 pub type Hash = [u8; 32];
 
+/// How much of a row's content hash its `row_hash` column keeps: enough to
+/// tell an edited row from a removed neighbour (the link is checked with
+/// the whole hash, recomputed), at half the bytes per audit row.
+pub const ROW_HASH_STORED: usize = 16;
+
+/// The stored form of a row's content hash.
+pub fn stored_row_hash(hash: &Hash) -> &[u8] {
+    &hash[..ROW_HASH_STORED]
+}
+
 /// What the first chained row of each table links to.
 pub const GENESIS: Hash = [0; 32];
 
@@ -17,7 +27,8 @@ pub enum Field<'a> {
     Text(&'a str),
     Maybe(Option<&'a str>),
     Int(i64),
-    Time(&'a DateTime<Utc>),
+    /// A time as `stamp` writes it.
+    Time(&'a str),
 }
 
 /// Times as both backends keep them: to the microsecond. A time is cut to
@@ -26,45 +37,71 @@ pub fn stored_time(time: DateTime<Utc>) -> DateTime<Utc> {
     time.trunc_subsecs(6)
 }
 
+/// A time as the hash takes it (`Field::Time`): RFC 3339, microseconds, UTC.
+pub fn stamp(time: &DateTime<Utc>) -> String {
+    stored_time(*time).to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+static ROW_KEY: std::sync::LazyLock<blake3::Hasher> =
+    std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key("accord history row v1"));
+static LINK_KEY: std::sync::LazyLock<blake3::Hasher> =
+    std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key("accord history link v1"));
+
+thread_local! {
+    /// A row's encoding, reused: an apply hashes one row per change.
+    static ENCODING: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The hash of a row's content. Each field is tagged and length-prefixed,
-/// so no two rows encode alike; `table` keeps the two chains apart.
+/// so no two rows encode alike; `table` keeps the two chains apart. The
+/// row is encoded whole and hashed in one call: many small updates cost
+/// more than the hashing.
 pub fn row_hash(table: &str, fields: &[Field<'_>]) -> Hash {
-    let mut hasher = blake3::Hasher::new_derive_key("accord history row v1");
-    hasher.update(table.as_bytes());
-    let mut text = |tag: u8, bytes: &[u8]| {
-        hasher.update(&[tag]);
-        hasher.update(&(bytes.len() as u64).to_le_bytes());
-        hasher.update(bytes);
-    };
-    for field in fields {
-        match field {
-            Field::Text(s) | Field::Maybe(Some(s)) => text(1, s.as_bytes()),
-            Field::Maybe(None) => text(0, &[]),
-            Field::Int(i) => text(2, &i.to_le_bytes()),
-            Field::Time(t) => text(
-                3,
-                stored_time(**t)
-                    .to_rfc3339_opts(SecondsFormat::Micros, true)
-                    .as_bytes(),
-            ),
+    ENCODING.with(|encoding| {
+        let mut out = encoding.borrow_mut();
+        out.clear();
+        let mut put = |tag: u8, bytes: &[u8]| {
+            out.push(tag);
+            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            out.extend_from_slice(bytes);
+        };
+        put(4, table.as_bytes());
+        for field in fields {
+            match field {
+                Field::Text(s) | Field::Maybe(Some(s)) => put(1, s.as_bytes()),
+                Field::Maybe(None) => put(0, &[]),
+                Field::Int(i) => put(2, &i.to_le_bytes()),
+                Field::Time(t) => put(3, t.as_bytes()),
+            }
         }
+        let mut hasher = ROW_KEY.clone();
+        hasher.update(&out);
+        *hasher.finalize().as_bytes()
+    })
+}
+
+/// A hash as people read it: lowercase hex.
+pub fn to_hex(hash: &Hash) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(64);
+    for byte in hash {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 15)]));
     }
-    *hasher.finalize().as_bytes()
+    text
 }
 
 /// The chain hash of a row whose content hashes to `row`, after `previous`.
 pub fn link(previous: &Hash, row: &Hash) -> Hash {
-    let mut hasher = blake3::Hasher::new_derive_key("accord history link v1");
+    let mut hasher = LINK_KEY.clone();
     hasher.update(previous);
     hasher.update(row);
     *hasher.finalize().as_bytes()
 }
 
-/// A stored hash column.
-pub fn parse(text: &str) -> Option<Hash> {
-    let mut hash = [0u8; 32];
-    hex::decode_to_slice(text, &mut hash).ok()?;
-    Some(hash)
+/// A stored chain hash.
+pub fn parse(bytes: &[u8]) -> Option<Hash> {
+    bytes.try_into().ok()
 }
 
 /// A sync run's content, in the order the hash takes it.
@@ -84,12 +121,13 @@ pub struct SyncRunRow {
 
 impl SyncRunRow {
     pub fn hash(&self) -> Hash {
+        let (started, finished) = (stamp(&self.started_at), stamp(&self.finished_at));
         let mut fields = vec![
             Field::Text(&self.source),
             Field::Text(&self.revision),
             Field::Text(&self.actor),
-            Field::Time(&self.started_at),
-            Field::Time(&self.finished_at),
+            Field::Time(&started),
+            Field::Time(&finished),
             Field::Text(&self.outcome),
         ];
         fields.extend(self.counts.iter().map(|n| Field::Int(*n)));
@@ -101,7 +139,8 @@ impl SyncRunRow {
 
 /// An audit row's content, in the order the hash takes it.
 pub struct AuditRowContent<'a> {
-    pub at: &'a DateTime<Utc>,
+    /// The row's time, as `stamp` writes it.
+    pub at: &'a str,
     pub actor: &'a str,
     pub source: &'a str,
     pub revision: &'a str,
@@ -161,11 +200,15 @@ mod tests {
     fn a_time_hashes_as_stored_to_the_microsecond() {
         let precise = DateTime::from_timestamp(1_800_000_000, 123_456_789).expect("time");
         let stored = stored_time(precise);
-        assert_eq!(
-            row_hash("t", &[Field::Time(&precise)]),
-            row_hash("t", &[Field::Time(&stored)])
-        );
+        assert_eq!(stamp(&precise), stamp(&stored));
+        assert_eq!(stamp(&stored), "2027-01-15T08:00:00.123456Z");
         assert_eq!(stored.timestamp_subsec_nanos(), 123_456_000);
+    }
+
+    #[test]
+    fn hashes_are_written_as_lowercase_hex() {
+        let hash = row_hash("t", &[Field::Int(7)]);
+        assert_eq!(to_hex(&hash), hex::encode(hash));
     }
 
     #[test]
@@ -182,8 +225,8 @@ mod tests {
             .rev()
             .fold(GENESIS, |previous, row| link(&previous, row));
         assert_ne!(chain, reordered);
-        assert_eq!(parse(&hex::encode(chain)), Some(chain));
-        assert_eq!(parse("not hex"), None);
+        assert_eq!(parse(&chain), Some(chain));
+        assert_eq!(parse(&chain[..16]), None);
     }
 }
 
@@ -297,8 +340,8 @@ impl Verifier {
         &mut self,
         id: i64,
         content: Hash,
-        row_hash: Option<&str>,
-        chain_hash: Option<&str>,
+        row_hash: Option<&[u8]>,
+        chain_hash: Option<&[u8]>,
     ) -> bool {
         if self.problem.is_some() {
             return false;
@@ -307,7 +350,7 @@ impl Verifier {
         if let Some((anchor, hash)) = self.anchor.take() {
             let same = id == anchor
                 && chain_hash.and_then(parse) == Some(hash)
-                && row_hash.and_then(parse) == Some(content);
+                && row_hash == Some(stored_row_hash(&content));
             if !same {
                 self.problem = Some(Problem::Rewritten { table, id: anchor });
                 return false;
@@ -322,7 +365,7 @@ impl Verifier {
             self.problem = Some(Problem::Unhashed { table, id });
             return false;
         };
-        if parse(row_hash) != Some(content) {
+        if row_hash != stored_row_hash(&content) {
             self.problem = Some(Problem::Edited { table, id });
             return false;
         }
@@ -347,3 +390,120 @@ impl Verifier {
         }
     }
 }
+
+/// One verification of both tables: the store feeds it every sync run and
+/// then every audit row from `from` on, in id order, read in one snapshot.
+pub struct Walk {
+    from: Position,
+    runs: Verifier,
+    audit: Verifier,
+    /// Audit rows each sync run (checked in this walk) says it wrote…
+    written: Vec<(i64, i64)>,
+    /// …and those found.
+    found: std::collections::HashMap<i64, i64>,
+}
+
+impl Walk {
+    /// `legacy` holds, per table, the last id written before the chain existed.
+    pub fn new(from: Position, legacy: &[(String, i64)]) -> Walk {
+        let legacy_through = |name: &str| {
+            legacy
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0, |(_, id)| *id)
+        };
+        Walk {
+            from,
+            runs: Verifier::new("sync_runs", legacy_through("sync_runs"), from.sync_runs),
+            audit: Verifier::new("audit_log", legacy_through("audit_log"), from.audit_log),
+            written: Vec::new(),
+            found: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The first sync run id and audit seq to feed.
+    pub fn starts(&self) -> (i64, i64) {
+        (self.runs.start(), self.audit.start())
+    }
+
+    /// Takes the next sync run; `false` once a problem was found.
+    pub fn sync_run(
+        &mut self,
+        id: i64,
+        row: &SyncRunRow,
+        audited: Option<i64>,
+        row_hash: Option<&[u8]>,
+        chain_hash: Option<&[u8]>,
+    ) -> bool {
+        let anchored = Some(id) == self.from.sync_runs.map(|(id, _)| id);
+        if !self.runs.row(id, row.hash(), row_hash, chain_hash) {
+            return false;
+        }
+        if let (Some(audited), false, Some(_)) = (audited, anchored, chain_hash) {
+            self.written.push((id, audited));
+        }
+        true
+    }
+
+    /// Whether audit rows are still wanted (the sync runs held).
+    pub fn wants_audit_rows(&mut self) -> bool {
+        self.runs.finish();
+        self.runs.problem.is_none()
+    }
+
+    /// Takes the next audit row; `false` once a problem was found.
+    pub fn audit_row(
+        &mut self,
+        seq: i64,
+        row: &AuditRowContent<'_>,
+        row_hash: Option<&[u8]>,
+        chain_hash: Option<&[u8]>,
+    ) -> bool {
+        let anchored = Some(seq) == self.from.audit_log.map(|(seq, _)| seq);
+        if !self.audit.row(seq, row.hash(), row_hash, chain_hash) {
+            return false;
+        }
+        if !anchored {
+            *self.found.entry(row.sync_run).or_default() += 1;
+        }
+        true
+    }
+
+    pub fn finish(mut self) -> Report {
+        self.runs.finish();
+        if self.runs.problem.is_none() {
+            self.audit.finish();
+        }
+        let mut problem = self.runs.problem.clone().or(self.audit.problem.clone());
+        if problem.is_none() {
+            problem = self.written.iter().find_map(|&(sync_run, written)| {
+                let found = self.found.get(&sync_run).copied().unwrap_or(0);
+                (found != written).then_some(Problem::Missing {
+                    sync_run,
+                    written,
+                    found,
+                })
+            });
+        }
+        Report {
+            sync_runs: self.runs.checked,
+            audit_rows: self.audit.checked,
+            legacy: self.runs.legacy + self.audit.legacy,
+            head: Position {
+                sync_runs: self.runs.last,
+                audit_log: self.audit.last,
+            },
+            problem,
+        }
+    }
+}
+
+/// The sync runs and audit rows as a walk reads them, from `?1` and `?2`.
+pub const SYNC_RUNS_QUERY: &str =
+    "SELECT id, source, revision, actor, started_at, finished_at, outcome, \
+     created, updated, deleted, drift, conflict, suspended, message, audited, row_hash, chain_hash \
+     FROM sync_runs WHERE id >= $1 ORDER BY id";
+pub const AUDIT_ROWS_QUERY: &str =
+    "SELECT seq, at, actor, source, revision, sync_run, action, kind, app, \
+     object_id, before, after, diff, origin, row_hash, chain_hash \
+     FROM audit_log WHERE seq >= $1 ORDER BY seq";

@@ -392,18 +392,20 @@ pub enum LockMode {
     Wait(std::time::Duration),
 }
 
-/// A held source lock, consumed by `Store::apply` (which commits under it
-/// and then lets it go) or by `release`. Dropped without either, it rolls
-/// back (SQLite) or closes the connection that holds it (PostgreSQL), which
-/// releases it too.
+/// A held source lock, consumed by `Store::apply` (which writes in its
+/// transaction, commits, and so lets it go) or by `release`. Dropped
+/// without either, its transaction rolls back and the lock is released.
 pub struct SourceLock {
     pub(crate) held: Held,
 }
 
+/// Either way the lock is a transaction, which the apply writes in.
 pub(crate) enum Held {
     Released,
-    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>, i64),
-    /// The write transaction, and this process's turn among its own writers.
+    /// A transaction holding `pg_advisory_xact_lock` of the source.
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    /// A write transaction begun `IMMEDIATE`, and this process's turn among
+    /// its own writers.
     Sqlite(
         sqlx::Transaction<'static, sqlx::Sqlite>,
         tokio::sync::OwnedMutexGuard<()>,
@@ -411,13 +413,14 @@ pub(crate) enum Held {
 }
 
 impl SourceLock {
-    /// Lets the lock go without writing anything.
+    /// Lets the lock go, committing what was written under it (a refusal
+    /// record).
     pub async fn release(mut self) -> Result<(), StoreError> {
         self.finish().await
     }
 
-    /// Ends what the lock holds: commits the SQLite write transaction (the
-    /// apply's writes are in it) or unlocks the PostgreSQL advisory lock.
+    /// Commits the lock's transaction: the apply's writes, and with them the
+    /// lock's release.
     pub(crate) async fn finish(&mut self) -> Result<(), StoreError> {
         match std::mem::replace(&mut self.held, Held::Released) {
             Held::Released => Ok(()),
@@ -426,28 +429,8 @@ impl SourceLock {
                 drop(turn);
                 Ok(committed?)
             }
-            Held::Postgres(mut conn, key) => {
-                let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
-                    .bind(key)
-                    .execute(&mut *conn)
-                    .await;
-                if unlocked.is_err() {
-                    // Closing the session releases its advisory locks.
-                    drop(conn.detach());
-                }
-                Ok(())
-            }
+            Held::Postgres(tx) => Ok(tx.commit().await?),
         }
-    }
-}
-
-impl Drop for SourceLock {
-    fn drop(&mut self) {
-        if let Held::Postgres(conn, _) = std::mem::replace(&mut self.held, Held::Released) {
-            // Closing the session releases its advisory locks.
-            drop(conn.detach());
-        }
-        // A SQLite transaction dropped unfinished is rolled back by sqlx.
     }
 }
 

@@ -353,12 +353,16 @@ impl<'a> AuditRow<'a> {
 
     fn new(action: AuditAction, change: &'a Change) -> AuditRow<'a> {
         let json = |o: Option<&Object>| o.map(|o| serde_json::to_string(o).unwrap_or_default());
+        // A create's or delete's diff is every line of its one object: it
+        // is made again from the object when read (`render::value_diff`),
+        // not written twice (a first sync writes one per object).
+        let whole = change.before.is_none() || change.after.is_none();
         AuditRow {
             action,
             change,
             before: json(change.before.as_ref()),
             after: json(change.after.as_deref()),
-            diff: change.diff(),
+            diff: if whole { String::new() } else { change.diff() },
         }
     }
 }
@@ -599,7 +603,7 @@ type AuditTuple = (
 );
 
 macro_rules! sql_store {
-    ($store:ident, $db:ty, $bind_limit:expr, $bulk:path, $snapshot:expr) => {
+    ($store:ident, $db:ty, $bind_limit:expr, $bulk:path) => {
         impl $store {
             /// Writes rows marked new with plain inserts and the others as upserts.
             async fn write_split<T, const N: usize>(
@@ -625,9 +629,9 @@ macro_rules! sql_store {
                     "SELECT chain_hash FROM audit_log WHERE chain_hash IS NOT NULL ORDER BY seq DESC LIMIT 1",
                 ];
                 for (head, query) in heads.iter_mut().zip(queries) {
-                    let row: Option<(String,)> = sqlx::query_as(query).fetch_optional(&mut *conn).await?;
-                    if let Some((text,)) = row {
-                        *head = chain::parse(&text).unwrap_or(chain::GENESIS);
+                    let row: Option<(Vec<u8>,)> = sqlx::query_as(query).fetch_optional(&mut *conn).await?;
+                    if let Some((bytes,)) = row {
+                        *head = chain::parse(&bytes).unwrap_or(chain::GENESIS);
                     }
                 }
                 Ok((heads[0], heads[1]))
@@ -704,9 +708,10 @@ macro_rules! sql_store {
                 let writes = Writes::sort_out(&request);
                 let source = request.source;
                 let now = Utc::now();
+                // The writes go into the lock's own transaction, which
+                // `finish` commits (no savepoint: SQLite would journal it).
                 let mut lock = lock;
-                let mut tx = sqlx::Connection::begin(Self::locked(&mut lock)?).await?;
-                let conn: &mut <$db as sqlx::Database>::Connection = &mut tx;
+                let conn: &mut <$db as sqlx::Database>::Connection = Self::locked(&mut lock)?;
 
                 // Rows first: organizations (with their members), permits, enrollments.
                 let orgs: Vec<((&Organization, &String), bool)> = writes
@@ -913,8 +918,8 @@ macro_rules! sql_store {
                     }
                     b.push_bind(&run.message)
                         .push_bind(run.audited)
-                        .push_bind(hex::encode(run_hash))
-                        .push_bind(hex::encode(run_chain));
+                        .push_bind(chain::stored_row_hash(&run_hash).to_vec())
+                        .push_bind(run_chain.to_vec());
                 });
                 qb.push(" RETURNING id");
                 let (sync_id,): (i64,) = qb.build_query_as().fetch_one(&mut *conn).await?;
@@ -923,6 +928,7 @@ macro_rules! sql_store {
                 // written (the database works on one chunk while the next
                 // is rendered).
                 let audit_chain = std::sync::Mutex::new(audit_head);
+                let at = chain::stamp(&finished_at);
                 $bulk(conn, &AUDIT_LOG, &writes.audit, |&(action, change)| {
                     let row = AuditRow::new(action, change);
                     let actor = row.actor(&request);
@@ -931,7 +937,7 @@ macro_rules! sql_store {
                         .as_ref()
                         .map(|file| request.origins.get(file).map_or(&**file, String::as_str));
                     let row_hash = chain::AuditRowContent {
-                        at: &finished_at,
+                        at: &at,
                         actor,
                         source,
                         revision: request.revision,
@@ -965,12 +971,11 @@ macro_rules! sql_store {
                         row.after.into(),
                         row.diff.into(),
                         origin.into(),
-                        hex::encode(row_hash).into(),
-                        hex::encode(chain_hash).into(),
+                        chain::stored_row_hash(&row_hash).to_vec().into(),
+                        chain_hash.to_vec().into(),
                     ]
                 })
                 .await?;
-                tx.commit().await?;
                 lock.finish().await?;
                 Ok(SyncRecord {
                     id: sync_id,
@@ -984,114 +989,7 @@ macro_rules! sql_store {
             }
 
             async fn verify_chain(&self, from: chain::Position) -> Result<chain::Report, StoreError> {
-                use sqlx::Row as _;
-                // One snapshot for both tables, so a sync run committed
-                // between reading them cannot look like missing audit rows.
-                let mut tx = self.pool.begin_with($snapshot).await?;
-                let legacy: Vec<(String, i64)> = sqlx::query_as("SELECT name, legacy_through FROM audit_chain")
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let legacy_through = |name: &str| {
-                    legacy.iter().find(|(n, _)| n == name).map_or(0, |(_, id)| *id)
-                };
-                let mut runs = chain::Verifier::new("sync_runs", legacy_through("sync_runs"), from.sync_runs);
-                let mut written: Vec<(i64, i64)> = Vec::new();
-                {
-                    let mut rows = sqlx::query(
-                        "SELECT id, source, revision, actor, started_at, finished_at, outcome, created, updated, deleted, drift, conflict, suspended, message, audited, row_hash, chain_hash \
-                         FROM sync_runs WHERE id >= $1 ORDER BY id",
-                    )
-                    .bind(runs.start())
-                    .fetch(&mut *tx);
-                    while let Some(row) = rows.next().await {
-                        let row = row?;
-                        let id: i64 = row.try_get(0)?;
-                        let audited: Option<i64> = row.try_get(14)?;
-                        let content = chain::SyncRunRow {
-                            source: row.try_get(1)?,
-                            revision: row.try_get(2)?,
-                            actor: row.try_get(3)?,
-                            started_at: row.try_get(4)?,
-                            finished_at: row.try_get(5)?,
-                            outcome: row.try_get(6)?,
-                            counts: [row.try_get(7)?, row.try_get(8)?, row.try_get(9)?, row.try_get(10)?, row.try_get(11)?, row.try_get(12)?],
-                            message: row.try_get(13)?,
-                            audited: audited.unwrap_or(-1),
-                        };
-                        let row_hash: Option<String> = row.try_get(15)?;
-                        let chain_hash: Option<String> = row.try_get(16)?;
-                        let anchored = Some(id) == from.sync_runs.map(|(id, _)| id);
-                        if !runs.row(id, content.hash(), row_hash.as_deref(), chain_hash.as_deref()) {
-                            break;
-                        }
-                        if let (Some(audited), false, Some(_)) = (audited, anchored, chain_hash) {
-                            written.push((id, audited));
-                        }
-                    }
-                }
-                runs.finish();
-                let mut audit = chain::Verifier::new("audit_log", legacy_through("audit_log"), from.audit_log);
-                let mut found: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
-                if runs.problem.is_none() {
-                    let mut rows = sqlx::query(
-                        "SELECT seq, at, actor, source, revision, sync_run, action, kind, app, object_id, before, after, diff, row_hash, chain_hash, origin \
-                         FROM audit_log WHERE seq >= $1 ORDER BY seq",
-                    )
-                    .bind(audit.start())
-                    .fetch(&mut *tx);
-                    while let Some(row) = rows.next().await {
-                        let row = row?;
-                        let seq: i64 = row.try_get(0)?;
-                        let at: DateTime<Utc> = row.try_get(1)?;
-                        let sync_run: i64 = row.try_get(5)?;
-                        let texts: Vec<Option<String>> = (2..16)
-                            .filter(|i| *i != 5)
-                            .map(|i| row.try_get::<Option<String>, _>(i))
-                            .collect::<Result<_, _>>()?;
-                        let text = |i: usize| texts[i].as_deref().unwrap_or_default();
-                        let content = chain::AuditRowContent {
-                            at: &at,
-                            actor: text(0),
-                            source: text(1),
-                            revision: text(2),
-                            sync_run,
-                            action: text(3),
-                            kind: text(4),
-                            app: text(5),
-                            object_id: text(6),
-                            before: texts[7].as_deref(),
-                            after: texts[8].as_deref(),
-                            diff: text(9),
-                            origin: texts[12].as_deref(),
-                        };
-                        let anchored = Some(seq) == from.audit_log.map(|(seq, _)| seq);
-                        if !audit.row(seq, content.hash(), texts[10].as_deref(), texts[11].as_deref()) {
-                            break;
-                        }
-                        if !anchored {
-                            *found.entry(sync_run).or_default() += 1;
-                        }
-                    }
-                    audit.finish();
-                }
-                tx.rollback().await?;
-                let mut problem = runs.problem.clone().or(audit.problem.clone());
-                if problem.is_none() {
-                    problem = written.iter().find_map(|&(sync_run, written)| {
-                        let found = found.get(&sync_run).copied().unwrap_or(0);
-                        (found != written).then_some(chain::Problem::Missing { sync_run, written, found })
-                    });
-                }
-                Ok(chain::Report {
-                    sync_runs: runs.checked,
-                    audit_rows: audit.checked,
-                    legacy: runs.legacy + audit.legacy,
-                    head: chain::Position {
-                        sync_runs: runs.last,
-                        audit_log: audit.last,
-                    },
-                    problem,
-                })
+                self.walk_history(from).await
             }
 
             async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
@@ -1112,20 +1010,14 @@ macro_rules! sql_store {
                 let json = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
                 Ok(rows
                     .into_iter()
-                    .map(|(seq, at, actor, source, revision, action, kind, app, id, before, after, diff, origin)| AuditEntry {
-                        seq,
-                        at,
-                        actor,
-                        source,
-                        revision,
-                        action,
-                        kind,
-                        app,
-                        id,
-                        before: json(before),
-                        after: json(after),
-                        diff,
-                        origin,
+                    .map(|(seq, at, actor, source, revision, action, kind, app, id, before, after, diff, origin)| {
+                        let (before, after) = (json(before), json(after));
+                        let diff = if diff.is_empty() {
+                            crate::model::render::value_diff(before.as_ref(), after.as_ref())
+                        } else {
+                            diff
+                        };
+                        AuditEntry { seq, at, actor, source, revision, action, kind, app, id, before, after, diff, origin }
                     })
                     .collect())
             }
@@ -1281,10 +1173,9 @@ impl SqliteStore {
         mode: LockMode,
     ) -> Result<Option<SourceLock>, StoreError> {
         let turn = match mode {
-            LockMode::Try => match self.writer.clone().try_lock_owned() {
-                Ok(turn) => turn,
-                Err(_) => return Ok(None),
-            },
+            // The file has one writer lock for every source: this process's
+            // other sources are not competing replicas, so wait for them.
+            LockMode::Try => self.writer.clone().lock_owned().await,
             LockMode::Wait(limit) => {
                 match tokio::time::timeout(limit, self.writer.clone().lock_owned()).await {
                     Ok(turn) => turn,
@@ -1306,6 +1197,16 @@ impl SqliteStore {
         Ok(Some(SourceLock {
             held: Held::Sqlite(tx, turn),
         }))
+    }
+
+    /// Reads both tables of the history through SQLite's C API, in one
+    /// read transaction: sqlx's per-row hand-off cost several times the
+    /// hashing.
+    async fn walk_history(&self, from: chain::Position) -> Result<chain::Report, StoreError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || sqlite_read::walk_history(&path, from))
+            .await
+            .map_err(load_stopped)?
     }
 
     /// SQLite writes one transaction at a time already.
@@ -1360,28 +1261,28 @@ fn locked(source: &str, waited: Duration) -> StoreError {
 }
 
 impl PostgresStore {
-    /// A session advisory lock keyed by the source's name, on a connection
-    /// kept for the apply: replicas and CLI runs of one source take turns,
-    /// while different sources apply side by side.
+    /// A transaction holding the source's advisory lock (released when it
+    /// ends), which the apply then writes in: replicas and CLI runs of one
+    /// source take turns, while different sources apply side by side.
     async fn take_lock(
         &self,
         source: &str,
         mode: LockMode,
     ) -> Result<Option<SourceLock>, StoreError> {
         let key = lock_key(source);
-        let mut conn = self.pool.acquire().await?;
+        let mut tx = self.pool.begin().await?;
         let deadline = match mode {
             LockMode::Try => None,
             LockMode::Wait(limit) => Some((tokio::time::Instant::now() + limit, limit)),
         };
         loop {
-            let (locked_now,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+            let (locked_now,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
                 .bind(key)
-                .fetch_one(&mut *conn)
+                .fetch_one(&mut *tx)
                 .await?;
             if locked_now {
                 return Ok(Some(SourceLock {
-                    held: Held::Postgres(conn, key),
+                    held: Held::Postgres(tx),
                 }));
             }
             match deadline {
@@ -1404,9 +1305,86 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// Streams both tables of the history, in one snapshot, into a walk.
+    async fn walk_history(&self, from: chain::Position) -> Result<chain::Report, StoreError> {
+        use sqlx::Row as _;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?;
+        let legacy: Vec<(String, i64)> =
+            sqlx::query_as("SELECT name, legacy_through FROM audit_chain")
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut walk = chain::Walk::new(from, &legacy);
+        let (first_run, first_seq) = walk.starts();
+        {
+            let mut rows = sqlx::query(chain::SYNC_RUNS_QUERY)
+                .bind(first_run)
+                .fetch(&mut *tx);
+            while let Some(row) = rows.next().await {
+                let row = row?;
+                let content = chain::SyncRunRow {
+                    source: row.try_get(1)?,
+                    revision: row.try_get(2)?,
+                    actor: row.try_get(3)?,
+                    started_at: row.try_get(4)?,
+                    finished_at: row.try_get(5)?,
+                    outcome: row.try_get(6)?,
+                    counts: [
+                        row.try_get(7)?,
+                        row.try_get(8)?,
+                        row.try_get(9)?,
+                        row.try_get(10)?,
+                        row.try_get(11)?,
+                        row.try_get(12)?,
+                    ],
+                    message: row.try_get(13)?,
+                    audited: row.try_get::<Option<i64>, _>(14)?.unwrap_or(-1),
+                };
+                let audited: Option<i64> = row.try_get(14)?;
+                let hashes: (Option<&[u8]>, Option<&[u8]>) = (row.try_get(15)?, row.try_get(16)?);
+                if !walk.sync_run(row.try_get(0)?, &content, audited, hashes.0, hashes.1) {
+                    break;
+                }
+            }
+        }
+        if walk.wants_audit_rows() {
+            let mut rows = sqlx::query(chain::AUDIT_ROWS_QUERY)
+                .bind(first_seq)
+                .fetch(&mut *tx);
+            while let Some(row) = rows.next().await {
+                let row = row?;
+                let at = chain::stamp(&row.try_get::<DateTime<Utc>, _>(1)?);
+                let text = |i: usize| row.try_get::<Option<&str>, _>(i);
+                let content = chain::AuditRowContent {
+                    at: &at,
+                    actor: text(2)?.unwrap_or_default(),
+                    source: text(3)?.unwrap_or_default(),
+                    revision: text(4)?.unwrap_or_default(),
+                    sync_run: row.try_get(5)?,
+                    action: text(6)?.unwrap_or_default(),
+                    kind: text(7)?.unwrap_or_default(),
+                    app: text(8)?.unwrap_or_default(),
+                    object_id: text(9)?.unwrap_or_default(),
+                    before: text(10)?,
+                    after: text(11)?,
+                    diff: text(12)?.unwrap_or_default(),
+                    origin: text(13)?,
+                };
+                let hashes: (Option<&[u8]>, Option<&[u8]>) = (row.try_get(14)?, row.try_get(15)?);
+                if !walk.audit_row(row.try_get(0)?, &content, hashes.0, hashes.1) {
+                    break;
+                }
+            }
+        }
+        tx.rollback().await?;
+        Ok(walk.finish())
+    }
+
     fn locked(lock: &mut SourceLock) -> Result<&mut sqlx::PgConnection, StoreError> {
         match &mut lock.held {
-            Held::Postgres(conn, _) => Ok(&mut *conn),
+            Held::Postgres(tx) => Ok(&mut *tx),
             _ => Err(StoreError::ForeignLock),
         }
     }
@@ -1449,17 +1427,5 @@ fn assemble(
     })
 }
 
-sql_store!(
-    SqliteStore,
-    sqlx::Sqlite,
-    32_000usize,
-    bulk::sqlite,
-    "BEGIN"
-);
-sql_store!(
-    PostgresStore,
-    sqlx::Postgres,
-    65_000usize,
-    bulk::postgres,
-    "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
-);
+sql_store!(SqliteStore, sqlx::Sqlite, 32_000usize, bulk::sqlite);
+sql_store!(PostgresStore, sqlx::Postgres, 65_000usize, bulk::postgres);

@@ -14,6 +14,7 @@ use std::time::Duration;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, Row, ToSql};
 
+use super::chain;
 use super::rows::{Assembler, Columns, LiveTable};
 use super::StoreError;
 use crate::plan::LiveState;
@@ -112,4 +113,137 @@ impl Columns for SqliteColumns<'_, '_> {
             .get(column)
             .map_err(|e| format!("column {}: {e}", column + 1))
     }
+}
+
+/// Walks the history's hash chain from `from`, both tables in one read
+/// transaction (one snapshot).
+pub fn walk_history(path: &Path, from: chain::Position) -> Result<chain::Report, StoreError> {
+    let fail = failed("the history");
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(&fail)?;
+    conn.busy_timeout(Duration::from_secs(30))
+        .and_then(|()| conn.execute_batch("PRAGMA query_only = 1; BEGIN"))
+        .map_err(&fail)?;
+    let legacy: Vec<(String, i64)> = conn
+        .prepare("SELECT name, legacy_through FROM audit_chain")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .map_err(&fail)?;
+    let mut walk = chain::Walk::new(from, &legacy);
+    let (first_run, first_seq) = walk.starts();
+    let time = |row: &Row<'_>, column: usize| -> rusqlite::Result<chrono::DateTime<chrono::Utc>> {
+        let text: String = row.get(column)?;
+        chrono::DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    column,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })
+    };
+    {
+        let mut statement = conn
+            .prepare(&chain::SYNC_RUNS_QUERY.replace("$1", "?1"))
+            .map_err(&fail)?;
+        let mut rows = statement.query([first_run]).map_err(&fail)?;
+        while let Some(row) = rows.next().map_err(&fail)? {
+            let read = || -> rusqlite::Result<_> {
+                let audited: Option<i64> = row.get(14)?;
+                let content = chain::SyncRunRow {
+                    source: row.get(1)?,
+                    revision: row.get(2)?,
+                    actor: row.get(3)?,
+                    started_at: time(row, 4)?,
+                    finished_at: time(row, 5)?,
+                    outcome: row.get(6)?,
+                    counts: [
+                        row.get(7)?,
+                        row.get(8)?,
+                        row.get(9)?,
+                        row.get(10)?,
+                        row.get(11)?,
+                        row.get(12)?,
+                    ],
+                    message: row.get(13)?,
+                    audited: audited.unwrap_or(-1),
+                };
+                let hash = |i: usize| -> rusqlite::Result<Option<Vec<u8>>> {
+                    Ok(match row.get_ref(i)? {
+                        ValueRef::Null => None,
+                        ValueRef::Blob(bytes) | ValueRef::Text(bytes) => Some(bytes.to_vec()),
+                        // Anything else was not written by accord: it cannot match.
+                        _ => Some(Vec::new()),
+                    })
+                };
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    content,
+                    audited,
+                    (hash(15)?, hash(16)?),
+                ))
+            };
+            let (id, content, audited, (row_hash, chain_hash)) = read().map_err(&fail)?;
+            if !walk.sync_run(
+                id,
+                &content,
+                audited,
+                row_hash.as_deref(),
+                chain_hash.as_deref(),
+            ) {
+                break;
+            }
+        }
+    }
+    if walk.wants_audit_rows() {
+        let mut statement = conn
+            .prepare(&chain::AUDIT_ROWS_QUERY.replace("$1", "?1"))
+            .map_err(&fail)?;
+        let mut rows = statement.query([first_seq]).map_err(&fail)?;
+        while let Some(row) = rows.next().map_err(&fail)? {
+            let at = chain::stamp(&time(row, 1).map_err(&fail)?);
+            let columns = SqliteColumns(row);
+            let text = |i: usize| {
+                columns.optional(i).map_err(|message| StoreError::Decode {
+                    table: "audit_log".into(),
+                    message,
+                })
+            };
+            let (actor, source, revision) = (text(2)?, text(3)?, text(4)?);
+            let (action, kind, app, object_id) = (text(6)?, text(7)?, text(8)?, text(9)?);
+            let (before, after, diff, origin) = (text(10)?, text(11)?, text(12)?, text(13)?);
+            let content = chain::AuditRowContent {
+                at: &at,
+                actor: actor.as_deref().unwrap_or_default(),
+                source: source.as_deref().unwrap_or_default(),
+                revision: revision.as_deref().unwrap_or_default(),
+                sync_run: row.get(5).map_err(&fail)?,
+                action: action.as_deref().unwrap_or_default(),
+                kind: kind.as_deref().unwrap_or_default(),
+                app: app.as_deref().unwrap_or_default(),
+                object_id: object_id.as_deref().unwrap_or_default(),
+                before: before.as_deref(),
+                after: after.as_deref(),
+                diff: diff.as_deref().unwrap_or_default(),
+                origin: origin.as_deref(),
+            };
+            let seq: i64 = row.get(0).map_err(&fail)?;
+            let hash = |i: usize| -> Result<Option<&[u8]>, StoreError> {
+                match row.get_ref(i).map_err(&fail)? {
+                    ValueRef::Null => Ok(None),
+                    ValueRef::Blob(bytes) | ValueRef::Text(bytes) => Ok(Some(bytes)),
+                    // Anything else was not written by accord: it cannot match.
+                    _ => Ok(Some(&[])),
+                }
+            };
+            if !walk.audit_row(seq, &content, hash(14)?, hash(15)?) {
+                break;
+            }
+        }
+    }
+    conn.execute_batch("COMMIT").map_err(&fail)?;
+    Ok(walk.finish())
 }
