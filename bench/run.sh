@@ -9,8 +9,7 @@
 #   --out FILE      also write the report to FILE
 #   --accord BIN    benchmark this binary instead of building one with `cargo build --release`
 #                   (the build honours CARGO_TARGET_DIR)
-#   --gen PATH      gen_corpus.py to use (default: bench/gen_corpus.py if present,
-#                   else /work/shared/bench/gen_corpus.py)
+#   --gen PATH      corpus generator to use (default: bench/gen_corpus.py)
 #   --pg-no-fsync   start the throwaway PostgreSQL with fsync/synchronous_commit/full_page_writes
 #                   off (default: server defaults, i.e. fsync on, like a real deployment)
 #   --keep          keep the work folder (corpus, CSV, logs) for inspection
@@ -72,7 +71,7 @@ fi
 command -v python3 >/dev/null || die "python3 is needed (gen_corpus.py and bench/bench.py)"
 
 if [[ -z $gen ]]; then
-  if [[ -f $here/gen_corpus.py ]]; then gen=$here/gen_corpus.py; else gen=/work/shared/bench/gen_corpus.py; fi
+  gen=$here/gen_corpus.py
 fi
 [[ -f $gen ]] || die "gen_corpus.py not found at $gen (use --gen PATH)"
 

@@ -1,0 +1,157 @@
+//! What the README tells a new user works as written: the first command and
+//! `accord run --config examples/accord.yaml` after it agree, the
+//! walkthrough prints what it says, and the configuration it shows is the
+//! real `examples/accord.yaml`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::controller::{free_port, Controller};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn readme() -> String {
+    std::fs::read_to_string(repo().join("README.md")).expect("README.md")
+}
+
+/// The fenced block that follows `marker` in the README.
+fn block_after(marker: &str) -> String {
+    let text = readme();
+    let at = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("README lost `{marker}`"));
+    let open = at + text[at..].find("```").expect("a block");
+    let body = open + text[open..].find('\n').expect("fence line") + 1;
+    let close = body + text[body..].find("```").expect("closing fence");
+    text[body..close].to_owned()
+}
+
+/// A folder holding a copy of `examples/`, as a clone's root would.
+fn workspace() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(repo().join("examples"))
+        .arg(dir.path())
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    dir
+}
+
+fn accord(dir: &Path, args: &[&str], database: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_accord"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("ACCORD_COLOR", "never")
+        .env_remove("ACCORD_DATABASE_URL");
+    if let Some(url) = database {
+        command.env("ACCORD_DATABASE_URL", url);
+    }
+    command.output().expect("run accord")
+}
+
+#[test]
+fn the_configuration_the_readme_shows_is_examples_accord_yaml() {
+    let shown = block_after("The configuration file (`examples/accord.yaml`):");
+    let real = std::fs::read_to_string(repo().join("examples/accord.yaml")).expect("file");
+    assert_eq!(
+        shown, real,
+        "the README's configuration block drifted from the file"
+    );
+    let parsed = accord::config::parse("examples/accord.yaml", &real, &Default::default());
+    assert!(parsed.is_ok(), "{parsed:?}");
+}
+
+#[test]
+fn the_walkthrough_prints_what_it_says() {
+    let dir = workspace();
+    let db = Some("sqlite://walkthrough.db");
+    let run = |args: &[&str]| accord(dir.path(), args, db);
+    let text = |out: &Output| {
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+
+    assert_eq!(run(&["validate", "examples/config"]).status.code(), Some(0));
+    let plan = run(&["plan", "--source", "examples/config"]);
+    assert_eq!(plan.status.code(), Some(2));
+    assert!(text(&plan).contains("20 to create"), "{}", text(&plan));
+    assert_eq!(
+        run(&["apply", "--source", "examples/config"]).status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        run(&["plan", "--source", "examples/config"]).status.code(),
+        Some(0)
+    );
+
+    let edited = Command::new("sqlite3")
+        .current_dir(dir.path())
+        .args([
+            "walkthrough.db",
+            "UPDATE permits SET permission_id = 'payment-svc:payment:refund' WHERE id = 'order-service-payments'",
+        ])
+        .status()
+        .expect("sqlite3");
+    assert!(edited.success());
+    let drift = run(&["plan", "--source", "examples/config"]);
+    assert_eq!(drift.status.code(), Some(2));
+    let shown = text(&drift);
+    assert!(
+        shown.contains("drift") && shown.contains("-permissionId: payment-svc:payment:refund"),
+        "{shown}"
+    );
+    assert_eq!(
+        run(&["apply", "--source", "examples/config"]).status.code(),
+        Some(0)
+    );
+    let audit = run(&["audit", "--limit", "1"]);
+    assert!(text(&audit).contains("drift_corrected"), "{}", text(&audit));
+    assert_eq!(run(&["audit", "verify"]).status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_command_and_the_example_configuration_agree() {
+    let dir = workspace();
+    let first = accord(
+        dir.path(),
+        &[
+            "apply",
+            "--source",
+            "examples/config",
+            "--source-name",
+            "examples",
+        ],
+        None,
+    );
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+
+    let controller = Controller::start(
+        dir.path(),
+        &dir.path().join("examples/accord.yaml"),
+        free_port(),
+    )
+    .await;
+    let status = controller
+        .wait_for("examples", Duration::from_secs(30), |s| {
+            s["lastSuccessAt"].is_string()
+        })
+        .await;
+    assert_eq!(status["state"], "Synced", "{status:#}");
+    assert_eq!(status["counts"]["conflicts"], 0, "{status:#}");
+    assert_eq!(
+        status["counts"]["created"], 0,
+        "the first command applied it all"
+    );
+}
