@@ -13,7 +13,9 @@ use serde::Deserialize;
 use crate::model::de::from_node;
 use crate::model::yaml::{self, Limits, Mark};
 use crate::model::Diagnostic;
-use crate::store::DriftPolicy;
+use crate::policy::DriftPolicy;
+pub use crate::source::git::GitConfig;
+pub use crate::source::kubernetes::KubernetesConfig;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -105,17 +107,6 @@ fn default_lease_duration() -> String {
     "15s".into()
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct KubernetesConfig {
-    /// Namespaces to watch; all of them when empty.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub namespaces: Vec<String>,
-    /// A kubeconfig file; in-cluster configuration or `$KUBECONFIG` when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kubeconfig: Option<PathBuf>,
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct SourceConfig {
     pub name: String,
@@ -144,29 +135,6 @@ impl SourceKind {
             SourceKind::Kubernetes(_) => "kubernetes",
         }
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct GitConfig {
-    /// https://, ssh://, git@host:path or file:// URL.
-    pub url: String,
-    /// A branch, a tag or a full commit id.
-    #[serde(default = "default_ref", rename = "ref")]
-    pub reference: String,
-    /// A folder inside the repository.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_file: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssh_key_file: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook_secret_file: Option<PathBuf>,
-}
-
-fn default_ref() -> String {
-    "main".into()
 }
 
 // ---- the file's shape --------------------------------------------------------
@@ -357,14 +325,14 @@ pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Ve
             );
         }
         let deletion_window = match source.deletion_window.as_deref().map(parse_duration) {
-            None => crate::sync::DEFAULT_DELETION_WINDOW,
+            None => crate::policy::DEFAULT_DELETION_WINDOW,
             Some(Ok(d)) => d,
             Some(Err(_)) => {
                 fail(
                     "deletionWindow",
                     "deletionWindow must be a duration like 10m, 1h or 0s".into(),
                 );
-                crate::sync::DEFAULT_DELETION_WINDOW
+                crate::policy::DEFAULT_DELETION_WINDOW
             }
         };
         if let Some(kind) = kind {

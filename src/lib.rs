@@ -9,6 +9,7 @@ pub mod controller;
 pub mod metrics;
 pub mod model;
 pub mod plan;
+pub mod policy;
 pub mod redact;
 pub mod server;
 pub mod source;

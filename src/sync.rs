@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use crate::model::{DesiredState, Diagnostic, Limits};
 use crate::plan::{self, Action, GuardRefusal, LiveState, Plan, PlanOptions};
+use crate::policy::DriftPolicy;
 use crate::source::{Source, SourceError};
 use crate::store::{
-    ApplyRequest, DriftPolicy, GuardRecord, LockMode, SourceLock, Store, StoreError, SyncRecord,
+    ApplyRequest, GuardRecord, LockMode, SourceLock, Store, StoreError, SyncRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -57,17 +58,14 @@ impl Settings {
             source: source.to_owned(),
             plan: PlanOptions::default(),
             drift: DriftPolicy::Correct,
-            max_delete_percent: 25,
-            deletion_window: DEFAULT_DELETION_WINDOW,
+            max_delete_percent: crate::policy::DEFAULT_MAX_DELETE_PERCENT,
+            deletion_window: crate::policy::DEFAULT_DELETION_WINDOW,
             force: false,
             actor: actor.to_owned(),
             record_unchanged: false,
         }
     }
 }
-
-/// The default deletion window.
-pub const DEFAULT_DELETION_WINDOW: Duration = Duration::from_secs(600);
 
 /// What a sync does beyond planning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

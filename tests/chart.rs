@@ -17,7 +17,7 @@ use std::time::Duration;
 use accord::config::{self, Overrides, SourceKind};
 use accord::model::de::from_node;
 use accord::model::yaml::{self, Limits};
-use accord::store::DriftPolicy;
+use accord::policy::DriftPolicy;
 use serde_json::{json, Value};
 
 const RELEASE: &str = "accord";

@@ -5,7 +5,8 @@ mod common;
 
 use accord::model::{DesiredState, Kind, Object};
 use accord::plan::{self, Action, Plan, PlanOptions};
-use accord::store::{AnyStore, ApplyRequest, AuditQuery, DriftPolicy, Store, SyncRecord};
+use accord::policy::DriftPolicy;
+use accord::store::{AnyStore, ApplyRequest, AuditQuery, Store, SyncRecord};
 use common::builders::*;
 use common::db::{locked, Backend, TestDb};
 use serde_json::json;

@@ -12,8 +12,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::{Kind, Limits};
 use crate::plan::PlanOptions;
+use crate::policy::DriftPolicy;
 use crate::source::{directory, DirectorySource, DEFAULT_MAX_FILE_SIZE};
-use crate::store::{AnyStore, AuditQuery, DriftPolicy, LockMode, Store};
+use crate::store::{AnyStore, AuditQuery, LockMode, Store};
 use crate::sync::{self, SyncError};
 
 pub use output::Style;
@@ -643,11 +644,38 @@ async fn run_controller(args: &RunArgs, default_actor: &str) -> u8 {
             default_actor.rsplit('@').next().unwrap_or("localhost")
         )
     });
-    match crate::controller::run(config, actor, tokio_util::sync::CancellationToken::new()).await {
+    match serve_controller(&config, actor).await {
         Ok(()) => OK,
         Err(e) => {
             eprintln!("error: {e}");
             ERROR
         }
     }
+}
+
+/// `accord run`: binds the HTTP address first (a port in use fails at
+/// once), starts the controller, serves its state until shutdown, and waits
+/// for it to stop.
+async fn serve_controller(
+    config: &crate::config::Config,
+    actor: String,
+) -> Result<(), crate::controller::RunError> {
+    use crate::controller::{self, RunError};
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| RunError::Listen {
+            address: config.listen.to_string(),
+            source,
+        })?;
+    let address = listener.local_addr().unwrap_or(config.listen);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = controller::start(config, actor, shutdown.clone()).await?;
+    tracing::info!(%address, sources = config.sources.len(), "accord is running: listening on http://{address}");
+    let router = crate::server::router(running.state.clone());
+    let served =
+        crate::server::listen::serve(listener, router, config.http, shutdown.clone()).await;
+    // The server stops on shutdown; so does a failed server take the rest down.
+    shutdown.cancel();
+    running.stopped().await;
+    served.map_err(RunError::Serve)
 }

@@ -8,7 +8,8 @@ use serde_json::json;
 
 use crate::model::Diagnostic;
 use crate::plan::{Action, Change, Summary};
-use crate::store::{AuditEntry, DriftPolicy, SyncRecord};
+use crate::policy::DriftPolicy;
+use crate::store::{AuditEntry, SyncRecord};
 use crate::sync::Planned;
 
 #[derive(Clone, Copy, Debug, Default)]

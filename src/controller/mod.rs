@@ -139,12 +139,48 @@ fn watch(path: &Path, handle: Arc<SourceHandle>) -> Result<notify::RecommendedWa
     Ok(watcher)
 }
 
-/// Runs until SIGTERM or SIGINT (or `shutdown` is cancelled).
-pub async fn run(
-    config: Config,
+/// A started controller: the state its HTTP API serves, and what it waits
+/// for when it stops.
+pub struct Running {
+    pub state: Arc<State>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    campaign: Option<tokio::task::JoinHandle<()>>,
+    /// File watchers live as long as the controller.
+    watchers: Vec<notify::RecommendedWatcher>,
+}
+
+impl Running {
+    /// Once `shutdown` is cancelled: waits for every worker to finish the
+    /// sync it is in (its transaction commits or rolls back), and for the
+    /// leader Lease to be released.
+    pub async fn stopped(self) {
+        for worker in self.workers {
+            let _ = worker.await;
+        }
+        // The campaign releases a held Lease as it stops, so a follower
+        // takes over at once instead of after a whole lease; the process
+        // must not exit before it has (whichever signal stopped it).
+        if let Some(campaign) = self.campaign {
+            if tokio::time::timeout(Duration::from_secs(5), campaign)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the leader lease was not released in time");
+            }
+        }
+        drop(self.watchers);
+        tracing::info!("accord stopped");
+    }
+}
+
+/// Starts every source's worker, the watches, the leader election and the
+/// history check, until SIGTERM or SIGINT (or `shutdown` is cancelled).
+/// The caller serves `Running::state` over HTTP.
+pub async fn start(
+    config: &Config,
     actor: String,
     shutdown: CancellationToken,
-) -> Result<(), RunError> {
+) -> Result<Running, RunError> {
     let store = Arc::new(
         AnyStore::connect_migrating_with(&config.database, config.migrate_database.as_deref())
             .await?,
@@ -321,14 +357,6 @@ pub async fn run(
         }
     }
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| RunError::Listen {
-            address: config.listen.to_string(),
-            source,
-        })?;
-    tracing::info!(address = %config.listen, sources = workers.len(), "accord is running");
-
     let mut tasks = Vec::new();
     for (handle, source, source_config, requests) in workers {
         let worker = Worker::new(handle, state.clone(), source, source_config, actor.clone());
@@ -336,32 +364,12 @@ pub async fn run(
     }
     tokio::spawn(watch_history(state.clone(), config.audit_verify_interval));
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let served = crate::server::listen::serve(
-        listener,
-        crate::server::router(state.clone()),
-        config.http,
-        shutdown.clone(),
-    )
-    .await;
-    // Workers finish the sync they are in (its transaction commits or rolls
-    // back), then stop.
-    for task in tasks {
-        let _ = task.await;
-    }
-    // The campaign releases a held Lease as it stops, so a follower takes
-    // over at once instead of after a whole lease; the process must not
-    // exit before it has (whichever signal stopped it).
-    if let Some(campaign) = campaign_task {
-        if tokio::time::timeout(Duration::from_secs(5), campaign)
-            .await
-            .is_err()
-        {
-            tracing::warn!("the leader lease was not released in time");
-        }
-    }
-    drop(watchers);
-    tracing::info!("accord stopped");
-    served.map_err(RunError::Serve)
+    Ok(Running {
+        state,
+        workers: tasks,
+        campaign: campaign_task,
+        watchers,
+    })
 }
 
 /// Verifies the history's hash chain at start and then every `interval`,

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::state::{Counts, OpenItem, RefusedDeletions, SourceStatus, SyncState};
 use crate::model::Kind;
 use crate::plan::{self, Action, GuardRefusal, Plan};
-use crate::store::DriftPolicy;
+use crate::policy::DriftPolicy;
 
 /// How one sync settled, as far as the source's status is concerned.
 #[derive(Debug)]

@@ -12,9 +12,33 @@ use git2::{
     TreeWalkMode, TreeWalkResult,
 };
 
+use serde::Deserialize;
+
 use super::{Snapshot, Source, SourceError};
-use crate::config::GitConfig;
 use crate::model::{Diagnostic, Mark, SourceFile};
+
+#[derive(Clone, Debug, PartialEq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GitConfig {
+    /// https://, ssh://, git@host:path or file:// URL.
+    pub url: String,
+    /// A branch, a tag or a full commit id.
+    #[serde(default = "default_ref", rename = "ref")]
+    pub reference: String,
+    /// A folder inside the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret_file: Option<PathBuf>,
+}
+
+fn default_ref() -> String {
+    "main".into()
+}
 
 #[derive(Clone, Debug)]
 pub struct GitSource {

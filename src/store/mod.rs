@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::model::{Key, KeyMap, Kind};
 use crate::plan::{Action, Change, LiveState, Plan, RowMap, Summary};
+use crate::policy::DriftPolicy;
 
 pub use sql::{PostgresStore, SqliteStore};
 
@@ -57,30 +58,6 @@ pub enum StoreError {
     ForeignLock,
     #[error("cannot read the rows of {table}: {message}")]
     Decode { table: String, message: String },
-}
-
-/// What the drift policy does with a managed row edited or deleted by hand.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DriftPolicy {
-    /// Put it back and audit `drift_corrected`.
-    #[default]
-    Correct,
-    /// Leave it, audit `drift_detected` once.
-    Report,
-}
-
-impl std::str::FromStr for DriftPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "correct" => Ok(DriftPolicy::Correct),
-            "report" => Ok(DriftPolicy::Report),
-            other => Err(format!(
-                "unknown drift policy `{other}`, expected correct or report"
-            )),
-        }
-    }
 }
 
 /// Who applies what, from where.

@@ -24,11 +24,11 @@ use super::rows::{self, LiveTable};
 use super::sqlite_read;
 use super::{
     lock_key, ApplyRequest, Approval, ApprovalError, AuditAction, AuditEntry, AuditQuery,
-    DriftPolicy, GuardRecord, GuardState, Held, LockMode, OrgSwitch, SourceLock, Store, StoreError,
-    SyncRecord,
+    GuardRecord, GuardState, Held, LockMode, OrgSwitch, SourceLock, Store, StoreError, SyncRecord,
 };
 use crate::model::{Enrollment, Key, KeyMap, Kind, Member, Object, Organization, Permit};
 use crate::plan::{Action, Change, GuardRefusal, LiveState, RowMap};
+use crate::policy::DriftPolicy;
 
 pub struct SqliteStore {
     pool: SqlitePool,

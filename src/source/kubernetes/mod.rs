@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::model::parse::parse_file;
 use crate::model::{Declaration, DesiredState, Diagnostic, Key, Kind, Limits};
 use crate::plan::{Action, Change, Plan};
-use crate::store::DriftPolicy;
+use crate::policy::DriftPolicy;
 
 use self::resources::{EnrollmentResource, ObjectStatus, OrganizationResource, PermitResource};
 use self::status::{reasons, Outcome};
@@ -37,6 +37,17 @@ pub const DEFAULT_WRITE_CONCURRENCY: usize = 16;
 
 /// A namespace annotation naming the app of the objects in it that name none.
 pub const APP_ANNOTATION: &str = "accord.dev/app";
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Namespaces to watch; all of them when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// A kubeconfig file; in-cluster configuration or `$KUBECONFIG` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+}
 
 /// The API resource of each kind, as the watch and the status writer use it.
 pub fn api_resource(kind: Kind) -> ApiResource {
