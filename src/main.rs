@@ -2,10 +2,11 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = accord::cli::Cli::parse();
+    let cli = match accord::cli::parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return ExitCode::from(code),
+    };
     if matches!(cli.command, accord::cli::Command::Run(_)) {
         limit_malloc_arenas();
     }

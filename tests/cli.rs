@@ -564,3 +564,36 @@ both_backends!(
         assert!(ws.count("organizations").await > 0);
     }
 );
+
+#[test]
+fn usage_errors_exit_1_not_the_2_that_means_changes_pending() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for args in [
+        &["plan", "--sourc", "x"][..],
+        &["apply", "--source", "x", "--drift", "bogus"],
+        &["frobnicate"],
+        &[],
+    ] {
+        let run = accord_in(dir.path(), args);
+        assert_eq!(run.code, 1, "accord {args:?}: {}", run.stderr);
+    }
+    assert_eq!(accord_in(dir.path(), &["--help"]).code, 0);
+    assert_eq!(accord_in(dir.path(), &["--version"]).code, 0);
+}
+
+#[tokio::test]
+async fn after_an_apply_the_database_file_alone_holds_everything() {
+    let ws = Workspace::new(Backend::Sqlite).await;
+    assert_eq!(ws.run("apply", &[]).code, 0);
+    let file = ws.db.url.trim_start_matches("sqlite://").to_owned();
+    let copy = ws.path("copy.db");
+    // Only the main file: a write-ahead log left beside it is not copied.
+    std::fs::copy(&file, &copy).expect("copy");
+    let url = format!("sqlite://{}", copy.display());
+    let plan = ws.accord(&["plan", "--source", "config", "--database", &url]);
+    assert_eq!(
+        plan.code, 0,
+        "the copy lacks what was applied:\n{}",
+        plan.stdout
+    );
+}

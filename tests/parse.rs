@@ -647,3 +647,37 @@ fn core_schema_tags_mean_what_they_say() {
         "{error}"
     );
 }
+
+#[test]
+fn a_misspelled_field_is_named_with_the_field_it_misspells_in_every_shape() {
+    // A native list item whose kind the typo hides.
+    let error = one_error("- permisionId: svc:act\n  slugs: [a]\n");
+    assert!(
+        error.starts_with("f.yaml:1:3:")
+            && error.contains("unknown field `permisionId` (did you mean `permissionId`?)"),
+        "{error}"
+    );
+    // A single native object of a known kind.
+    let error = one_error("permissionId: svc:act\nslugz: [a]\n");
+    assert!(
+        error.contains("unknown field `slugz` (did you mean `slugs`?)"),
+        "{error}"
+    );
+    // An app bundle, and its items.
+    let error = one_error("app: a\npermitz: []\n");
+    assert!(error.contains("(did you mean `permits`?)"), "{error}");
+    let error = one_error("app: a\npermits:\n  - permissionId: svc:act\n    rolez: [a:b]\n");
+    assert!(error.contains("(did you mean `roles`?)"), "{error}");
+    // A typed manifest, and its spec.
+    let all = errors(&[(
+        "f.yaml",
+        "apiVersion: accord.dev/v1alpha1\nkind: Permit\nmetdata: {name: p}\nspec: {permissionId: svc:act, slugs: [a]}\n",
+    )]);
+    assert!(
+        all.iter()
+            .any(|e| e.starts_with("f.yaml:3:1:") && e.contains("(did you mean `metadata`?)")),
+        "{all:?}"
+    );
+    let error = one_error("apiVersion: accord.dev/v1alpha1\nkind: Enrollment\nmetadata: {name: e}\nspec: {role: a:b, userid: u1}\n");
+    assert!(error.contains("(did you mean `userId`?)"), "{error}");
+}

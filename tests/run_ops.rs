@@ -1156,3 +1156,113 @@ async fn sigterm_stops_the_controller_promptly_with_exit_status_zero() {
         accord.log_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accord_status_fails_when_a_source_is_in_error_or_no_server_answers() {
+    let setup = Setup::new(Backend::Sqlite, "    interval: 1h\n", false).await;
+    std::fs::write(setup.folder.join("bad.yaml"), "permissionId: [\n").expect("write");
+    let accord = setup.start().await;
+    accord
+        .wait_for(SOURCE, WAIT, |s| s["state"] == "Error")
+        .await;
+    let status = Command::new(env!("CARGO_BIN_EXE_accord"))
+        .args(["status", "--server", &accord.url])
+        .env("ACCORD_COLOR", "never")
+        .output()
+        .expect("accord status");
+    assert_eq!(
+        status.status.code(),
+        Some(1),
+        "a source in error fails the check"
+    );
+    assert!(String::from_utf8_lossy(&status.stdout).contains("Error"));
+
+    // Fixed, the same check passes.
+    std::fs::remove_file(setup.folder.join("bad.yaml")).expect("rm");
+    accord
+        .wait_for(SOURCE, WAIT, |s| s["state"] == "Synced")
+        .await;
+    assert_eq!(
+        Command::new(env!("CARGO_BIN_EXE_accord"))
+            .args(["status", "--server", &accord.url])
+            .output()
+            .expect("accord status")
+            .status
+            .code(),
+        Some(0)
+    );
+
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    let out = Command::new(env!("CARGO_BIN_EXE_accord"))
+        .args(["status", "--server", &nobody])
+        .output()
+        .expect("accord status");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no accord server answers") && stderr.contains("accord run"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_logs_at_info_without_colour_codes_and_as_json_on_request() {
+    let setup = Setup::new(Backend::Sqlite, "    interval: 1h\n", false).await;
+    setup.declare("p.yaml", &[grant("p1", "svc:a")]);
+    let config = setup.config.to_str().expect("utf-8").to_owned();
+    // No ACCORD_LOG: the default level.
+    let text_log = setup.dir.path().join("text.log");
+    let json_log = setup.dir.path().join("json.log");
+    for (log, extra) in [(&text_log, None), (&json_log, Some("json"))] {
+        let port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_accord"));
+        command
+            .args([
+                "run",
+                "--config",
+                &config,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env_remove("ACCORD_LOG")
+            .stderr(std::fs::File::create(log).expect("log"));
+        if let Some(format) = extra {
+            command.args(["--log-format", format]);
+        }
+        let mut child = command.spawn().expect("accord run");
+        let applied = eventually(WAIT, || async {
+            std::fs::read_to_string(log)
+                .unwrap_or_default()
+                .contains("sync applied")
+        })
+        .await;
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        let _ = child.wait();
+        // Stopped on the database file, so the second run has nothing to apply:
+        // start each on a fresh source name.
+        assert!(
+            applied,
+            "{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::fs::write(
+            &setup.config,
+            std::fs::read_to_string(&setup.config)
+                .expect("config")
+                .replace(&format!("name: {SOURCE}\n"), "name: second\n"),
+        )
+        .expect("rename source");
+    }
+    let text = std::fs::read_to_string(&text_log).expect("log");
+    assert!(text.contains("listening on http://127.0.0.1:"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a log file: {text:?}"
+    );
+    let json = std::fs::read_to_string(&json_log).expect("log");
+    for line in json.lines() {
+        let parsed: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(parsed["level"].is_string(), "{line}");
+    }
+    assert!(json.contains("\"sync applied\""), "{json}");
+}

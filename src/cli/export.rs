@@ -16,7 +16,9 @@ pub async fn export(args: &super::ExportArgs) -> u8 {
     let Some(store) = connect(&args.database).await else {
         return ERROR;
     };
-    let live = match store.load(None).await {
+    let live = store.load(None).await;
+    store.close().await;
+    let live = match live {
         Ok(live) => live,
         Err(e) => {
             eprintln!("error: {e}");

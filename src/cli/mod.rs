@@ -31,12 +31,22 @@ pub const REFUSED: u8 = 3;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// Log filter (tracing syntax), e.g. `info` or `accord=debug`.
-    #[arg(long, global = true, env = "ACCORD_LOG", default_value = "warn")]
-    pub log: String,
+    /// Log filter (tracing syntax), e.g. `info` or `accord=debug`; default
+    /// `info` for `accord run`, `warn` for the other commands.
+    #[arg(long, global = true, env = "ACCORD_LOG")]
+    pub log: Option<String>,
+    /// Log lines as text, or as one JSON object each (for log collectors).
+    #[arg(long, global = true, env = "ACCORD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Colored output: auto (only on a terminal), always or never.
     #[arg(long, global = true, env = "ACCORD_COLOR", value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -322,12 +332,24 @@ fn parse_kind(text: &str) -> Result<Kind, String> {
 
 /// Runs a command and returns its exit code. `default_actor` is `user@host`.
 pub fn run(cli: Cli, default_actor: &str) -> u8 {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    // The controller says where it listens and what it applies; a command
+    // run by hand prints its own results and logs only what went wrong.
+    let default_level = match cli.command {
+        Command::Run(_) => "info",
+        _ => "warn",
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(cli.log.as_deref().unwrap_or(default_level))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        // Colour codes only where a person reads a terminal.
+        .with_ansi(std::io::stderr().is_terminal());
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let style = Style {
         color: match cli.color {
             ColorChoice::Always => true,
@@ -404,6 +426,23 @@ fn validate(args: &ValidateArgs) -> u8 {
     }
 }
 
+/// Parses the command line, or returns the exit code of a usage error
+/// already printed: 1, as for every error (2 means `plan` found changes);
+/// 0 for `--help` and `--version`.
+pub fn parse_args() -> Result<Cli, u8> {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(error) => {
+            let _ = error.print();
+            match error.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Err(OK),
+                _ => Err(ERROR),
+            }
+        }
+    }
+}
+
 async fn connect(args: &DatabaseArgs) -> Option<AnyStore> {
     let migrate = args.migrate_database.as_deref();
     match AnyStore::connect_migrating_with(&args.database, migrate).await {
@@ -449,7 +488,9 @@ async fn sync_folder(
             .await
             .map_err(|e| SyncError::Task("source reader", e))?
     };
-    match sync::sync(&store, &source, desired, settings, mode).await {
+    let result = sync::sync(&store, &source, desired, settings, mode).await;
+    store.close().await;
+    match result {
         Ok(synced) => Ok(synced),
         Err(failed) => Err(report_sync_error(&failed.error)),
     }
@@ -525,7 +566,9 @@ async fn verify(args: &VerifyArgs) -> u8 {
     let Some(store) = connect(&args.database).await else {
         return ERROR;
     };
-    let report = match store.verify_chain(Default::default()).await {
+    let report = store.verify_chain(Default::default()).await;
+    store.close().await;
+    let report = match report {
         Ok(report) => report,
         Err(e) => {
             eprintln!("error: {e}");
@@ -562,7 +605,9 @@ async fn audit(args: &AuditArgs, style: Style) -> u8 {
         since: None,
         limit: args.limit,
     };
-    match store.audit(&query).await {
+    let entries = store.audit(&query).await;
+    store.close().await;
+    match entries {
         Ok(entries) => {
             match args.output {
                 OutputFormat::Text => output::print_audit(&entries, style),

@@ -21,7 +21,9 @@ async fn get<T: DeserializeOwned>(
         .query(query)
         .send()
         .await
-        .map_err(|e| format!("cannot reach {url}: {e}"))?;
+        .map_err(|e| {
+            format!("no accord server answers at {server} ({e}); start one with `accord run`, or name it with --server")
+        })?;
     let status = response.status();
     if !status.is_success() {
         let body: Value = response.json().await.unwrap_or(Value::Null);
@@ -44,11 +46,16 @@ pub async fn status(args: &ServerArgs, style: Style) -> u8 {
         Ok(body) => body,
         Err(e) => return fail(e),
     };
+    let sources = body["sources"].as_array().cloned().unwrap_or_default();
+    // A health check: any source in error, or the history found tampered
+    // with, makes the command fail.
+    let failing =
+        sources.iter().any(|s| s["state"] == "Error") || body["auditChain"]["ok"] == false;
+    let code = if failing { ERROR } else { OK };
     if args.output == OutputFormat::Json {
         output::print_json(&body);
-        return OK;
+        return code;
     }
-    let sources = body["sources"].as_array().cloned().unwrap_or_default();
     let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
     let short = |v: &Value| {
         v.as_str()
@@ -109,7 +116,15 @@ pub async fn status(args: &ServerArgs, style: Style) -> u8 {
         let (state, rest) = tail.split_at(row[2].len());
         let _ = writeln!(out, "{head}{}{rest}", style.paint(color, state));
     }
-    OK
+    if body["auditChain"]["ok"] == false {
+        let problem = body["auditChain"]["problem"].as_str().unwrap_or("?");
+        let _ = writeln!(
+            out,
+            "audit history: {}",
+            style.paint("31", &format!("BROKEN: {problem}"))
+        );
+    }
+    code
 }
 
 pub async fn drift(args: &ServerArgs, style: Style) -> u8 {

@@ -112,7 +112,7 @@ fn watch(path: &Path, handle: Arc<SourceHandle>) -> Result<notify::RecommendedWa
         path: path.display().to_string(),
         source,
     };
-    let (events, mut changes) = mpsc::unbounded_channel::<()>();
+    let (events, changes) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok_and(|e| is_change(&e.kind)) {
             let _ = events.send(());
@@ -122,22 +122,40 @@ fn watch(path: &Path, handle: Arc<SourceHandle>) -> Result<notify::RecommendedWa
     watcher
         .watch(path, RecursiveMode::Recursive)
         .map_err(watch_error)?;
-    tokio::spawn(async move {
-        while changes.recv().await.is_some() {
-            let started = tokio::time::Instant::now();
-            loop {
-                match tokio::time::timeout(DEBOUNCE, changes.recv()).await {
-                    Ok(Some(())) if started.elapsed() < MAX_SETTLE => continue,
-                    Ok(Some(())) => break,
-                    Ok(None) => return,
-                    Err(_) => break,
-                }
-            }
-            handle.poke("file change");
-        }
-    });
+    tokio::spawn(settle(changes, DEBOUNCE, MAX_SETTLE, handle, "file change"));
     Ok(watcher)
 }
+
+/// Asks `handle` for a sync once `changes` have been quiet for `quiet`
+/// (every change restarts the wait), or after `longest` of changes that
+/// never pause: a burst is seen whole, by one sync.
+async fn settle(
+    mut changes: mpsc::UnboundedReceiver<()>,
+    quiet: Duration,
+    longest: Duration,
+    handle: Arc<SourceHandle>,
+    reason: &'static str,
+) {
+    while changes.recv().await.is_some() {
+        let started = tokio::time::Instant::now();
+        loop {
+            match tokio::time::timeout(quiet, changes.recv()).await {
+                Ok(Some(())) if started.elapsed() < longest => continue,
+                Ok(Some(())) => break,
+                Ok(None) => return,
+                Err(_) => break,
+            }
+        }
+        handle.poke(reason);
+    }
+}
+
+/// Kubernetes changes settle briefly before a sync: the deletions of a
+/// deleted namespace or CRD arrive as a burst of events within
+/// milliseconds, and one sync of the whole burst is what the deletion
+/// guard must judge (a wipe, refused at once), not its first few events.
+const KUBERNETES_SETTLE: Duration = Duration::from_millis(300);
+const KUBERNETES_MAX_SETTLE: Duration = Duration::from_secs(5);
 
 /// A started controller: the state its HTTP API serves, and what it waits
 /// for when it stops.
@@ -169,6 +187,7 @@ impl Running {
             }
         }
         drop(self.watchers);
+        self.state.store.close().await;
         tracing::info!("accord stopped");
     }
 }
@@ -342,9 +361,19 @@ pub async fn start(
         else {
             continue;
         };
+        let (changes, settled) = mpsc::unbounded_channel::<()>();
+        tokio::spawn(settle(
+            settled,
+            KUBERNETES_SETTLE,
+            KUBERNETES_MAX_SETTLE,
+            handle,
+            "kubernetes change",
+        ));
         feed.follow(
             client,
-            Arc::new(move || handle.poke("kubernetes change")),
+            Arc::new(move || {
+                let _ = changes.send(());
+            }),
             shutdown.clone(),
         );
     }

@@ -36,6 +36,17 @@ impl de::Error for DeError {
             message: tidy(msg.to_string()),
         }
     }
+
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        DeError {
+            mark: None,
+            message: format!(
+                "unknown field `{field}`{}, expected one of: {}",
+                super::suggest::hint(field, expected),
+                expected.join(", ")
+            ),
+        }
+    }
 }
 
 /// serde's messages read well, apart from its "invalid type" prefix and Rust

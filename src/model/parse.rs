@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use super::de::{from_node, DeError};
+use super::suggest;
 use super::validate;
 use super::yaml::{self, Limits, Mark, Node};
 use super::{
@@ -179,6 +180,20 @@ pub fn parse_file(
 }
 
 const NATIVE_HINT: &str = "expected a Permit (`permissionId`), an Enrollment (`role` with `userId` or `contactId`), an Organization (`slug`), a list of those, an app bundle (`app` with `permits`, `enrollments`, `organizations`) or a typed manifest (`apiVersion`, `kind`)";
+/// The fields whose presence tells a native object's kind, and those a
+/// misspelling of which likely hides it.
+const KIND_FIELDS: [&str; 10] = [
+    "permissionId",
+    "permission",
+    "slug",
+    "role",
+    "userId",
+    "contactId",
+    "members",
+    "permits",
+    "enrollments",
+    "organizations",
+];
 const BUNDLE_FIELDS: [&str; 4] = ["app", "permits", "enrollments", "organizations"];
 const MANIFEST_FIELDS: [&str; 5] = ["apiVersion", "kind", "metadata", "spec", "status"];
 
@@ -252,10 +267,29 @@ impl FileParser {
         } else if node.get("role").is_some() {
             Kind::Enrollment
         } else {
-            self.error(
-                node.mark,
-                format!("cannot tell what this object is: {NATIVE_HINT}"),
-            );
+            // A misspelled field that would have told the kind is the
+            // likely cause: name it, and the field it misspells.
+            let typo = node
+                .as_map()
+                .unwrap_or_default()
+                .iter()
+                .find_map(|(key, _)| {
+                    let name = key.as_str()?;
+                    let meant = suggest::closest(name, &KIND_FIELDS)?;
+                    Some((key, name, meant))
+                });
+            match typo {
+                Some((key, name, meant)) => self.error(
+                    key.mark,
+                    format!(
+                        "cannot tell what this object is: unknown field `{name}` (did you mean `{meant}`?); {NATIVE_HINT}"
+                    ),
+                ),
+                None => self.error(
+                    node.mark,
+                    format!("cannot tell what this object is: {NATIVE_HINT}"),
+                ),
+            }
             return;
         };
         self.object(kind, node, app, None);
@@ -378,7 +412,8 @@ impl FileParser {
         self.error(
             key.mark,
             format!(
-                "unknown field `{name}` in {what}, expected one of: {}",
+                "unknown field `{name}` in {what}{}, expected one of: {}",
+                suggest::hint(name, expected),
                 expected.join(", ")
             ),
         );

@@ -454,6 +454,18 @@ impl AnyStore {
     }
 }
 
+impl AnyStore {
+    /// Closes every connection. On SQLite the last one to close folds the
+    /// write-ahead log into the database file, so once accord exits the
+    /// file alone holds everything (a copy of it is a whole database).
+    pub async fn close(&self) {
+        match self {
+            AnyStore::Sqlite(s) => s.pool().close().await,
+            AnyStore::Postgres(s) => s.pool().close().await,
+        }
+    }
+}
+
 impl Store for AnyStore {
     async fn verify_chain(&self, from: chain::Position) -> Result<chain::Report, StoreError> {
         match self {
