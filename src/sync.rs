@@ -19,6 +19,24 @@ use crate::store::{
     ApplyRequest, GuardRecord, LockMode, SourceLock, Store, StoreError, SyncRecord,
 };
 
+/// An error and each of its causes, one line: `a: b: c`. Errors here keep
+/// their causes as sources rather than in their own text, so this is where
+/// the whole story is told once (to a user, a status, a log line).
+pub fn explain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let line = next.to_string();
+        // Some libraries repeat their cause in their own text.
+        if !text.ends_with(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        cause = next.source();
+    }
+    crate::model::validate::escape_controls(&text).into_owned()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error(transparent)]
@@ -103,15 +121,6 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The `outcome` label of `accord_syncs_total`.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            Outcome::Planned | Outcome::Unchanged => "unchanged",
-            Outcome::Applied(_) => "applied",
-            Outcome::Refused(_) | Outcome::DeletesHeld(..) => "refused",
-        }
-    }
-
     /// The guard's refusal, when there was one.
     pub fn refusal(&self) -> Option<&GuardRefusal> {
         match self {

@@ -314,7 +314,8 @@ both_backends!(
             )
             .await;
         let error = result.expect_err("the injected failure surfaces");
-        assert!(error.to_string().contains("injected failure"), "{error}");
+        let told = accord::sync::explain(&error);
+        assert!(told.contains("injected failure"), "{told}");
         let after = store.load(Some("git")).await.expect("load");
         assert_eq!(after.rows, before.rows);
         assert_eq!(after.managed, before.managed);

@@ -21,7 +21,7 @@ pub async fn export(args: &super::ExportArgs) -> u8 {
     let live = match live {
         Ok(live) => live,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", crate::sync::explain(&e));
             return ERROR;
         }
     };

@@ -389,7 +389,7 @@ pub fn run(cli: Cli, default_actor: &str) -> u8 {
                 Ok(()) => OK,
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => OK,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    eprintln!("error: {}", sync::explain(&e));
                     ERROR
                 }
             }
@@ -401,7 +401,7 @@ fn validate(args: &ValidateArgs) -> u8 {
     let snapshot = match directory::read_paths(&args.paths, args.limits.max_file_size) {
         Ok(snapshot) => snapshot,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", sync::explain(&e));
             return ERROR;
         }
     };
@@ -448,7 +448,7 @@ async fn connect(args: &DatabaseArgs) -> Option<AnyStore> {
     match AnyStore::connect_migrating_with(&args.database, migrate).await {
         Ok(store) => Some(store),
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", sync::explain(&e));
             None
         }
     }
@@ -458,7 +458,7 @@ fn report_sync_error(error: &SyncError) -> u8 {
     if let SyncError::Invalid(diagnostics) = error {
         output::print_diagnostics(diagnostics);
     }
-    eprintln!("error: {error}");
+    eprintln!("error: {}", sync::explain(error));
     ERROR
 }
 
@@ -571,7 +571,7 @@ async fn verify(args: &VerifyArgs) -> u8 {
     let report = match report {
         Ok(report) => report,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", sync::explain(&e));
             return ERROR;
         }
     };
@@ -616,7 +616,7 @@ async fn audit(args: &AuditArgs, style: Style) -> u8 {
             OK
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", sync::explain(&e));
             ERROR
         }
     }
@@ -692,7 +692,7 @@ async fn run_controller(args: &RunArgs, default_actor: &str) -> u8 {
     match serve_controller(&config, actor).await {
         Ok(()) => OK,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", sync::explain(&e));
             ERROR
         }
     }

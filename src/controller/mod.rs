@@ -27,45 +27,47 @@ use worker::{AnySource, Worker};
 pub enum RunError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot read {what} from {path}: {source}")]
+    #[error("cannot read {what} from {path}")]
     Secret {
         what: &'static str,
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}")]
     Listen {
         address: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot watch {path}: {source}")]
+    #[error("cannot watch {path}")]
     Watch {
         path: String,
         #[source]
         source: notify::Error,
     },
-    #[error("the HTTP server failed: {0}")]
-    Serve(std::io::Error),
-    #[error("cannot reach Kubernetes: {0}")]
-    Kubernetes(String),
+    #[error("the HTTP server failed")]
+    Serve(#[source] std::io::Error),
+    #[error("cannot read the kubeconfig")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+    #[error("cannot find a Kubernetes configuration (in-cluster or $KUBECONFIG)")]
+    InferConfig(#[from] kube::config::InferConfigError),
+    #[error("cannot make a Kubernetes client")]
+    KubeClient(#[from] kube::Error),
 }
 
 /// A client for the cluster: from a kubeconfig file when given, else
 /// in-cluster configuration or `$KUBECONFIG`.
 async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, RunError> {
-    let fail = |e: &dyn std::fmt::Display| RunError::Kubernetes(e.to_string());
     let config = match kubeconfig {
         Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path).map_err(|e| fail(&e))?;
+            let file = kube::config::Kubeconfig::read_from(path)?;
             kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| fail(&e))?
+                .await?
         }
-        None => kube::Config::infer().await.map_err(|e| fail(&e))?,
+        None => kube::Config::infer().await?,
     };
-    kube::Client::try_from(config).map_err(|e| fail(&e))
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// This replica's name on Leases and Events: the pod name (the hostname in

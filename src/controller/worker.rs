@@ -70,14 +70,41 @@ impl Source for AnySource {
     }
 }
 
-/// How one sync ended, for the loop's timing and the metrics.
-#[derive(Debug, PartialEq, Eq)]
+/// How one sync ended: for the loop's timing, and the `outcome` label of
+/// `accord_syncs_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Applied,
     Unchanged,
-    /// Another replica holds the source's lock.
-    Busy,
+    /// The deletion guard refused the plan: nothing was applied.
+    Refused,
+    /// The guard refused the plan's deletions and the rest was applied (a
+    /// source whose objects stand alone).
+    DeletesHeld,
+    /// The revision has errors and was not applied.
+    Invalid,
+    /// The source or the database failed.
     Failed,
+    /// Another replica holds the source's lock, or the leader Lease.
+    Busy,
+}
+
+impl Outcome {
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Refused | Outcome::DeletesHeld => "refused",
+            Outcome::Invalid => "invalid",
+            Outcome::Failed => "error",
+            Outcome::Busy => "busy",
+        }
+    }
+
+    /// Whether the loop backs off before the next attempt.
+    fn failed(self) -> bool {
+        matches!(self, Outcome::Refused | Outcome::Invalid | Outcome::Failed)
+    }
 }
 
 pub struct Worker {
@@ -131,16 +158,14 @@ impl Worker {
             for done in waiting.drain(..) {
                 let _ = done.send(status.clone());
             }
-            let delay = match outcome {
-                Outcome::Busy => Duration::from_secs(1).min(self.config.interval),
-                Outcome::Failed => {
-                    failures += 1;
-                    backoff(failures, self.config.interval)
-                }
-                Outcome::Applied | Outcome::Unchanged => {
-                    failures = 0;
-                    self.config.interval
-                }
+            let delay = if outcome == Outcome::Busy {
+                Duration::from_secs(1).min(self.config.interval)
+            } else if outcome.failed() {
+                failures += 1;
+                backoff(failures, self.config.interval)
+            } else {
+                failures = 0;
+                self.config.interval
             };
             tokio::select! {
                 _ = self.state.shutdown.cancelled() => break,
@@ -183,10 +208,13 @@ impl Worker {
             s.last_attempt_at = Some(Utc::now());
         });
         let outcome = match self.read().await {
-            Err(message) => self.fail("error", message),
-            Ok(None) => self.fail("invalid", String::new()),
+            Err(error) => self.fail(Outcome::Failed, sync::explain(&error)),
+            Ok(None) => self.fail(Outcome::Invalid, String::new()),
             Ok(Some((revision, desired))) => self.reconcile(&revision, &desired).await,
         };
+        if outcome != Outcome::Busy {
+            self.count(outcome);
+        }
         let name = &self.config.name;
         self.state
             .metrics
@@ -200,13 +228,9 @@ impl Worker {
 
     /// The desired state at the source's current revision, parsing only
     /// when the revision changed. `Ok(None)` when the new revision is invalid.
-    async fn read(&mut self) -> Result<Option<(String, Arc<DesiredState>)>, String> {
+    async fn read(&mut self) -> Result<Option<(String, Arc<DesiredState>)>, SyncError> {
         let known = self.desired.as_ref().map(|(revision, _)| revision.clone());
-        let snapshot = self
-            .source
-            .poll(known.as_deref())
-            .await
-            .map_err(|e| e.to_string())?;
+        let snapshot = self.source.poll(known.as_deref()).await?;
         let Some(snapshot) = snapshot else {
             return Ok(self.desired.clone());
         };
@@ -223,7 +247,7 @@ impl Worker {
         let parsed =
             tokio::task::spawn_blocking(move || snapshot.desired_for_plan(Limits::default()))
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| SyncError::Task("parser", e))?;
         match parsed {
             Ok(desired) => {
                 let desired = Arc::new(desired);
@@ -252,13 +276,12 @@ impl Worker {
         }
     }
 
-    fn fail(&self, outcome: &str, message: String) -> Outcome {
-        self.count(outcome);
+    fn fail(&self, outcome: Outcome, message: String) -> Outcome {
         self.settle(&Settled::Failed { message: &message });
         if !message.is_empty() {
             tracing::warn!(source = %self.config.name, error = %message, "sync failed");
         }
-        Outcome::Failed
+        outcome
     }
 
     /// Puts the status after a sync in place.
@@ -268,13 +291,13 @@ impl Worker {
             .update(|s| *s = report::status_after(s, settled, drift, notes, Utc::now()));
     }
 
-    fn count(&self, outcome: &str) {
+    fn count(&self, outcome: Outcome) {
         self.state
             .metrics
             .syncs
             .get_or_create(&OutcomeLabels {
                 source: self.config.name.clone(),
-                outcome: outcome.into(),
+                outcome: outcome.metric_label().into(),
             })
             .inc();
     }
@@ -318,13 +341,12 @@ impl Worker {
         match result {
             Ok(synced) => {
                 let plan = &synced.planned.plan;
-                self.count(synced.outcome.metric_label());
                 if let Some(refusal) = synced.outcome.refusal() {
                     self.refused(refusal).await;
                 }
                 if let sync::Outcome::Refused(refusal) = &synced.outcome {
                     self.settle(&Settled::Refused { revision, refusal });
-                    return Outcome::Failed;
+                    return Outcome::Refused;
                 }
                 let previous = self.handle.status().last_applied_revision;
                 self.settle(&Settled::Synced {
@@ -334,15 +356,16 @@ impl Worker {
                     held: synced.outcome.refusal(),
                 });
                 self.record_metrics(previous.as_deref(), revision, plan);
-                match synced.outcome.record() {
-                    Some(_) => Outcome::Applied,
-                    None => Outcome::Unchanged,
+                match (&synced.outcome, synced.outcome.record()) {
+                    (sync::Outcome::DeletesHeld(..), _) => Outcome::DeletesHeld,
+                    (_, Some(_)) => Outcome::Applied,
+                    (_, None) => Outcome::Unchanged,
                 }
             }
             Err(failed) => {
-                let message = failed.error.to_string();
+                let message = sync::explain(&failed.error);
                 tracing::debug!(source = %name, error = %message, "sync failed");
-                self.fail("error", message)
+                self.fail(Outcome::Failed, message)
             }
         }
     }
@@ -392,7 +415,7 @@ impl Worker {
                 _ => SyncResult::Applied(&synced.planned.plan),
             },
             Err(failed) => {
-                failed_message = failed.error.to_string();
+                failed_message = sync::explain(&failed.error);
                 SyncResult::Failed(failed.planned.as_ref().map(|p| &p.plan), failed_message)
             }
         };

@@ -78,7 +78,7 @@ impl Snapshot {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -88,8 +88,10 @@ pub enum SourceError {
     Task(String),
     #[error("git: {0}")]
     Git(String),
-    #[error("kubernetes: {0}")]
-    Kubernetes(String),
+    /// The watch cache has not listed every kind (and namespace) yet:
+    /// syncing a half-listed cache would prune what it has not seen.
+    #[error("waiting for the first list of {0}")]
+    NotListed(String),
 }
 
 pub trait Source: Send + Sync {

@@ -32,22 +32,22 @@ pub enum StoreError {
         "`{0}` is an in-memory SQLite database, which would forget what accord applied when it exits; give a file: sqlite://PATH"
     )]
     InMemory(String),
+    /// The driver's error is kept out of the error's chain: it may quote
+    /// the URL, secrets and all; `detail` is its message scrubbed of them.
     #[error("cannot connect to {url}: {detail}")]
     Connect {
         url: String,
-        /// The driver's message, scrubbed of the URL's secrets.
         detail: String,
-        #[source]
-        source: sqlx::Error,
+        driver: sqlx::Error,
     },
-    #[error("cannot migrate the database schema: {0}")]
+    #[error("cannot migrate the database schema")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("the database schema needs migrations this role cannot apply ({source}); apply them as the owner role with --migrate-database URL (or `migrateDatabase` in the configuration)")]
+    #[error("the database schema needs migrations this role cannot apply; apply them as the owner role with --migrate-database URL (or `migrateDatabase` in the configuration)")]
     MigrateDenied {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
-    #[error("database error: {0}")]
+    #[error("database error")]
     Sql(#[from] sqlx::Error),
     #[error("another accord process is applying source `{source_name}` (or, on SQLite, writing the database); gave up after waiting {waited:?}")]
     Locked {
@@ -56,6 +56,8 @@ pub enum StoreError {
     },
     #[error("a source lock was used with a store of another kind")]
     ForeignLock,
+    #[error("the database reader stopped unexpectedly")]
+    Stopped(#[source] tokio::task::JoinError),
     #[error("cannot read the rows of {table}: {message}")]
     Decode { table: String, message: String },
 }

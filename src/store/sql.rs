@@ -47,7 +47,7 @@ impl SqliteStore {
         let connect_error = |source: sqlx::Error| StoreError::Connect {
             url: crate::redact::url(url),
             detail: crate::redact::scrub(&source.to_string(), url),
-            source,
+            driver: source,
         };
         // Other processes (and the next run) read the same state: an
         // in-memory database would lose the ledger when accord exits.
@@ -289,7 +289,7 @@ impl PostgresStore {
                     .map_err(|source| StoreError::Connect {
                         url: crate::redact::url(&url),
                         detail: crate::redact::scrub(&source.to_string(), &url),
-                        source,
+                        driver: source,
                     })
             }
         };
@@ -1403,12 +1403,9 @@ fn switches(rows: Vec<OrgSwitchRow>) -> Vec<OrgSwitch> {
         .collect()
 }
 
-/// A load's blocking task that panicked or was cancelled.
+/// A read's blocking task that panicked or was cancelled.
 fn load_stopped(error: tokio::task::JoinError) -> StoreError {
-    StoreError::Decode {
-        table: "every table".into(),
-        message: error.to_string(),
-    }
+    StoreError::Stopped(error)
 }
 
 /// Adds the rows of one batch of `table`'s `COPY` text, after `before` rows

@@ -366,8 +366,8 @@ impl Cache {
             .iter()
             .find(|s| !s.listed.load(Ordering::Acquire))
         {
-            return Err(SourceError::Kubernetes(format!(
-                "waiting for the first list of {}s{}",
+            return Err(SourceError::NotListed(format!(
+                "{}s{}",
                 slot.kind.as_str().to_lowercase(),
                 slot.namespace
                     .as_ref()
@@ -380,9 +380,7 @@ impl Cache {
             .iter()
             .any(|s| !s.listed.load(Ordering::Acquire))
         {
-            return Err(SourceError::Kubernetes(
-                "waiting for the first list of namespaces".into(),
-            ));
+            return Err(SourceError::NotListed("namespaces".into()));
         }
         let apps: HashMap<String, String> = self
             .namespace_slots
