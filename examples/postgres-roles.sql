@@ -13,7 +13,7 @@
 GRANT USAGE ON SCHEMA public TO accord_app;
 GRANT SELECT, INSERT, UPDATE, DELETE
     ON organizations, organization_members, permits, enrollments,
-       managed_objects, claims, deletion_guard
+       ledger, claims, deletion_guard
     TO accord_app;
 GRANT SELECT, INSERT ON sync_runs, audit_log TO accord_app;
 GRANT SELECT ON audit_chain, _sqlx_migrations TO accord_app;

@@ -82,7 +82,7 @@ impl Workspace {
             "organization_members",
             "permits",
             "enrollments",
-            "managed_objects",
+            "ledger",
             "sync_runs",
             "audit_log",
         ] {
@@ -306,13 +306,13 @@ both_backends!(
         assert_eq!(ws.fingerprint().await, before);
         let allowed = ws.run("apply", &["--max-delete-percent", "50"]);
         assert_eq!(allowed.code, 0, "{}", allowed.stderr);
-        assert_eq!(ws.count("managed_objects").await, 12);
+        assert_eq!(ws.count("ledger").await, 12);
 
         std::fs::remove_dir_all(ws.path("config")).expect("rm");
         std::fs::create_dir(ws.path("config")).expect("mkdir");
         let forced = ws.run("apply", &["--force"]);
         assert_eq!(forced.code, 0, "{}", forced.stderr);
-        assert_eq!(ws.count("managed_objects").await, 0);
+        assert_eq!(ws.count("ledger").await, 0);
         assert_eq!(ws.count("permits").await, 0);
     }
 );

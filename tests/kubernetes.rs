@@ -641,7 +641,7 @@ async fn a_replica_that_does_not_lead_writes_nothing() {
     assert!(requests.is_empty(), "no status patches, no events");
     assert!(h.rows().await.is_empty(), "no database writes");
     let live = h.store.load(Some(SOURCE)).await.expect("load");
-    assert!(live.managed.is_empty());
+    assert!(live.ledger.is_empty());
 }
 
 #[tokio::test]

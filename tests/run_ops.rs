@@ -508,7 +508,7 @@ async fn rows_nobody_manages_are_never_touched() {
     assert_eq!(
         setup
             .db
-            .scalar("SELECT COUNT(*) FROM managed_objects WHERE object_id IN ('handmade', 'taken')")
+            .scalar("SELECT COUNT(*) FROM ledger WHERE object_id IN ('handmade', 'taken')")
             .await,
         0
     );

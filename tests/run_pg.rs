@@ -539,7 +539,7 @@ impl Counts {
             members: db.scalar(&count("organization_members")).await,
             permits: db.scalar(&count("permits")).await,
             enrollments: db.scalar(&count("enrollments")).await,
-            managed: db.scalar(&count("managed_objects")).await,
+            managed: db.scalar(&count("ledger")).await,
             audit: db.scalar(&count("audit_log")).await,
             sync_runs: db.scalar(&count("sync_runs")).await,
         }

@@ -111,7 +111,7 @@ both_backends!(
         assert_eq!(live.rows.len(), 5);
         assert_eq!(live.ledger_len(), 5);
         assert!(
-            live.managed.is_empty(),
+            live.ledger.is_empty(),
             "every ledger entry comes with its row"
         );
         for (key, declaration) in &desired.objects {
@@ -318,7 +318,7 @@ both_backends!(
         assert!(told.contains("injected failure"), "{told}");
         let after = store.load(Some("git")).await.expect("load");
         assert_eq!(after.rows, before.rows);
-        assert_eq!(after.managed, before.managed);
+        assert_eq!(after.ledger, before.ledger);
         assert_eq!(db.scalar("SELECT COUNT(*) FROM sync_runs").await, 1);
         assert_eq!(
             db.scalar("SELECT COUNT(*) FROM organization_members").await,
@@ -482,7 +482,7 @@ both_backends!(
             assert_eq!(plan.changes.len(), expected, "{source}: {:?}", plan.changes);
             let live = store.load(Some(source)).await.expect("load");
             assert_eq!(
-                live.managed.len(),
+                live.ledger.len(),
                 expected,
                 "{source}: the deleted rows' entries"
             );
@@ -526,7 +526,7 @@ both_backends!(
             let (plan, _) = sync_with(&store, &desired, "git", DriftPolicy::Report).await;
             assert_eq!(plan.summary().drift, 2);
             let live = store.load(Some("git")).await.expect("load");
-            assert_eq!(live.managed.len(), 1, "the deleted row's entry");
+            assert_eq!(live.ledger.len(), 1, "the deleted row's entry");
             assert_eq!(live.ledger_len(), 5);
         }
         let detected = audited(&store, "drift_detected").await;
@@ -700,10 +700,7 @@ both_backends!(
             db.scalar("SELECT COUNT(*) FROM organization_members").await,
             5_000
         );
-        assert_eq!(
-            db.scalar("SELECT COUNT(*) FROM managed_objects").await,
-            12_500
-        );
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM ledger").await, 12_500);
         assert!(plan_for(&store, &desired, "git").await.changes.is_empty());
         // And a prune of all of them (forced past the guard by calling the store directly).
         let (plan, _) = sync(&store, &desired_objects(vec![])).await;

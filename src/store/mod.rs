@@ -636,7 +636,7 @@ pub async fn read_unread(
                     .swap_remove(&key)
                     .and_then(|row| row.ledger().cloned())
                 {
-                    live.managed.insert(key, entry);
+                    live.ledger.insert(key, entry);
                 }
             }
         }

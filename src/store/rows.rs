@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 use crate::model::{
     parse_digest, Budget, Canonical, Key, KeyMap, Kind, Member, Object, Organization,
 };
-use crate::plan::{Claim, LiveRow, LiveState, Managed, RowMap};
+use crate::plan::{Claim, LedgerEntry, LiveRow, LiveState, RowMap};
 
 /// The tables a load reads, in the order it reads them: members before
 /// their organizations.
@@ -22,7 +22,7 @@ pub enum LiveTable {
     Permits,
     Enrollments,
     Claims,
-    /// The source's ledger entries (`managed_objects`) whose rows are gone,
+    /// The source's ledger entries (table `ledger`) whose rows are gone,
     /// when the rows were read with their entries: read only when the
     /// ledger holds more of the source's keys than the rows brought.
     Orphans,
@@ -54,7 +54,7 @@ impl LiveTable {
             LiveTable::Permits => "permits",
             LiveTable::Enrollments => "enrollments",
             LiveTable::Claims => "claims",
-            LiveTable::Orphans | LiveTable::Ledger => "managed_objects",
+            LiveTable::Orphans | LiveTable::Ledger => "ledger",
             LiveTable::Unread(kind) => LiveTable::of(kind).name(),
         }
     }
@@ -161,7 +161,7 @@ impl LiveTable {
             LiveTable::Ledger | LiveTable::Orphans => {
                 let mut query = format!(
                     "SELECT r.kind, r.app, r.object_id, r.reported_hash \
-                     FROM managed_objects r WHERE r.source = {source}"
+                     FROM ledger r WHERE r.source = {source}"
                 );
                 if self == LiveTable::Orphans {
                     for (table, kind, id) in LiveTable::ROWS {
@@ -178,7 +178,7 @@ impl LiveTable {
         match self.rows_of() {
             Some((kind, id)) if join => format!(
                 "SELECT {columns}, CASE WHEN m.kind IS NULL THEN 0 ELSE 1 END, \
-                 m.reported_hash FROM {} r LEFT JOIN managed_objects m \
+                 m.reported_hash FROM {} r LEFT JOIN ledger m \
                  ON m.kind = '{kind}' AND m.app = r.app AND m.object_id = r.{id} \
                  AND m.source = {source}",
                 self.name()
@@ -274,7 +274,7 @@ pub struct Assembler {
     /// Rows whose key is in the source's ledger.
     in_ledger: usize,
     members_by_org: FxHashMap<(String, String), Vec<Member>>,
-    orphans: KeyMap<Managed>,
+    orphans: KeyMap<LedgerEntry>,
     /// A few sources own a hundred thousand rows: one shared copy of each
     /// owner (and of each file a claim names).
     shared: FxHashMap<String, Arc<str>>,
@@ -462,7 +462,7 @@ impl Assembler {
         column: usize,
     ) -> Result<(), String> {
         if self.joined && row.integer(column)? == Some(1) {
-            live.set_ledger(Managed {
+            live.set_ledger(LedgerEntry {
                 reported_hash: row.owned(column + 1)?,
             });
             self.in_ledger += 1;
@@ -483,7 +483,7 @@ impl Assembler {
             app: row.text(1)?.as_ref().into(),
             id: row.text(2)?.as_ref().into(),
         };
-        let entry = Managed {
+        let entry = LedgerEntry {
             reported_hash: row.owned(3)?,
         };
         let index = match self.rows.get_index(self.cursor) {
@@ -544,7 +544,7 @@ impl Assembler {
     pub fn finish(self) -> LiveState {
         LiveState {
             rows: self.rows,
-            managed: self.orphans,
+            ledger: self.orphans,
             claims: self.claims,
         }
     }
@@ -661,7 +661,7 @@ mod tests {
         assert_eq!(reported("d"), Some(None));
         assert_eq!(reported("gone"), Some(Some("2".into())));
         assert_eq!(
-            live.managed.len(),
+            live.ledger.len(),
             1,
             "only the entry without a row stays apart"
         );

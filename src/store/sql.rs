@@ -545,7 +545,7 @@ const CLAIMS: Table = Table {
     stamp: None,
 };
 const MANAGED: Table = Table {
-    name: "managed_objects",
+    name: "ledger",
     columns: &[
         "kind",
         "app",
@@ -846,7 +846,7 @@ macro_rules! sql_store {
                 .await?;
                 let forgotten = group_keys(writes.deletes.iter().copied().chain(&request.plan.forget));
                 Self::delete_keys(conn, &forgotten, |qb, kind| {
-                    qb.push("managed_objects WHERE kind = ").push_bind(kind.as_str());
+                    qb.push("ledger WHERE kind = ").push_bind(kind.as_str());
                     "object_id"
                 })
                 .await?;
@@ -1055,7 +1055,7 @@ macro_rules! sql_store {
                 let wanted: std::collections::HashSet<&Key> = keys.iter().copied().collect();
                 for chunk in keys.chunks($bind_limit / 2) {
                     let mut qb = QueryBuilder::<$db>::new(
-                        "SELECT kind, app, object_id, source, declared_in FROM managed_objects WHERE object_id IN (",
+                        "SELECT kind, app, object_id, source, declared_in FROM ledger WHERE object_id IN (",
                     );
                     let mut ids = qb.separated(", ");
                     for key in chunk {

@@ -37,7 +37,7 @@ pub fn load(path: &Path, source: Option<&str>) -> Result<LiveState, StoreError> 
         .query_row(
             "SELECT (SELECT count(*) FROM organizations) + (SELECT count(*) FROM permits) \
              + (SELECT count(*) FROM enrollments), \
-             (SELECT count(*) FROM managed_objects WHERE source = ?1)",
+             (SELECT count(*) FROM ledger WHERE source = ?1)",
             [source.unwrap_or_default()],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )

@@ -8,7 +8,7 @@ use accord::model::{
     Budget, Declaration, DesiredState, Enrollment, Key, Kind, Mark, Member, Object, Organization,
     Origin, Permit, DEFAULT_APP,
 };
-use accord::plan::{Claim, LiveRow, LiveState, Managed};
+use accord::plan::{Claim, LedgerEntry, LiveRow, LiveState};
 
 /// The key of an object of `kind` in the default app.
 pub fn key(kind: Kind, id: &str) -> Key {
@@ -307,21 +307,21 @@ impl LiveBuilder {
     /// The last row's key is in the source's ledger.
     pub fn in_ledger(mut self) -> Self {
         let key = self.last_key();
-        self.state.managed.entry(key).or_default();
+        self.state.ledger.entry(key).or_default();
         self
     }
 
     /// A key in the source's ledger, whether or not a row exists for it.
     pub fn ledger(mut self, key: Key) -> Self {
-        self.state.managed.entry(key).or_default();
+        self.state.ledger.entry(key).or_default();
         self
     }
 
     /// A key in the source's ledger whose drift was last reported at `hash`.
     pub fn reported(mut self, key: Key, hash: &str) -> Self {
-        self.state.managed.insert(
+        self.state.ledger.insert(
             key,
-            Managed {
+            LedgerEntry {
                 reported_hash: Some(hash.to_owned()),
             },
         );
@@ -352,11 +352,11 @@ impl LiveBuilder {
 }
 
 /// `live` with each ledger entry whose key has a row moved onto that row, as
-/// a store reads them; entries without a row stay in `managed`.
+/// a store reads them; entries without a row stay in `ledger`.
 pub fn ledger_on_rows(live: &LiveState) -> LiveState {
     let mut moved = live.clone();
     moved
-        .managed
+        .ledger
         .retain(|key, entry| match moved.rows.get_mut(key) {
             Some(row) => {
                 row.set_ledger(entry.clone());
