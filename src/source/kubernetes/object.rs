@@ -1,0 +1,98 @@
+//! One custom resource as a sync sees it, read from the watch cache.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{ApiResource, DynamicObject};
+use kube::{Resource, ResourceExt};
+use serde_json::Value;
+
+use super::resources::{EnrollmentResource, ObjectStatus, OrganizationResource, PermitResource};
+use crate::model::Kind;
+
+/// The API resource of each kind, as the watch and the status writer use it.
+pub fn api_resource(kind: Kind) -> ApiResource {
+    match kind {
+        Kind::Organization => ApiResource::erase::<OrganizationResource>(&()),
+        Kind::Permit => ApiResource::erase::<PermitResource>(&()),
+        Kind::Enrollment => ApiResource::erase::<EnrollmentResource>(&()),
+    }
+}
+
+/// One custom resource as a sync sees it.
+#[derive(Clone, Debug)]
+pub struct KubeObject {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub generation: Option<i64>,
+    /// Seconds since the epoch: on a duplicate key the oldest object wins.
+    pub created: Option<i64>,
+    pub spec: Value,
+    pub status: Option<ObjectStatus>,
+    pub resource_version: u64,
+    /// The namespace's `accord.dev/app` annotation.
+    pub namespace_app: Option<String>,
+    pub reference: ObjectReference,
+    /// The field manager that last wrote the object's spec (`kubectl`,
+    /// `kubectl-client-side-apply`, a GitOps controller…): who changed it,
+    /// as far as a controller can tell. The requesting user is not visible.
+    pub field_manager: Option<String>,
+}
+
+impl KubeObject {
+    /// How declarations, errors and audit rows name the object:
+    /// `namespace/Kind/name`.
+    pub fn id(&self) -> String {
+        format!("{}/{}/{}", self.namespace, self.kind, self.name)
+    }
+
+    pub(super) fn from_dynamic(
+        kind: Kind,
+        resource: &ApiResource,
+        object: &DynamicObject,
+        namespace_app: Option<String>,
+    ) -> Self {
+        let status = object
+            .data
+            .get("status")
+            .and_then(|s| serde_json::from_value(s.clone()).ok());
+        KubeObject {
+            kind,
+            namespace: object.namespace().unwrap_or_default(),
+            name: object.name_any(),
+            uid: object.uid().unwrap_or_default(),
+            generation: object.meta().generation,
+            created: object
+                .meta()
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second()),
+            spec: object.data.get("spec").cloned().unwrap_or(Value::Null),
+            status,
+            resource_version: resource_version(object),
+            namespace_app,
+            reference: object.object_ref(resource),
+            field_manager: spec_manager(object),
+        }
+    }
+}
+
+/// The manager of the newest write to the object itself (not a
+/// subresource such as its status, which accord writes).
+fn spec_manager(object: &DynamicObject) -> Option<String> {
+    object
+        .meta()
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|entry| entry.subresource.as_deref().unwrap_or_default().is_empty())
+        .max_by_key(|entry| entry.time.as_ref().map(|t| t.0))
+        .and_then(|entry| entry.manager.clone())
+}
+
+pub(super) fn resource_version(object: &DynamicObject) -> u64 {
+    object
+        .resource_version()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
