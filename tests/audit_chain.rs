@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::controller::{free_port, Controller};
+use common::controller::Controller;
 use common::db::{Backend, TestDb};
 use serde_json::Value;
 
@@ -233,7 +233,7 @@ both_backends!(
             ),
         )
         .expect("config");
-        let accord = Controller::start(dir.path(), &config, free_port()).await;
+        let accord = Controller::start(dir.path(), &config).await;
         let status = wait_for_chain(&accord, |c| c["ok"] == true).await;
         assert_eq!(status["auditRows"], 21, "{status:#}");
         assert_eq!(metric(&accord).await, Some(1.0));

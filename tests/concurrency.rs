@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use std::time::Duration;
 
-use common::controller::{eventually, free_port, Controller};
+use common::controller::{eventually, Controller};
 use common::db::{Backend, TestDb};
 use serde_json::Value;
 
@@ -177,7 +177,6 @@ async fn an_apply_beside_the_controller_takes_turns_with_it() {
             "--database",
             &db.url,
         ],
-        free_port(),
     )
     .await;
     controller

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::controller::{free_port, Controller};
+use common::controller::Controller;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -137,12 +137,7 @@ async fn the_first_command_and_the_example_configuration_agree() {
         String::from_utf8_lossy(&first.stderr)
     );
 
-    let controller = Controller::start(
-        dir.path(),
-        &dir.path().join("examples/accord.yaml"),
-        free_port(),
-    )
-    .await;
+    let controller = Controller::start(dir.path(), &dir.path().join("examples/accord.yaml")).await;
     let status = controller
         .wait_for("examples", Duration::from_secs(30), |s| {
             s["lastSuccessAt"].is_string()

@@ -51,7 +51,7 @@ async fn credentials_in_urls_appear_nowhere_accord_shows_them() {
         ),
     )
     .expect("config");
-    let accord = Controller::start(dir.path(), &config, free_port()).await;
+    let accord = Controller::start(dir.path(), &config).await;
     for name in ["token-only", "user-and-password", "token-in-query"] {
         let status = accord
             .wait_for(name, Duration::from_secs(30), |s| s["state"] == "Error")

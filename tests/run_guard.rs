@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::controller::{documents, free_port, grant, Controller};
+use common::controller::{documents, grant, Controller};
 use common::db::{Backend, TestDb};
 use serde_json::Value;
 
@@ -47,7 +47,7 @@ impl Setup {
             ),
         )
         .expect("config");
-        let accord = Controller::start(dir.path(), &config, free_port()).await;
+        let accord = Controller::start(dir.path(), &config).await;
         let setup = Setup {
             dir,
             db,

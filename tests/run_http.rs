@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::controller::{documents, free_port, grant, Controller};
+use common::controller::{documents, grant, Controller};
 use common::db::{Backend, TestDb};
 
 const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -40,8 +40,7 @@ async fn start(file_limit: u32) -> Setup {
     )
     .expect("config");
     let args = ["run", "--config", config.to_str().expect("utf-8")];
-    let accord =
-        Controller::start_with_file_limit(dir.path(), &args, free_port(), file_limit).await;
+    let accord = Controller::start_with_file_limit(dir.path(), &args, file_limit).await;
     accord
         .wait_for("local", Duration::from_secs(30), |s| s["state"] == "Synced")
         .await;

@@ -79,7 +79,7 @@ impl Setup {
     }
 
     async fn start(&self) -> Controller {
-        Controller::start(self.dir.path(), &self.config, free_port()).await
+        Controller::start(self.dir.path(), &self.config).await
     }
 }
 
@@ -230,8 +230,9 @@ async fn rewrite_twenty_files(gap: Duration) {
     accord
         .wait_for(SOURCE, WAIT, |s| synced_at(s, &first))
         .await;
-    // Let anything the first read stirred up settle before counting.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Whatever the first read stirred up has been served before counting.
+    let before = accord.settled(SOURCE, None).await;
+    let file_syncs_before = before["triggers"]["file change"].as_u64().unwrap_or(0);
     let runs_before = setup.db.scalar("SELECT COUNT(*) FROM sync_runs").await;
     assert_eq!(runs_before, 1, "the first sync is one run");
 
@@ -259,8 +260,14 @@ async fn rewrite_twenty_files(gap: Duration) {
     std::fs::write(path("p03"), final_text("p03")).expect("recreate");
     let last = setup.revision();
     accord.wait_for(SOURCE, WAIT, |s| synced_at(s, &last)).await;
-    // Long enough for any late, second sync to show up.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Once no change waits to settle, a late second sync would have been
+    // asked for already, and is served by the time one more sync returns.
+    let after = accord.settled(SOURCE, None).await;
+    assert_eq!(
+        after["triggers"]["file change"].as_u64().unwrap_or(0) - file_syncs_before,
+        1,
+        "one sync for the whole burst: {after:#}"
+    );
 
     let runs: Vec<String> = {
         let mut runs = Vec::new();
@@ -388,7 +395,7 @@ both_backends!(
         assert_eq!(status["counts"]["drifted"], 1, "{status}");
         assert_eq!(status["lastAppliedRevision"], revision.as_str());
         // Several intervals later: still left alone, still audited only once.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        accord.wait_for_attempts(SOURCE, 3).await;
         assert_eq!(
             permission_of(&setup.db, "p1").await.as_deref(),
             Some("svc:hacked"),
@@ -490,7 +497,7 @@ async fn rows_nobody_manages_are_never_touched() {
         .await;
     assert_eq!(status["state"], "OutOfSync", "{status}");
     // A few intervals with the source syncing all along.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    accord.wait_for_attempts(SOURCE, 3).await;
 
     assert_eq!(
         row("handmade").await,
@@ -862,7 +869,7 @@ async fn an_invalid_revision_is_rejected_whole_and_the_last_good_state_stays() {
             .is_some_and(|m| m.contains("not applied")),
         "{status}"
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    accord.wait_for_attempts(SOURCE, 3).await;
     assert_eq!(setup.db.scalar("SELECT COUNT(*) FROM permits").await, 1);
     assert_eq!(
         setup.db.scalar("SELECT COUNT(*) FROM sync_runs").await,
@@ -930,7 +937,7 @@ async fn an_organization_disabled_over_the_api_is_left_alone_until_enabled() {
         .exec("UPDATE organizations SET name = 'Hacked' WHERE slug = 'acme'")
         .await
         .expect("hand edit");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    accord.wait_for_attempts(SOURCE, 3).await;
     assert_eq!(
         name().await.as_deref(),
         Some("Hacked"),
@@ -1022,7 +1029,7 @@ async fn gitops_false_in_yaml_suspends_the_organization_and_leaves_its_row_alone
         .exec("UPDATE organizations SET name = 'Hacked' WHERE slug = 'acme'")
         .await
         .expect("hand edit");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    accord.wait_for_attempts(SOURCE, 3).await;
     assert_eq!(name().await.as_deref(), Some("Hacked"), "left alone");
     assert_eq!(
         setup

@@ -68,7 +68,7 @@ impl Workspace {
     }
 
     async fn start(&self, config: &Path) -> Controller {
-        Controller::start(self.dir.path(), config, free_port()).await
+        Controller::start(self.dir.path(), config).await
     }
 }
 
@@ -393,8 +393,10 @@ async fn two_replicas_on_one_database_apply_each_change_exactly_once() {
                 .await;
         }
     }
-    // A late duplicate would land within a few intervals.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A late duplicate would land while each replica takes a few more turns.
+    for replica in [&a, &b] {
+        replica.wait_for_attempts(SOURCE, 3).await;
+    }
 
     let objects = 1 + others.len() as i64;
     assert_eq!(

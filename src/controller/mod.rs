@@ -139,6 +139,7 @@ async fn settle(
     reason: &'static str,
 ) {
     while changes.recv().await.is_some() {
+        handle.update(|s| s.pending_changes = true);
         let started = tokio::time::Instant::now();
         loop {
             match tokio::time::timeout(quiet, changes.recv()).await {
@@ -148,7 +149,9 @@ async fn settle(
                 Err(_) => break,
             }
         }
+        // Pending until the sync it asks for has begun: poked first.
         handle.poke(reason);
+        handle.update(|s| s.pending_changes = false);
     }
 }
 

@@ -59,6 +59,16 @@ pub struct SourceStatus {
     pub last_attempted_revision: Option<String>,
     pub last_applied_revision: Option<String>,
     pub last_attempt_at: Option<DateTime<Utc>>,
+    /// Syncs attempted since accord started: a caller that saw it advance
+    /// twice knows the source had its chance (to correct a row, to notice a
+    /// file) without guessing at a time.
+    pub attempts: u64,
+    /// What asked for those syncs (`start`, `interval`, `api`, `webhook`,
+    /// `file change`, …), counted.
+    pub triggers: std::collections::BTreeMap<String, u64>,
+    /// A folder or a Kubernetes source saw changes and waits for them to
+    /// settle before its sync.
+    pub pending_changes: bool,
     pub last_success_at: Option<DateTime<Utc>>,
     pub message: String,
     pub counts: Counts,
@@ -102,6 +112,9 @@ impl SourceStatus {
             last_attempted_revision: None,
             last_applied_revision: None,
             last_attempt_at: None,
+            attempts: 0,
+            triggers: Default::default(),
+            pending_changes: false,
             last_success_at: None,
             message: "waiting for the first sync".into(),
             counts: Counts::default(),

@@ -152,7 +152,13 @@ impl Worker {
     pub async fn run(mut self, mut requests: mpsc::Receiver<SyncRequest>) {
         let mut failures = 0;
         let mut waiting: Vec<oneshot::Sender<SourceStatus>> = Vec::new();
+        let mut reasons = vec!["start".to_owned()];
         loop {
+            self.handle.update(|s| {
+                for reason in reasons.drain(..) {
+                    *s.triggers.entry(reason).or_default() += 1;
+                }
+            });
             let outcome = self.sync_once().await;
             let status = self.handle.status();
             for done in waiting.drain(..) {
@@ -169,14 +175,16 @@ impl Worker {
             };
             tokio::select! {
                 _ = self.state.shutdown.cancelled() => break,
-                _ = tokio::time::sleep(delay) => {}
+                _ = tokio::time::sleep(delay) => reasons.push("interval".into()),
                 request = requests.recv() => {
                     let Some(request) = request else { break };
                     tracing::debug!(source = %self.config.name, reason = %request.reason, "sync requested");
                     waiting.extend(request.done);
+                    reasons.push(request.reason);
                     // Requests that arrived meanwhile are served by the same sync.
                     while let Ok(more) = requests.try_recv() {
                         waiting.extend(more.done);
+                        reasons.push(more.reason);
                     }
                 }
             }
@@ -206,6 +214,7 @@ impl Worker {
         // mid-sync looked like a change under way.
         self.handle.update(|s| {
             s.last_attempt_at = Some(Utc::now());
+            s.attempts += 1;
         });
         let outcome = match self.read().await {
             Err(error) => self.fail(Outcome::Failed, sync::explain(&error)),

@@ -52,48 +52,36 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Starts `accord run --config <config>` in `dir`, listening on `port`,
-    /// and waits until it answers /healthz.
-    pub async fn start(dir: &Path, config: &Path, port: u16) -> Controller {
-        Self::start_with(
-            dir,
-            &["run", "--config", config.to_str().expect("utf-8")],
-            port,
-        )
-        .await
+    /// Starts `accord run --config <config>` in `dir` on a port of its own
+    /// choosing (it binds port 0 and logs the address it got), and waits
+    /// until it answers /healthz.
+    pub async fn start(dir: &Path, config: &Path) -> Controller {
+        Self::start_with(dir, &["run", "--config", config.to_str().expect("utf-8")]).await
     }
 
-    pub async fn start_with(dir: &Path, args: &[&str], port: u16) -> Controller {
-        Self::start_command(dir, Command::new(env!("CARGO_BIN_EXE_accord")), args, port).await
+    pub async fn start_with(dir: &Path, args: &[&str]) -> Controller {
+        Self::start_command(dir, Command::new(env!("CARGO_BIN_EXE_accord")), args).await
     }
 
     /// `accord run` with at most `files` open files (`prlimit`).
-    pub async fn start_with_file_limit(
-        dir: &Path,
-        args: &[&str],
-        port: u16,
-        files: u32,
-    ) -> Controller {
+    pub async fn start_with_file_limit(dir: &Path, args: &[&str], files: u32) -> Controller {
         let mut command = Command::new("prlimit");
         command
             .arg(format!("--nofile={files}:{files}"))
             .arg("--")
             .arg(env!("CARGO_BIN_EXE_accord"));
-        Self::start_command(dir, command, args, port).await
+        Self::start_command(dir, command, args).await
     }
 
-    async fn start_command(
-        dir: &Path,
-        mut command: Command,
-        args: &[&str],
-        port: u16,
-    ) -> Controller {
-        let log = dir.join(format!("accord-{port}.log"));
+    async fn start_command(dir: &Path, mut command: Command, args: &[&str]) -> Controller {
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = dir.join(format!("accord-{}-{n}.log", std::process::id()));
         let file = std::fs::File::create(&log).expect("log file");
         let child = command
             .args(args)
             .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
+            .arg("127.0.0.1:0")
             .current_dir(dir)
             .env("ACCORD_LOG", "accord=debug")
             .env_remove("ACCORD_DATABASE_URL")
@@ -101,11 +89,30 @@ impl Controller {
             .stderr(file)
             .spawn()
             .expect("start accord run");
-        let controller = Controller {
+        let mut controller = Controller {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: String::new(),
             log,
         };
+        // The address it bound, from its log.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while controller.url.is_empty() {
+            if let Some(at) = controller.log_text().find("listening on http://") {
+                let rest = &controller.log_text()[at + "listening on ".len()..];
+                let url: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                controller.url = url;
+                break;
+            }
+            if let Ok(Some(status)) = controller.child.try_wait() {
+                panic!("accord run exited ({status}):\n{}", controller.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "accord run did not say where it listens:\n{}",
+                controller.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let client = reqwest::Client::new();
         let healthy = eventually(Duration::from_secs(20), || async {
             client
@@ -176,6 +183,32 @@ impl Controller {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits until the source has had `n` more chances to act (its attempt
+    /// counter advanced `n` times): "nothing else happened" is shown by the
+    /// thing that would have happened having had its chance.
+    pub async fn wait_for_attempts(&self, name: &str, n: u64) -> Value {
+        let now = self.source(name).await["attempts"].as_u64().unwrap_or(0);
+        self.wait_for(name, Duration::from_secs(60), |s| {
+            s["attempts"].as_u64().unwrap_or(0) >= now + n
+        })
+        .await
+    }
+
+    /// Waits until no changes wait to settle, then runs one more sync
+    /// (through the API) and returns the status after it: whatever the
+    /// changes seen so far asked for has been served by then.
+    pub async fn settled(&self, name: &str, token: Option<&str>) -> Value {
+        self.wait_for(name, Duration::from_secs(60), |s| {
+            s["pendingChanges"] == false
+        })
+        .await;
+        let (code, status) = self
+            .post(&format!("/api/v1/sources/{name}/sync"), token)
+            .await;
+        assert_eq!(code, 200, "{status}");
+        status
     }
 
     pub fn terminate(&mut self) -> std::process::ExitStatus {
