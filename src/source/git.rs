@@ -17,6 +17,10 @@ use serde::Deserialize;
 use super::{Snapshot, Source, SourceError};
 use crate::model::{Diagnostic, Mark, SourceFile};
 
+mod trust;
+
+use trust::RemoteTrust;
+
 #[derive(Clone, Debug, PartialEq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GitConfig {
@@ -32,6 +36,14 @@ pub struct GitConfig {
     pub token_file: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_key_file: Option<PathBuf>,
+    /// PEM certificates that an https remote's certificate must chain to,
+    /// instead of the system's CA store: for a server behind a private CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// An OpenSSH known_hosts file that must list an ssh remote's host key,
+    /// instead of `~/.ssh/known_hosts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts_file: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret_file: Option<PathBuf>,
 }
@@ -83,8 +95,9 @@ impl GitSource {
             let mut remote = repo.remote_anonymous(&self.config.url).map_err(|e| {
                 SourceError::Git(crate::redact::scrub(e.message(), &self.config.url))
             })?;
+            let trust = Arc::new(RemoteTrust::load(&self.config)?);
             let mut options = FetchOptions::new();
-            options.remote_callbacks(self.callbacks()?);
+            options.remote_callbacks(self.callbacks(&trust)?);
             options.prune(git2::FetchPrune::On);
             options.download_tags(git2::AutotagOption::All);
             remote
@@ -97,10 +110,11 @@ impl GitSource {
                     None,
                 )
                 .map_err(|e| {
+                    let why = trust.explain(&e).unwrap_or_else(|| e.message().to_owned());
                     SourceError::Git(format!(
                         "cannot fetch {}: {}",
                         crate::redact::url(&self.config.url),
-                        crate::redact::scrub(e.message(), &self.config.url)
+                        crate::redact::scrub(&why, &self.config.url)
                     ))
                 })?;
         }
@@ -108,7 +122,8 @@ impl GitSource {
         Ok((repo, oid))
     }
 
-    fn callbacks(&self) -> Result<RemoteCallbacks<'static>, SourceError> {
+    /// Credentials, and the checks of `trust`.
+    fn callbacks(&self, trust: &Arc<RemoteTrust>) -> Result<RemoteCallbacks<'static>, SourceError> {
         let read = |path: &Option<PathBuf>| -> Result<Option<String>, SourceError> {
             path.as_ref()
                 .map(|p| {
@@ -145,6 +160,8 @@ impl GitSource {
                 "no credentials configured for this remote",
             ))
         });
+        let trust = Arc::clone(trust);
+        callbacks.certificate_check(move |cert, host| trust.check(cert, host));
         Ok(callbacks)
     }
 
