@@ -8,8 +8,8 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use git2::{
-    Cred, CredentialType, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, Sort,
-    TreeWalkMode, TreeWalkResult,
+    Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions, ObjectType, Oid, RemoteCallbacks,
+    Repository, Sort, TreeWalkMode, TreeWalkResult,
 };
 
 use serde::Deserialize;
@@ -96,8 +96,9 @@ impl GitSource {
                 SourceError::Git(crate::redact::scrub(e.message(), &self.config.url))
             })?;
             let trust = Arc::new(RemoteTrust::load(&self.config)?);
+            let offered = Arc::new(Mutex::new(None));
             let mut options = FetchOptions::new();
-            options.remote_callbacks(self.callbacks(&trust)?);
+            options.remote_callbacks(self.callbacks(&trust, &offered)?);
             options.prune(git2::FetchPrune::On);
             options.download_tags(git2::AutotagOption::All);
             remote
@@ -110,7 +111,14 @@ impl GitSource {
                     None,
                 )
                 .map_err(|e| {
-                    let why = trust.explain(&e).unwrap_or_else(|| e.message().to_owned());
+                    let offered = offered.lock().unwrap_or_else(|e| e.into_inner());
+                    let why = match (trust.explain(&e), offered.as_ref()) {
+                        (Some(why), _) => why,
+                        (None, Some(what)) if e.code() == ErrorCode::Auth => {
+                            format!("{}: the remote refused {what}", e.message())
+                        }
+                        (None, _) => e.message().to_owned(),
+                    };
                     SourceError::Git(format!(
                         "cannot fetch {}: {}",
                         crate::redact::url(&self.config.url),
@@ -122,8 +130,13 @@ impl GitSource {
         Ok((repo, oid))
     }
 
-    /// Credentials, and the checks of `trust`.
-    fn callbacks(&self, trust: &Arc<RemoteTrust>) -> Result<RemoteCallbacks<'static>, SourceError> {
+    /// Credentials and the checks of `trust`; `offered` says which
+    /// credential was last offered, so a refusal names the file to fix.
+    fn callbacks(
+        &self,
+        trust: &Arc<RemoteTrust>,
+        offered: &Arc<Mutex<Option<String>>>,
+    ) -> Result<RemoteCallbacks<'static>, SourceError> {
         let read = |path: &Option<PathBuf>| -> Result<Option<String>, SourceError> {
             path.as_ref()
                 .map(|p| {
@@ -138,21 +151,30 @@ impl GitSource {
         };
         let token = read(&self.config.token_file)?;
         let key = self.config.ssh_key_file.clone();
+        let token_file = self.config.token_file.clone();
         let mut attempts = 0;
+        let offered = Arc::clone(offered);
         let mut callbacks = RemoteCallbacks::new();
         callbacks.credentials(move |_url, username, allowed| {
             // libgit2 asks again after a refusal; give up instead of looping.
             attempts += 1;
             if attempts > 3 {
-                return Err(git2::Error::from_str("authentication failed"));
+                return Err(git2::Error::new(
+                    ErrorCode::Auth,
+                    ErrorClass::Callback,
+                    "authentication failed",
+                ));
             }
+            let mut offered = offered.lock().unwrap_or_else(|e| e.into_inner());
             if allowed.contains(CredentialType::SSH_KEY) {
                 if let Some(key) = &key {
+                    *offered = Some(format!("the key in sshKeyFile {}", key.display()));
                     return Cred::ssh_key(username.unwrap_or("git"), None, key, None);
                 }
             }
             if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-                if let Some(token) = &token {
+                if let (Some(token), Some(file)) = (&token, &token_file) {
+                    *offered = Some(format!("the token in tokenFile {}", file.display()));
                     return Cred::userpass_plaintext(username.unwrap_or("x-access-token"), token);
                 }
             }
