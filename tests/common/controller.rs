@@ -82,7 +82,9 @@ impl Controller {
         Self::start_command(dir, command, args, port).await
     }
 
-    async fn start_command(
+    /// `accord run` as `command` (a `Command` already set up, say with
+    /// its own environment) with `args`.
+    pub async fn start_command(
         dir: &Path,
         mut command: Command,
         args: &[&str],
