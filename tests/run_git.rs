@@ -1,14 +1,17 @@
 //! `accord run` following real Git repositories: over file:// and over
-//! loopback (`git daemon`), pinned to tags and commits, with webhooks, and
-//! refusing a force-push that empties the tree.
+//! loopback (`git daemon`; HTTPS with a token behind a private CA; ssh with
+//! a key and a known host key), pinned to tags and commits, with webhooks,
+//! and refusing a force-push that empties the tree.
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use common::controller::{free_port, Controller, GitDaemon, Repo};
 use common::db::{Backend, TestDb};
+use common::git_servers::{path_text, GitHttps, GitSsh, TestCa};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -499,4 +502,378 @@ async fn a_single_git_source_can_be_given_with_flags_alone() {
         .await;
     assert_eq!(status["type"], "git");
     assert_eq!(db.scalar("SELECT COUNT(*) FROM permits").await, 4);
+}
+
+// ---- HTTPS and ssh against real servers on loopback ---------------------------
+
+const TOKEN: &str = "tok-RIGHT-7f3a9c";
+
+/// A work repository with `PERMITS` committed, cloned bare to
+/// `served/access.git` for a server to serve.
+struct Served {
+    work: Repo,
+    /// The folder holding `access.git`.
+    root: PathBuf,
+    first: String,
+}
+
+impl Served {
+    fn new(dir: &Path) -> Served {
+        let work = Repo::init(&dir.join("work"));
+        work.write("permits.yaml", PERMITS);
+        let first = work.commit("grants", "Alice <alice@example.com>");
+        let root = dir.join("served");
+        std::fs::create_dir(&root).expect("mkdir");
+        work.git(&[
+            "clone",
+            "-q",
+            "--bare",
+            ".",
+            path_text(&root.join("access.git")),
+        ]);
+        Served { work, root, first }
+    }
+
+    /// Commits a change and pushes it to the served repository.
+    fn push_change(&self) -> String {
+        self.work.write(
+            "permits.yaml",
+            &PERMITS.replace("payment-svc:list", "payment-svc:index"),
+        );
+        let second = self.work.commit("rename", "Bob <bob@example.com>");
+        let bare = self.root.join("access.git");
+        self.work.git(&["push", "-q", path_text(&bare), "main"]);
+        second
+    }
+}
+
+/// One Git source named `name` following `url`, with `settings` (camelCase
+/// field, file) added to its `git:` block.
+fn git_source(name: &str, url: &str, settings: &[(&str, &Path)]) -> String {
+    let mut source = format!("  - name: {name}\n    git:\n      url: {url}\n");
+    for (field, path) in settings {
+        source.push_str(&format!("      {field}: {}\n", path.display()));
+    }
+    source + "    interval: 300ms\n"
+}
+
+/// `accord run --config <config>` with `HOME` set to `dir`, so no file of
+/// the user running the tests (`~/.ssh/known_hosts`) takes part.
+async fn start_at_home(dir: &Path, config: &Path) -> Controller {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_accord"));
+    command.env("HOME", dir);
+    Controller::start_command(dir, command, &["run", "--config", path_text(config)]).await
+}
+
+fn message(status: &Value) -> &str {
+    status["message"].as_str().unwrap_or_default()
+}
+
+/// `Served` behind tests/git-https-server.py, with a certificate from a CA
+/// made for the test; the server takes the token in `token`.
+struct Https {
+    dir: tempfile::TempDir,
+    served: Served,
+    ca: TestCa,
+    token: PathBuf,
+    server: GitHttps,
+}
+
+impl Https {
+    fn start() -> Https {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let served = Served::new(dir.path());
+        let ca = TestCa::new(dir.path(), "ca");
+        let (cert, key) = ca.issue(dir.path(), "server");
+        let token = dir.path().join("token");
+        std::fs::write(&token, format!("{TOKEN}\n")).expect("token");
+        let server = GitHttps::start(
+            &served.root,
+            &cert,
+            &key,
+            &token,
+            &dir.path().join("https.log"),
+        );
+        Https {
+            dir,
+            served,
+            ca,
+            token,
+            server,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("https.log")).unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_over_https_behind_a_private_ca_is_followed_with_its_token() {
+    let https = Https::start();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let url = https.server.url("access.git");
+    let source = git_source(
+        "platform",
+        &url,
+        &[("tokenFile", &https.token), ("caFile", &https.ca.cert)],
+    );
+    let config = config(https.dir.path(), &db, &source);
+    let accord = Controller::start(https.dir.path(), &config).await;
+    accord
+        .wait_for("platform", WAIT, |s| applied(s, &https.served.first))
+        .await;
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM permits").await, 4);
+    let second = https.served.push_change();
+    accord
+        .wait_for("platform", WAIT, |s| applied(s, &second))
+        .await;
+
+    let served = https.log_text();
+    assert!(
+        served.contains("\" 401 ") && served.contains("/access.git/git-upload-pack HTTP/1.1\" 200"),
+        "the server asked for credentials and then served the fetch:\n{served}"
+    );
+    assert!(!accord.log_text().contains(TOKEN), "the token in the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_https_token_is_an_error_in_the_status_and_is_shown_nowhere() {
+    let https = Https::start();
+    let wrong = https.dir.path().join("wrong-token");
+    std::fs::write(&wrong, "tok-WRONG-51d0e2\n").expect("token");
+    let db = TestDb::new(Backend::Sqlite).await;
+    let url = https.server.url("access.git");
+    let source = git_source(
+        "platform",
+        &url,
+        &[("tokenFile", &wrong), ("caFile", &https.ca.cert)],
+    );
+    let config = config(https.dir.path(), &db, &source);
+    let accord = Controller::start(https.dir.path(), &config).await;
+    let status = accord
+        .wait_for("platform", WAIT, |s| s["state"] == "Error")
+        .await;
+    assert!(
+        message(&status).contains(&format!(
+            "cannot fetch {url}: authentication failed: the remote refused the token in tokenFile {}",
+            wrong.display()
+        )),
+        "{status}"
+    );
+    assert!(status["lastAppliedRevision"].is_null(), "{status}");
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM permits").await, 0);
+    let shown = format!("{status}{}", accord.get("/api/v1/status").await.1);
+    for secret in ["WRONG-51d0e2", "RIGHT-7f3a9c"] {
+        assert!(!shown.contains(secret), "{secret} in status: {shown}");
+        assert!(!accord.log_text().contains(secret), "{secret} in the log");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_certificate_accord_cannot_trust_is_refused_before_the_token_is_sent() {
+    let https = Https::start();
+    let other = TestCa::new(https.dir.path(), "other-ca");
+    let db = TestDb::new(Backend::Sqlite).await;
+    let url = https.server.url("access.git");
+    // The right CA, but a name the certificate (IP:127.0.0.1) does not hold.
+    let by_name = url.replace("127.0.0.1", "localhost");
+    let token = ("tokenFile", https.token.as_path());
+    let sources = [
+        // The system's CA store, which knows nothing of the test's CA.
+        git_source("system-store", &url, &[token]),
+        git_source("other-ca", &url, &[token, ("caFile", &other.cert)]),
+        git_source("wrong-name", &by_name, &[token, ("caFile", &https.ca.cert)]),
+    ];
+    let config = config(https.dir.path(), &db, &sources.concat());
+    let accord = Controller::start(https.dir.path(), &config).await;
+
+    let errors = [
+        ("system-store", &url, "the SSL certificate is invalid: the certificate of 127.0.0.1 was checked against the system's CA store; if a private CA signs it, set git.caFile".to_owned()),
+        ("other-ca", &url, format!("the certificate of 127.0.0.1 is refused: it is not signed by a certificate in caFile {}", other.cert.display())),
+        ("wrong-name", &by_name, "the certificate of localhost is refused: it is not issued for localhost".to_owned()),
+    ];
+    for (name, url, expected) in errors {
+        let status = accord.wait_for(name, WAIT, |s| s["state"] == "Error").await;
+        assert!(
+            message(&status).starts_with(&format!("git: cannot fetch {url}: {expected}")),
+            "{name}: {status}"
+        );
+    }
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM permits").await, 0);
+    let served = https.log_text();
+    assert!(
+        !served.contains("\"GET ") && !served.contains("\"POST "),
+        "no request (and so no token) reached the server:\n{served}"
+    );
+}
+
+/// `Served` behind sshd, and a known_hosts file that trusts it.
+struct Ssh {
+    dir: tempfile::TempDir,
+    served: Served,
+    server: GitSsh,
+    url: String,
+}
+
+impl Ssh {
+    fn start() -> Ssh {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let served = Served::new(dir.path());
+        let server = GitSsh::start(dir.path());
+        let url = server.url(&served.root.join("access.git"));
+        Ssh {
+            dir,
+            served,
+            server,
+            url,
+        }
+    }
+
+    /// A file in the test's folder holding `text`.
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_over_ssh_is_followed_when_known_hosts_file_lists_its_host_key() {
+    let ssh = Ssh::start();
+    let known_hosts = ssh.file(
+        "known_hosts",
+        &format!("{}\n", ssh.server.known_hosts_line()),
+    );
+    let db = TestDb::new(Backend::Sqlite).await;
+    let source = git_source(
+        "platform",
+        &ssh.url,
+        &[
+            ("sshKeyFile", &ssh.server.client_key),
+            ("knownHostsFile", &known_hosts),
+        ],
+    );
+    let config = config(ssh.dir.path(), &db, &source);
+    let accord = start_at_home(ssh.dir.path(), &config).await;
+    accord
+        .wait_for("platform", WAIT, |s| applied(s, &ssh.served.first))
+        .await;
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM permits").await, 4);
+    let second = ssh.served.push_change();
+    accord
+        .wait_for("platform", WAIT, |s| applied(s, &second))
+        .await;
+    assert!(
+        ssh.server.log_text().contains("Accepted publickey"),
+        "accord signed in with sshKeyFile:\n{}",
+        ssh.server.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ssh_key_the_server_refuses_is_an_error_that_names_ssh_key_file() {
+    let ssh = Ssh::start();
+    let known_hosts = ssh.file(
+        "known_hosts",
+        &format!("{}\n", ssh.server.known_hosts_line()),
+    );
+    let stranger = ssh.dir.path().join("stranger_key");
+    let keygen = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f", path_text(&stranger)])
+        .status()
+        .expect("ssh-keygen");
+    assert!(keygen.success());
+    let db = TestDb::new(Backend::Sqlite).await;
+    let source = git_source(
+        "platform",
+        &ssh.url,
+        &[("sshKeyFile", &stranger), ("knownHostsFile", &known_hosts)],
+    );
+    let config = config(ssh.dir.path(), &db, &source);
+    let accord = start_at_home(ssh.dir.path(), &config).await;
+    let status = accord
+        .wait_for("platform", WAIT, |s| s["state"] == "Error")
+        .await;
+    let text = message(&status);
+    assert!(
+        text.starts_with(&format!("git: cannot fetch {}: ", ssh.url))
+            && text.ends_with(&format!(
+                ": the remote refused the key in sshKeyFile {}",
+                stranger.display()
+            )),
+        "{text}"
+    );
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM permits").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ssh_host_key_that_is_not_known_is_refused_before_the_key_is_offered() {
+    let ssh = Ssh::start();
+    let line = ssh.server.known_hosts_line();
+    // Another host's key, and this host under another key.
+    let other = ssh.dir.path().join("other_host_key");
+    let keygen = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f", path_text(&other)])
+        .status()
+        .expect("ssh-keygen");
+    assert!(keygen.success());
+    let other_key = std::fs::read_to_string(other.with_extension("pub")).expect("key");
+    let other_key = other_key
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let unlisted = ssh.file("unlisted", &format!("git.example.com {other_key}\n"));
+    let changed = ssh.file(
+        "changed",
+        &format!("[127.0.0.1]:{} {other_key}\n", ssh.server.port),
+    );
+    let key = &ssh.server.client_key;
+    let sources = [
+        // No knownHostsFile: libgit2 reads ~/.ssh/known_hosts, here empty.
+        git_source("default", &ssh.url, &[("sshKeyFile", key)]),
+        git_source(
+            "unlisted",
+            &ssh.url,
+            &[("sshKeyFile", key), ("knownHostsFile", &unlisted)],
+        ),
+        git_source(
+            "changed",
+            &ssh.url,
+            &[("sshKeyFile", key), ("knownHostsFile", &changed)],
+        ),
+    ];
+    let db = TestDb::new(Backend::Sqlite).await;
+    let config = config(ssh.dir.path(), &db, &sources.concat());
+    let accord = start_at_home(ssh.dir.path(), &config).await;
+
+    let errors = [
+        ("default", "is not in ~/.ssh/known_hosts".to_owned()),
+        (
+            "unlisted",
+            format!("is not in knownHostsFile {}", unlisted.display()),
+        ),
+        (
+            "changed",
+            format!("does not match knownHostsFile {}", changed.display()),
+        ),
+    ];
+    for (name, expected) in errors {
+        let status = accord.wait_for(name, WAIT, |s| s["state"] == "Error").await;
+        let text = message(&status);
+        assert!(
+            text.contains(&format!("cannot fetch {}", ssh.url)) && text.contains(&expected),
+            "{name}: {text}"
+        );
+        if name != "changed" {
+            assert!(text.contains(&line), "{name} names the line to add: {text}");
+        }
+    }
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM permits").await, 0);
+    let log = ssh.server.log_text();
+    assert!(
+        log.contains("Connection from 127.0.0.1") && !log.contains("publickey"),
+        "accord reached sshd and never offered its key:\n{log}"
+    );
 }

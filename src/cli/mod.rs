@@ -163,6 +163,12 @@ pub struct RunArgs {
     pub token_file: Option<PathBuf>,
     #[arg(long, env = "ACCORD_GIT_SSH_KEY_FILE", requires = "git")]
     pub ssh_key_file: Option<PathBuf>,
+    /// PEM CA certificates the https server of --git must chain to, instead of the system's.
+    #[arg(long, env = "ACCORD_GIT_CA_FILE", requires = "git")]
+    pub ca_file: Option<PathBuf>,
+    /// known_hosts file that must list the ssh host key of --git, instead of ~/.ssh/known_hosts.
+    #[arg(long, env = "ACCORD_GIT_KNOWN_HOSTS_FILE", requires = "git")]
+    pub known_hosts_file: Option<PathBuf>,
     #[arg(long, env = "ACCORD_WEBHOOK_SECRET_FILE", requires = "git")]
     pub webhook_secret_file: Option<PathBuf>,
     /// A single folder source without a config file.
@@ -647,6 +653,8 @@ fn run_config(args: &RunArgs) -> Result<crate::config::Config, Vec<String>> {
                 path: args.path.clone(),
                 token_file: args.token_file.clone(),
                 ssh_key_file: args.ssh_key_file.clone(),
+                ca_file: args.ca_file.clone(),
+                known_hosts_file: args.known_hosts_file.clone(),
                 webhook_secret_file: args.webhook_secret_file.clone(),
             };
             source.insert("git".into(), serde_json::to_value(git).unwrap_or_default());

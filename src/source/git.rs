@@ -8,14 +8,18 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use git2::{
-    Cred, CredentialType, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, Sort,
-    TreeWalkMode, TreeWalkResult,
+    Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions, ObjectType, Oid, RemoteCallbacks,
+    Repository, Sort, TreeWalkMode, TreeWalkResult,
 };
 
 use serde::Deserialize;
 
 use super::{Snapshot, Source, SourceError};
 use crate::model::{Diagnostic, Mark, SourceFile};
+
+mod trust;
+
+use trust::RemoteTrust;
 
 #[derive(Clone, Debug, PartialEq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -32,6 +36,14 @@ pub struct GitConfig {
     pub token_file: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_key_file: Option<PathBuf>,
+    /// PEM certificates that an https remote's certificate must chain to,
+    /// instead of the system's CA store: for a server behind a private CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// An OpenSSH known_hosts file that must list an ssh remote's host key,
+    /// instead of `~/.ssh/known_hosts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts_file: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret_file: Option<PathBuf>,
 }
@@ -83,8 +95,10 @@ impl GitSource {
             let mut remote = repo.remote_anonymous(&self.config.url).map_err(|e| {
                 SourceError::Git(crate::redact::scrub(e.message(), &self.config.url))
             })?;
+            let trust = Arc::new(RemoteTrust::load(&self.config)?);
+            let offered = Arc::new(Mutex::new(None));
             let mut options = FetchOptions::new();
-            options.remote_callbacks(self.callbacks()?);
+            options.remote_callbacks(self.callbacks(&trust, &offered)?);
             options.prune(git2::FetchPrune::On);
             options.download_tags(git2::AutotagOption::All);
             remote
@@ -97,10 +111,18 @@ impl GitSource {
                     None,
                 )
                 .map_err(|e| {
+                    let offered = offered.lock().unwrap_or_else(|e| e.into_inner());
+                    let why = match (trust.explain(&e), offered.as_ref()) {
+                        (Some(why), _) => why,
+                        (None, Some(what)) if e.code() == ErrorCode::Auth => {
+                            format!("{}: the remote refused {what}", e.message())
+                        }
+                        (None, _) => e.message().to_owned(),
+                    };
                     SourceError::Git(format!(
                         "cannot fetch {}: {}",
                         crate::redact::url(&self.config.url),
-                        crate::redact::scrub(e.message(), &self.config.url)
+                        crate::redact::scrub(&why, &self.config.url)
                     ))
                 })?;
         }
@@ -108,7 +130,13 @@ impl GitSource {
         Ok((repo, oid))
     }
 
-    fn callbacks(&self) -> Result<RemoteCallbacks<'static>, SourceError> {
+    /// Credentials and the checks of `trust`; `offered` says which
+    /// credential was last offered, so a refusal names the file to fix.
+    fn callbacks(
+        &self,
+        trust: &Arc<RemoteTrust>,
+        offered: &Arc<Mutex<Option<String>>>,
+    ) -> Result<RemoteCallbacks<'static>, SourceError> {
         let read = |path: &Option<PathBuf>| -> Result<Option<String>, SourceError> {
             path.as_ref()
                 .map(|p| {
@@ -123,21 +151,30 @@ impl GitSource {
         };
         let token = read(&self.config.token_file)?;
         let key = self.config.ssh_key_file.clone();
+        let token_file = self.config.token_file.clone();
         let mut attempts = 0;
+        let offered = Arc::clone(offered);
         let mut callbacks = RemoteCallbacks::new();
         callbacks.credentials(move |_url, username, allowed| {
             // libgit2 asks again after a refusal; give up instead of looping.
             attempts += 1;
             if attempts > 3 {
-                return Err(git2::Error::from_str("authentication failed"));
+                return Err(git2::Error::new(
+                    ErrorCode::Auth,
+                    ErrorClass::Callback,
+                    "authentication failed",
+                ));
             }
+            let mut offered = offered.lock().unwrap_or_else(|e| e.into_inner());
             if allowed.contains(CredentialType::SSH_KEY) {
                 if let Some(key) = &key {
+                    *offered = Some(format!("the key in sshKeyFile {}", key.display()));
                     return Cred::ssh_key(username.unwrap_or("git"), None, key, None);
                 }
             }
             if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-                if let Some(token) = &token {
+                if let (Some(token), Some(file)) = (&token, &token_file) {
+                    *offered = Some(format!("the token in tokenFile {}", file.display()));
                     return Cred::userpass_plaintext(username.unwrap_or("x-access-token"), token);
                 }
             }
@@ -145,6 +182,8 @@ impl GitSource {
                 "no credentials configured for this remote",
             ))
         });
+        let trust = Arc::clone(trust);
+        callbacks.certificate_check(move |cert, host| trust.check(cert, host));
         Ok(callbacks)
     }
 

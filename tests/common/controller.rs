@@ -73,7 +73,9 @@ impl Controller {
         Self::start_command(dir, command, args).await
     }
 
-    async fn start_command(dir: &Path, mut command: Command, args: &[&str]) -> Controller {
+    /// `accord run` as `command` (a `Command` already set up, say with
+    /// its own environment) with `args`.
+    pub async fn start_command(dir: &Path, mut command: Command, args: &[&str]) -> Controller {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = dir.join(format!("accord-{}-{n}.log", std::process::id()));

@@ -1,3 +1,4 @@
 pub mod builders;
 pub mod controller;
 pub mod db;
+pub mod git_servers;
