@@ -36,7 +36,7 @@ impl Source for DirectorySource {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.read_blocking())
             .await
-            .map_err(|e| SourceError::Task(e.to_string()))?
+            .map_err(SourceError::Task)?
     }
 }
 

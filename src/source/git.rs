@@ -92,9 +92,11 @@ impl GitSource {
     pub fn fetch_blocking(&self) -> Result<(Repository, Oid), SourceError> {
         let repo = self.open()?;
         {
-            let mut remote = repo.remote_anonymous(&self.config.url).map_err(|e| {
-                SourceError::Git(crate::redact::scrub(e.message(), &self.config.url))
-            })?;
+            let mut remote =
+                repo.remote_anonymous(&self.config.url)
+                    .map_err(|e| SourceError::Remote {
+                        reason: crate::redact::scrub(e.message(), &self.config.url),
+                    })?;
             let trust = Arc::new(RemoteTrust::load(&self.config)?);
             let offered = Arc::new(Mutex::new(None));
             let mut options = FetchOptions::new();
@@ -119,11 +121,10 @@ impl GitSource {
                         }
                         (None, _) => e.message().to_owned(),
                     };
-                    SourceError::Git(format!(
-                        "cannot fetch {}: {}",
-                        crate::redact::url(&self.config.url),
-                        crate::redact::scrub(&why, &self.config.url)
-                    ))
+                    SourceError::Fetch {
+                        url: crate::redact::url(&self.config.url),
+                        reason: crate::redact::scrub(&why, &self.config.url),
+                    }
                 })?;
         }
         let oid = resolve(&repo, &self.config.reference)?;
@@ -193,18 +194,18 @@ impl GitSource {
         let mut tree = commit.tree().map_err(git_error)?;
         let prefix = self.prefix();
         if let Some(path) = &prefix {
-            let entry = tree.get_path(Path::new(path)).map_err(|_| {
-                SourceError::Git(format!(
-                    "path `{path}` does not exist at commit {}",
-                    commit.id()
-                ))
-            })?;
-            tree = repo.find_tree(entry.id()).map_err(|_| {
-                SourceError::Git(format!(
-                    "path `{path}` at commit {} is not a folder",
-                    commit.id()
-                ))
-            })?;
+            let entry = tree
+                .get_path(Path::new(path))
+                .map_err(|_| SourceError::MissingPath {
+                    path: path.clone(),
+                    commit: commit.id().to_string(),
+                })?;
+            tree = repo
+                .find_tree(entry.id())
+                .map_err(|_| SourceError::NotAFolder {
+                    path: path.clone(),
+                    commit: commit.id().to_string(),
+                })?;
         }
         let odb = repo.odb().map_err(git_error)?;
         let mut snapshot = Snapshot {
@@ -367,7 +368,7 @@ impl Source for GitSource {
     async fn read(&self) -> Result<Snapshot, SourceError> {
         self.poll(None)
             .await?
-            .ok_or_else(|| SourceError::Git("no revision".into()))
+            .ok_or_else(|| SourceError::UnknownRef(self.config.reference.clone()))
     }
 
     async fn poll(&self, known: Option<&str>) -> Result<Option<Snapshot>, SourceError> {
@@ -391,17 +392,16 @@ async fn blocking<T: Send + 'static>(
     let source = source.clone();
     tokio::task::spawn_blocking(move || work(&source))
         .await
-        .map_err(|e| SourceError::Task(e.to_string()))
+        .map_err(SourceError::Task)
 }
 
 fn resolve(repo: &Repository, reference: &str) -> Result<Oid, SourceError> {
     if reference.len() == 40 && reference.bytes().all(|b| b.is_ascii_hexdigit()) {
         let oid = Oid::from_str(reference).map_err(git_error)?;
-        return repo.find_commit(oid).map(|c| c.id()).map_err(|_| {
-            SourceError::Git(format!(
-                "commit {reference} is not on any branch or tag of the remote"
-            ))
-        });
+        return repo
+            .find_commit(oid)
+            .map(|c| c.id())
+            .map_err(|_| SourceError::UnknownCommit(reference.to_owned()));
     }
     for name in [
         format!("refs/remotes/origin/{reference}"),
@@ -413,13 +413,11 @@ fn resolve(repo: &Repository, reference: &str) -> Result<Oid, SourceError> {
             }
         }
     }
-    Err(SourceError::Git(format!(
-        "ref `{reference}` is not a branch or tag of the remote (deleted?); keeping the last applied state"
-    )))
+    Err(SourceError::UnknownRef(reference.to_owned()))
 }
 
 fn git_error(e: git2::Error) -> SourceError {
-    SourceError::Git(e.message().to_owned())
+    SourceError::Repository(e)
 }
 
 fn is_yaml(name: &str) -> bool {

@@ -84,10 +84,29 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the source reader stopped unexpectedly: {0}")]
-    Task(String),
-    #[error("git: {0}")]
-    Git(String),
+    #[error("the source reader stopped unexpectedly")]
+    Task(#[source] tokio::task::JoinError),
+    /// libgit2 failed on the local cache of a Git source.
+    #[error("git: cannot read the fetched repository")]
+    Repository(#[source] git2::Error),
+    /// libgit2's error may quote the remote URL, secrets and all: it is kept
+    /// only as `reason`, scrubbed, and never as a source.
+    #[error("git: cannot fetch {url}: {reason}")]
+    Fetch { url: String, reason: String },
+    #[error("git: the remote URL is not usable: {reason}")]
+    Remote { reason: String },
+    #[error("git: path `{path}` does not exist at commit {commit}")]
+    MissingPath { path: String, commit: String },
+    #[error("git: path `{path}` at commit {commit} is not a folder")]
+    NotAFolder { path: String, commit: String },
+    #[error("git: commit {0} is not on any branch or tag of the remote")]
+    UnknownCommit(String),
+    #[error(
+        "git: ref `{0}` is not a branch or tag of the remote (deleted?); keeping the last applied state"
+    )]
+    UnknownRef(String),
+    #[error("git: caFile {path}: {reason}")]
+    CaFile { path: PathBuf, reason: String },
     /// The watch cache has not listed every kind (and namespace) yet:
     /// syncing a half-listed cache would prune what it has not seen.
     #[error("waiting for the first list of {0}")]

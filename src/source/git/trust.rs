@@ -138,7 +138,10 @@ impl CaFile {
             path: path.to_owned(),
             source,
         })?;
-        let invalid = |what: String| SourceError::Git(format!("caFile {}: {what}", path.display()));
+        let invalid = |reason: String| SourceError::CaFile {
+            path: path.to_owned(),
+            reason,
+        };
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(&bytes) {
             let cert = cert.map_err(|e| invalid(format!("not a PEM certificate bundle: {e}")))?;
