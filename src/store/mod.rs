@@ -5,9 +5,13 @@
 mod bulk;
 pub mod chain;
 mod copy_text;
+mod postgres;
 mod rows;
+mod schema;
 mod sql;
+mod sqlite;
 mod sqlite_read;
+mod writes;
 
 use std::fmt;
 use std::future::Future;
@@ -20,7 +24,8 @@ use crate::model::{Key, KeyMap, Kind};
 use crate::plan::{Action, Change, LiveState, Plan, RowMap, Summary};
 use crate::policy::DriftPolicy;
 
-pub use sql::{PostgresStore, SqliteStore};
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,0 +1,167 @@
+//! The SQLite store: an embedded file, one writer at a time, read through
+//! SQLite's C API (see `sqlite_read`).
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::chain;
+use super::sql::{load_stopped, locked, schema_is_current};
+use super::sqlite_read;
+use super::{Held, LockMode, SourceLock, StoreError};
+use crate::model::Key;
+use crate::plan::{LiveState, RowMap};
+
+pub struct SqliteStore {
+    pub(super) pool: SqlitePool,
+    /// This process's writers take turns here before SQLite's own lock.
+    pub(super) writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The database file, which `load` reads through its own connection.
+    pub(super) path: PathBuf,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, migrate_url: Option<&str>) -> Result<SqliteStore, StoreError> {
+        let connect_error = |source: sqlx::Error| StoreError::Connect {
+            url: crate::redact::url(url),
+            detail: crate::redact::scrub(&source.to_string(), url),
+            driver: source,
+        };
+        // Other processes (and the next run) read the same state: an
+        // in-memory database would lose the ledger when accord exits.
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(StoreError::InMemory(crate::redact::url(url)));
+        }
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(connect_error)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let path = options.get_filename().to_owned();
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(connect_error)?;
+        let migrator = sqlx::migrate!("./migrations/sqlite");
+        if !schema_is_current(&pool, &migrator).await {
+            match migrate_url {
+                Some(owner) => {
+                    let owner = SqlitePoolOptions::new()
+                        .max_connections(1)
+                        .connect_with(SqliteConnectOptions::from_str(owner).map_err(connect_error)?)
+                        .await
+                        .map_err(connect_error)?;
+                    migrator.run(&owner).await?;
+                    owner.close().await;
+                }
+                None => migrator.run(&pool).await?,
+            }
+        }
+        Ok(SqliteStore {
+            pool,
+            writer: Default::default(),
+            path,
+        })
+    }
+
+    pub(super) async fn read_live(&self, source: Option<&str>) -> Result<LiveState, StoreError> {
+        let path = self.path.clone();
+        let source = source.map(str::to_owned);
+        tokio::task::spawn_blocking(move || sqlite_read::load(&path, source.as_deref()))
+            .await
+            .map_err(load_stopped)?
+    }
+
+    /// SQLite reads every row whole: it has no row versions to tell an
+    /// unedited row by (and its load is within the plan's budget anyway).
+    pub(super) async fn read_for_plan(&self, source: &str) -> Result<LiveState, StoreError> {
+        self.read_live(Some(source)).await
+    }
+
+    /// Never needed by a plan (`read_for_plan` leaves nothing unread); the
+    /// rows of every key, read as a whole load reads them.
+    pub(super) async fn read_keyed(&self, keys: &[Key]) -> Result<RowMap, StoreError> {
+        Ok(super::rows_among(self.read_live(None).await?, keys))
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+impl SqliteStore {
+    /// A write transaction begun `IMMEDIATE`: SQLite's one writer lock on
+    /// the file, so every other writer, in this process or another, waits
+    /// until it commits (another process's, up to the busy timeout). This process's sources first queue on a mutex, so
+    /// only one of them waits inside SQLite, holding a pooled connection.
+    pub(super) async fn take_lock(
+        &self,
+        source: &str,
+        mode: LockMode,
+    ) -> Result<Option<SourceLock>, StoreError> {
+        let turn = match mode {
+            // The file has one writer lock for every source: this process's
+            // other sources are not competing replicas, so wait for them.
+            LockMode::Try => self.writer.clone().lock_owned().await,
+            LockMode::Wait(limit) => {
+                match tokio::time::timeout(limit, self.writer.clone().lock_owned()).await {
+                    Ok(turn) => turn,
+                    Err(_) => return Err(locked(source, limit)),
+                }
+            }
+        };
+        // Another process's writer makes this wait up to the busy timeout.
+        let tx = match self.pool.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => tx,
+            Err(e) if is_busy(&e) => {
+                return match mode {
+                    LockMode::Try => Ok(None),
+                    LockMode::Wait(_) => Err(locked(source, BUSY_TIMEOUT)),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Some(SourceLock {
+            held: Held::Sqlite(tx, turn),
+        }))
+    }
+
+    /// Reads both tables of the history through SQLite's C API, in one
+    /// read transaction: sqlx's per-row hand-off cost several times the
+    /// hashing.
+    pub(super) async fn walk_history(
+        &self,
+        from: chain::Position,
+    ) -> Result<chain::Report, StoreError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || sqlite_read::walk_history(&path, from))
+            .await
+            .map_err(load_stopped)?
+    }
+
+    /// SQLite writes one transaction at a time already.
+    pub(super) async fn lock_history(_conn: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    pub(super) fn locked(lock: &mut SourceLock) -> Result<&mut sqlx::SqliteConnection, StoreError> {
+        match &mut lock.held {
+            Held::Sqlite(tx, _) => Ok(&mut *tx),
+            _ => Err(StoreError::ForeignLock),
+        }
+    }
+}
+
+/// How long a SQLite statement waits for another connection's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn is_busy(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().is_some_and(|c| c == "5" || c == "6"))
+}
