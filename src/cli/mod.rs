@@ -602,8 +602,8 @@ async fn audit(args: &AuditArgs, style: Style) -> u8 {
     let query = AuditQuery {
         source: args.source_name.clone(),
         kind: args.kind,
-        since: None,
         limit: args.limit,
+        ..AuditQuery::default()
     };
     let entries = store.audit(&query).await;
     store.close().await;

@@ -299,6 +299,7 @@ async fn audit(
         kind,
         since: params.since,
         limit: params.limit.unwrap_or(100).min(10_000),
+        ..AuditQuery::default()
     };
     let entries = state
         .store
