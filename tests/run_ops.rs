@@ -573,12 +573,16 @@ async fn mutating_endpoints_need_the_token_and_errors_are_problem_documents() {
     assert_problem("unknown path", &unknown_path, 404);
 
     for path in [
+        "/health",
         "/healthz",
+        "/ready",
         "/readyz",
         "/metrics",
         "/api/v1/status",
         "/api/v1/drift",
+        "/api/v1/audit-logs",
         "/api/v1/audit",
+        "/api/v1/openapi.json",
     ] {
         let (code, _, body) = call(reqwest::Method::GET, &url(path), None).await;
         assert_eq!(code, 200, "GET {path} needs no token: {body}");
@@ -804,21 +808,20 @@ async fn readyz_fails_until_every_source_has_synced_once() {
     accord
         .wait_for(SOURCE, WAIT, |s| s["state"] == "Error")
         .await;
-    let response = call(
-        reqwest::Method::GET,
-        &format!("{}/readyz", accord.url),
-        None,
-    )
-    .await;
-    assert_problem("not synced yet", &response, 503);
+    for path in ["/ready", "/readyz"] {
+        let response = call(reqwest::Method::GET, &format!("{}{path}", accord.url), None).await;
+        assert_problem(&format!("{path} before a sync"), &response, 503);
+    }
 
     setup.declare("permits.yaml", &[grant("p1", "svc:reader")]);
     let revision = setup.revision();
     accord
         .wait_for(SOURCE, WAIT, |s| synced_at(s, &revision))
         .await;
-    let (code, _) = accord.get("/readyz").await;
-    assert_eq!(code, 200);
+    for path in ["/ready", "/readyz"] {
+        let (code, _) = accord.get(path).await;
+        assert_eq!(code, 200, "{path}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
