@@ -41,6 +41,7 @@ const HOOKED: &str = "hooked";
 struct Api {
     _dir: tempfile::TempDir,
     _db: TestDb,
+    state: Arc<State>,
     router: Router,
     /// Sync requests the sources' workers have answered.
     syncs: Arc<AtomicUsize>,
@@ -150,7 +151,8 @@ impl Api {
         Api {
             _dir: dir,
             _db: db,
-            router: accord::server::router(state),
+            router: accord::server::router(state.clone()),
+            state,
             syncs,
         }
     }
@@ -645,4 +647,145 @@ async fn every_post_but_the_webhook_needs_the_token_and_a_refused_one_does_nothi
     let disabled = api.post("/api/v1/organizations/acme/gitops/disable").await;
     assert_eq!(disabled.status, StatusCode::OK);
     assert_eq!(disabled.json()["state"], "Suspended");
+}
+
+// ---- request ids and metrics ---------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_is_kept_when_given_and_made_when_not() {
+    let api = Api::new(Backend::Sqlite).await;
+    let given = api
+        .send(
+            request(Method::GET, "/api/v1/status")
+                .header("x-request-id", "req-from-client-7")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(given.header("x-request-id"), "req-from-client-7");
+    let mut made = BTreeSet::new();
+    for path in ["/health", "/api/v1/nothing-here", "/api/v1/nothing-here"] {
+        let answer = api.get(path).await;
+        let id = answer.header("x-request-id").to_owned();
+        assert_eq!(id.len(), 36, "a UUID for {path}: {id:?}");
+        made.insert(id);
+    }
+    assert_eq!(made.len(), 3, "each request its own id: {made:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_metrics_are_labelled_by_route_template_and_sample_the_pool_at_scrape() {
+    let api = Api::new(Backend::Sqlite).await;
+    assert_eq!(
+        api.post("/api/v1/sources/local/sync").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.post("/api/v1/sources/hooked/sync").await.status,
+        StatusCode::OK
+    );
+    api.get("/api/v1/organizations/acme/gitops/status").await;
+    api.get("/no/such/path/4711").await;
+    api.send(
+        request(Method::DELETE, "/api/v1/status")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    api.send(
+        request(
+            Method::from_bytes(b"BREW").expect("method"),
+            "/api/v1/status",
+        )
+        .body(Body::empty())
+        .expect("request"),
+    )
+    .await;
+    // The pool as it is at each scrape: sqlx hands a connection back to
+    // the pool in a task of its own, so first wait until the last request's
+    // connection is back; nothing else uses the database here.
+    let pool = match &*api.state.store {
+        AnyStore::Sqlite(s) => s.pool().clone(),
+        AnyStore::Postgres(_) => unreachable!("a SQLite store"),
+    };
+    let returned = common::controller::eventually(std::time::Duration::from_secs(10), || async {
+        pool.num_idle() == pool.size() as usize
+    })
+    .await;
+    assert!(
+        returned,
+        "{} of {} connections idle",
+        pool.num_idle(),
+        pool.size()
+    );
+    let connections = |text: &str, state: &str| -> u32 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("accord_db_connections{{state=\"{state}\"}} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {state} connections in\n{text}"))
+    };
+    let scraped = api.get("/metrics").await;
+    assert_eq!(
+        scraped.header("content-type"),
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = String::from_utf8(scraped.body).expect("UTF-8");
+    assert_eq!(connections(&text, "active"), 0, "{text}");
+    assert_eq!(connections(&text, "idle"), pool.size(), "{text}");
+    for line in [
+        r#"accord_http_requests_total{route="/api/v1/sources/{name}/sync",method="POST",status="200"} 2"#,
+        r#"accord_http_requests_total{route="/api/v1/organizations/{slug}/gitops/status",method="GET",status="200"} 1"#,
+        r#"accord_http_requests_total{route="unmatched",method="GET",status="404"} 1"#,
+        r#"accord_http_requests_total{route="/api/v1/status",method="DELETE",status="405"} 1"#,
+        r#"accord_http_requests_total{route="/api/v1/status",method="other",status="405"} 1"#,
+        r#"accord_http_request_duration_seconds_count{route="/api/v1/sources/{name}/sync"} 2"#,
+        "# TYPE accord_http_requests_total counter",
+        "# TYPE accord_http_request_duration_seconds histogram",
+        "# TYPE accord_db_connections gauge",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "`{line}` missing from\n{text}"
+        );
+    }
+    for raw in [
+        r#"route="/api/v1/sources/local/sync""#,
+        r#"route="/no/such/path/4711""#,
+        "acme",
+        "BREW",
+    ] {
+        assert!(!text.contains(raw), "`{raw}` is a label value in\n{text}");
+    }
+    let held = pool.acquire().await.expect("a connection");
+    let text = String::from_utf8(api.get("/metrics").await.body).expect("UTF-8");
+    assert_eq!(connections(&text, "active"), 1, "{text}");
+    assert_eq!(connections(&text, "idle"), pool.size() - 1, "{text}");
+    drop(held);
+
+    // Prometheus asks for OpenMetrics and gets it.
+    let openmetrics = api
+        .send(
+            request(Method::GET, "/metrics")
+                .header(
+                    "accept",
+                    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+                )
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert!(
+        openmetrics
+            .header("content-type")
+            .starts_with("application/openmetrics-text"),
+        "{:?}",
+        openmetrics.headers
+    );
+    let text = String::from_utf8(openmetrics.body).expect("UTF-8");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l == "# TYPE accord_http_requests counter"),
+        "{text}"
+    );
 }

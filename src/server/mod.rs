@@ -8,6 +8,7 @@
 pub mod doc;
 pub mod hooks;
 pub mod listen;
+mod observe;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -161,7 +162,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub fn router(state: Arc<State>) -> Router {
     let (routes, _) = api().split_for_parts();
-    routes
+    let routes = routes
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -169,8 +170,8 @@ pub fn router(state: Arc<State>) -> Router {
                 "this endpoint does not take that method",
             )
         })
-        .layer(middleware::map_response(problem_documents))
-        .with_state(state)
+        .layer(middleware::map_response(problem_documents));
+    observe::layer(routes, state.clone()).with_state(state)
 }
 
 /// Every error is a problem document, including those answered before a
@@ -266,18 +267,42 @@ async fn readyz(state: Extract<Arc<State>>) -> ApiResult<&'static str> {
     ready(state).await
 }
 
-/// Prometheus metrics.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Prometheus metrics: OpenMetrics when the `Accept` header asks for
+/// `application/openmetrics-text` (as Prometheus does), else the classic
+/// text format.
 #[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "The metrics", body = String,
-        content_type = "application/openmetrics-text; version=1.0.0")))]
-async fn metrics(Extract(state): Extract<Arc<State>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
+    responses((status = 200, description = "The metrics", content(
+        (String = "text/plain; version=0.0.4"),
+        (String = "application/openmetrics-text; version=1.0.0"),
+    ))))]
+async fn metrics(
+    Extract(state): Extract<Arc<State>>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
+    let (size, idle) = match &*state.store {
+        crate::store::AnyStore::Sqlite(s) => (s.pool().size(), s.pool().num_idle()),
+        crate::store::AnyStore::Postgres(s) => (s.pool().size(), s.pool().num_idle()),
+    };
+    state.metrics.set_db_connections(size, idle);
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(header::CONTENT_TYPE, OPENMETRICS)],
+            state.metrics.encode(),
+        )
+    } else {
+        (
+            [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+            state.metrics.encode_classic(),
+        )
+    }
 }
 
 /// This API's OpenAPI 3.1 document (also printed by `accord openapi`).
