@@ -1,4 +1,6 @@
-//! The Prometheus metrics of `accord run`.
+//! The Prometheus metrics of `accord run`, and their two text encodings:
+//! OpenMetrics for a scraper that asks for it, the classic Prometheus text
+//! format (0.0.4) for everything else.
 
 use std::sync::atomic::AtomicU64;
 
@@ -33,6 +35,26 @@ pub struct RevisionLabels {
     pub revision: String,
 }
 
+/// An HTTP request, by the route template it matched (`unmatched` when
+/// none did), so a path with an id in it is one series, not one per id.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub method: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabel {
+    /// `idle` or `active`.
+    pub state: String,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub syncs: Family<OutcomeLabels, Counter>,
@@ -43,6 +65,10 @@ pub struct Metrics {
     pub revision: Family<RevisionLabels, Gauge>,
     pub deletions_refused: Family<SourceLabel, Counter>,
     pub audit_chain_ok: Gauge,
+    pub http_requests: Family<RequestLabels, Counter>,
+    pub http_duration: Family<RouteLabel, Histogram>,
+    /// Set from the database pool when `/metrics` is read.
+    pub db_connections: Family<ConnectionLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -94,8 +120,32 @@ impl Default for Metrics {
             "1 while the history's hash chain holds, 0 once a row was found edited, inserted or removed",
             audit_chain_ok.clone(),
         );
+        let http_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route template, method and status code",
+            http_requests.clone(),
+        );
+        // From a millisecond to about a minute: a `POST …/sync` waits for its sync.
+        let http_duration = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 17))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from receiving an HTTP request to its response, by route template",
+            http_duration.clone(),
+        );
+        let db_connections = Family::<ConnectionLabel, Gauge>::default();
+        registry.register(
+            "db_connections",
+            "Open connections of the database pool, idle or in use (active)",
+            db_connections.clone(),
+        );
         Metrics {
             registry,
+            http_requests,
+            http_duration,
+            db_connections,
             deletions_refused,
             audit_chain_ok,
             syncs,
@@ -109,10 +159,30 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The OpenMetrics text format (`application/openmetrics-text`).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The classic Prometheus text format (`text/plain; version=0.0.4`),
+    /// which promtool and older scrapers read.
+    pub fn encode_classic(&self) -> String {
+        classic_text(&self.encode())
+    }
+
+    /// Records the database pool as it is now: `size` connections open, `idle` of them unused.
+    pub fn set_db_connections(&self, size: u32, idle: usize) {
+        let idle = i64::try_from(idle).unwrap_or(i64::MAX);
+        let (size, idle) = (i64::from(size), idle.min(i64::from(size)));
+        for (state, value) in [("idle", idle), ("active", size - idle)] {
+            self.db_connections
+                .get_or_create(&ConnectionLabel {
+                    state: state.into(),
+                })
+                .set(value);
+        }
     }
 
     /// Records a newly applied revision, dropping the previous one's series.
@@ -129,5 +199,81 @@ impl Metrics {
                 revision: revision.into(),
             })
             .set(1);
+    }
+}
+
+/// OpenMetrics text as the classic Prometheus text format. The two differ,
+/// for what accord exposes, in three ways: a counter's family is named
+/// without its `_total` suffix in OpenMetrics (`# TYPE accord_syncs
+/// counter`, samples `accord_syncs_total`) but with it in the classic
+/// format, where a family is named like its samples; the classic format has
+/// no `# UNIT` and no `# EOF`; and `unknown` is `untyped` there.
+pub fn classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let descriptor = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match descriptor {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(if prefix == "# TYPE " && tail == "unknown" {
+                    "untyped"
+                } else {
+                    tail
+                });
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_classic_format_names_counter_families_like_their_samples() {
+        let metrics = Metrics::default();
+        metrics
+            .syncs
+            .get_or_create(&OutcomeLabels {
+                source: "local".into(),
+                outcome: "applied".into(),
+            })
+            .inc();
+        metrics.set_db_connections(3, 1);
+        let text = metrics.encode_classic();
+        for line in [
+            "# HELP accord_syncs_total Syncs by source and outcome.",
+            "# TYPE accord_syncs_total counter",
+            r#"accord_syncs_total{source="local",outcome="applied"} 1"#,
+            "# TYPE accord_db_connections gauge",
+            r#"accord_db_connections{state="idle"} 1"#,
+            r#"accord_db_connections{state="active"} 2"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "`{line}` missing from\n{text}"
+            );
+        }
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(metrics.encode().ends_with("# EOF\n"));
     }
 }

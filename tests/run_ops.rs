@@ -580,12 +580,16 @@ async fn mutating_endpoints_need_the_token_and_errors_are_problem_documents() {
     assert_problem("unknown path", &unknown_path, 404);
 
     for path in [
+        "/health",
         "/healthz",
+        "/ready",
         "/readyz",
         "/metrics",
         "/api/v1/status",
         "/api/v1/drift",
+        "/api/v1/audit-logs",
         "/api/v1/audit",
+        "/api/v1/openapi.json",
     ] {
         let (code, _, body) = call(reqwest::Method::GET, &url(path), None).await;
         assert_eq!(code, 200, "GET {path} needs no token: {body}");
@@ -799,6 +803,210 @@ async fn the_managed_objects_metric_leaves_out_a_conflict_the_source_does_not_ow
     );
 }
 
+/// A tool the tests need, from `var` (scripts/test installs it) or PATH. A
+/// missing tool fails the test: a check that skipped would pass on a
+/// machine that checks nothing.
+fn tool(var: &str, name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(var) {
+        return path.into();
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|path| path.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no {name}: run the tests through scripts/test, which installs {name} and \
+                 sets {var} (or put {name} on PATH)"
+            )
+        })
+}
+
+/// A GET with an `x-request-id`; the response's status and `x-request-id`.
+async fn get_with_id(accord: &Controller, path: &str, id: Option<&str>) -> (u16, String) {
+    let mut request = reqwest::Client::new().get(format!("{}{path}", accord.url));
+    if let Some(id) = id {
+        request = request.header("x-request-id", id);
+    }
+    let response = request.send().await.expect("request");
+    let echoed = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (response.status().as_u16(), echoed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_pass_promtool_and_count_requests_by_route_template() {
+    let setup = Setup::new(Backend::Sqlite, "    interval: 1h\n", true).await;
+    setup.declare("permits.yaml", &[grant("p1", "svc:reader")]);
+    let accord = setup.start().await;
+    let revision = setup.revision();
+    accord
+        .wait_for(SOURCE, WAIT, |s| synced_at(s, &revision))
+        .await;
+    let seq = audit(&accord, "limit=1").await[0]["seq"]
+        .as_i64()
+        .expect("an audit entry");
+    for _ in 0..2 {
+        let (code, _) = accord.post("/api/v1/sources/local/sync", Some(TOKEN)).await;
+        assert_eq!(code, 200);
+    }
+    let (code, entry) = accord.get(&format!("/api/v1/audit-logs/{seq}")).await;
+    assert_eq!((code, entry["seq"].as_i64()), (200, Some(seq)), "{entry}");
+    let (code, _) = accord.get("/api/v1/audit-logs/999999").await;
+    assert_eq!(code, 404);
+    let (code, _) = accord.get("/no/such/page").await;
+    assert_eq!(code, 404);
+
+    let metrics = reqwest::get(format!("{}/metrics", accord.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let mut promtool = Command::new(tool("ACCORD_TEST_PROMTOOL", "promtool"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    {
+        use std::io::Write;
+        let mut stdin = promtool.stdin.take().expect("stdin");
+        stdin.write_all(metrics.as_bytes()).expect("write metrics");
+    }
+    let checked = promtool.wait_with_output().expect("promtool");
+    assert!(
+        checked.status.success() && checked.stdout.is_empty() && checked.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{metrics}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    for line in [
+        r#"accord_http_requests_total{route="/api/v1/sources/{name}/sync",method="POST",status="200"} 2"#,
+        r#"accord_http_requests_total{route="/api/v1/audit-logs/{id}",method="GET",status="200"} 1"#,
+        r#"accord_http_requests_total{route="/api/v1/audit-logs/{id}",method="GET",status="404"} 1"#,
+        r#"accord_http_requests_total{route="unmatched",method="GET",status="404"} 1"#,
+        r#"accord_http_request_duration_seconds_count{route="/api/v1/sources/{name}/sync"} 2"#,
+        r#"accord_http_request_duration_seconds_bucket{le="+Inf",route="/api/v1/audit-logs/{id}"} 2"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "`{line}` missing from\n{metrics}"
+        );
+    }
+    for state in ["idle", "active"] {
+        let prefix = format!(r#"accord_db_connections{{state="{state}"}} "#);
+        assert!(
+            metrics.lines().any(|l| l
+                .strip_prefix(&prefix)
+                .is_some_and(|v| v.parse::<u32>().is_ok())),
+            "no {state} connections in\n{metrics}"
+        );
+    }
+    // Routes are labelled by the templates the API document lists, never
+    // by the paths asked for.
+    let templates = accord::server::openapi().paths.paths;
+    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        if let Some((_, rest)) = line.split_once("route=\"") {
+            let route = rest.split('"').next().unwrap_or_default();
+            assert!(
+                route == "unmatched" || templates.contains_key(route),
+                "`{route}` is not a route template: {line}"
+            );
+        }
+    }
+}
+
+/// The request log line of `id` in a JSON log, if written yet.
+fn request_line(log: &str, id: &str) -> Option<Value> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["span"]["request_id"] == id && l["fields"]["message"] == "request answered")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_is_logged_with_its_request_id_and_probes_only_at_debug() {
+    let setup = Setup::new(Backend::Sqlite, "    interval: 1h\n", true).await;
+    setup.declare("permits.yaml", &[grant("p1", "svc:reader")]);
+    let config = setup.config.to_str().expect("utf-8").to_owned();
+    let accord = Controller::start_with(
+        setup.dir.path(),
+        &[
+            "run",
+            "--config",
+            &config,
+            "--log",
+            "info",
+            "--log-format",
+            "json",
+        ],
+    )
+    .await;
+    let revision = setup.revision();
+    accord
+        .wait_for(SOURCE, WAIT, |s| synced_at(s, &revision))
+        .await;
+    // Probes and scrapes that succeed are not logged at info...
+    for (path, id) in [
+        ("/health", "probe-health"),
+        ("/ready", "probe-ready"),
+        ("/metrics", "probe-metrics"),
+    ] {
+        let (code, echoed) = get_with_id(&accord, path, Some(id)).await;
+        assert_eq!((code, echoed.as_str()), (200, id), "{path}");
+    }
+    // ...every other request is, with the id it was given or one made for it.
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/sources/local/sync", accord.url))
+        .bearer_auth(TOKEN)
+        .header("x-request-id", "sync-from-ci-42")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], "sync-from-ci-42");
+    let (code, made) = get_with_id(&accord, "/api/v1/nothing-here", None).await;
+    assert_eq!(code, 404);
+    assert_eq!(made.len(), 36, "a UUID: {made:?}");
+
+    let logged = eventually(WAIT, || async {
+        let log = accord.log_text();
+        request_line(&log, "sync-from-ci-42").is_some() && request_line(&log, &made).is_some()
+    })
+    .await;
+    let log = accord.log_text();
+    assert!(logged, "{log}");
+    let sync = request_line(&log, "sync-from-ci-42").expect("logged");
+    assert_eq!(sync["level"], "INFO", "{sync}");
+    assert_eq!(
+        sync["span"]["route"], "/api/v1/sources/{name}/sync",
+        "{sync}"
+    );
+    assert_eq!(sync["span"]["method"], "POST", "{sync}");
+    assert_eq!(sync["fields"]["status"], 200, "{sync}");
+    assert!(
+        sync["fields"]["duration_ms"]
+            .as_f64()
+            .is_some_and(|d| d > 0.0),
+        "{sync}"
+    );
+    let unknown = request_line(&log, &made).expect("logged");
+    assert_eq!(unknown["span"]["route"], "unmatched", "{unknown}");
+    assert_eq!(unknown["fields"]["status"], 404, "{unknown}");
+    // The probes were answered, and so logged if at all, before the sync
+    // was even sent.
+    for id in ["probe-health", "probe-ready", "probe-metrics"] {
+        assert!(!log.contains(id), "`{id}` logged at info:\n{log}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_fails_until_every_source_has_synced_once() {
     let setup = Setup::new(Backend::Sqlite, "    interval: 1h\n", false).await;
@@ -811,21 +1019,20 @@ async fn readyz_fails_until_every_source_has_synced_once() {
     accord
         .wait_for(SOURCE, WAIT, |s| s["state"] == "Error")
         .await;
-    let response = call(
-        reqwest::Method::GET,
-        &format!("{}/readyz", accord.url),
-        None,
-    )
-    .await;
-    assert_problem("not synced yet", &response, 503);
+    for path in ["/ready", "/readyz"] {
+        let response = call(reqwest::Method::GET, &format!("{}{path}", accord.url), None).await;
+        assert_problem(&format!("{path} before a sync"), &response, 503);
+    }
 
     setup.declare("permits.yaml", &[grant("p1", "svc:reader")]);
     let revision = setup.revision();
     accord
         .wait_for(SOURCE, WAIT, |s| synced_at(s, &revision))
         .await;
-    let (code, _) = accord.get("/readyz").await;
-    assert_eq!(code, 200);
+    for path in ["/ready", "/readyz"] {
+        let (code, _) = accord.get(path).await;
+        assert_eq!(code, 200, "{path}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

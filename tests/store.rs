@@ -735,6 +735,7 @@ both_backends!(
             source: source.map(str::to_owned),
             kind,
             since: None,
+            seq: None,
             limit,
         };
         assert_eq!(

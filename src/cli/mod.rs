@@ -81,6 +81,9 @@ pub enum Command {
     Approve(ApproveArgs),
     /// Print the Organization, Permit and Enrollment CustomResourceDefinitions.
     Crds(CrdsArgs),
+    /// Print the OpenAPI 3.1 document of the HTTP API `accord run` serves
+    /// (the same as its `GET /api/v1/openapi.json`).
+    Openapi,
 }
 
 #[derive(Debug, Args)]
@@ -385,20 +388,31 @@ pub fn run(cli: Cli, default_actor: &str) -> u8 {
         Command::Approve(args) => runtime.block_on(remote::approve(&args, default_actor)),
         Command::Crds(args) => {
             use crate::source::kubernetes::resources;
-            use std::io::Write;
-            let text = match args.output {
+            print(&match args.output {
                 CrdFormat::Yaml => resources::crds_yaml(),
                 CrdFormat::Json => resources::crds_json() + "\n",
-            };
-            // A closed pipe (`accord crds | head`) is not an error worth a panic.
-            match std::io::stdout().write_all(text.as_bytes()) {
-                Ok(()) => OK,
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => OK,
-                Err(e) => {
-                    eprintln!("error: {}", sync::explain(&e));
-                    ERROR
-                }
+            })
+        }
+        Command::Openapi => match crate::server::openapi().to_pretty_json() {
+            Ok(json) => print(&(json + "\n")),
+            Err(e) => {
+                eprintln!("error: cannot write the OpenAPI document: {e}");
+                ERROR
             }
+        },
+    }
+}
+
+/// Writes `text` to standard output; a closed pipe (`accord crds | head`)
+/// is not an error worth a panic.
+fn print(text: &str) -> u8 {
+    use std::io::Write;
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Ok(()) => OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => OK,
+        Err(e) => {
+            eprintln!("error: {}", sync::explain(&e));
+            ERROR
         }
     }
 }
@@ -608,8 +622,8 @@ async fn audit(args: &AuditArgs, style: Style) -> u8 {
     let query = AuditQuery {
         source: args.source_name.clone(),
         kind: args.kind,
-        since: None,
         limit: args.limit,
+        ..AuditQuery::default()
     };
     let entries = store.audit(&query).await;
     store.close().await;

@@ -172,7 +172,7 @@ pub async fn audit(server: &str, args: &AuditArgs, style: Style) -> u8 {
     if let Some(kind) = args.kind {
         query.push(("kind", kind.as_str().to_owned()));
     }
-    let body: Value = match get(server, "/api/v1/audit", &query).await {
+    let body: Value = match get(server, "/api/v1/audit-logs", &query).await {
         Ok(body) => body,
         Err(e) => return fail(e),
     };

@@ -7,12 +7,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use utoipa::ToSchema;
 
 use super::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::store::AnyStore;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub enum SyncState {
     Progressing,
     Synced,
@@ -23,7 +24,8 @@ pub enum SyncState {
     Suspended,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// What the last sync did, and what it left.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Counts {
     pub managed: usize,
     pub created: usize,
@@ -36,7 +38,7 @@ pub struct Counts {
 
 /// An object that differs from what is declared and was left alone: open
 /// drift in report mode, or a conflict.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OpenItem {
     pub source: String,
@@ -47,7 +49,8 @@ pub struct OpenItem {
     pub diff: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// One source as the controller last saw it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceStatus {
     pub name: String,
@@ -89,7 +92,7 @@ pub struct SourceStatus {
 
 /// What the deletion guard refused, shown until it is approved or no
 /// longer planned.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RefusedDeletions {
     /// Names exactly the refused set: an approval applies to it alone.
@@ -175,10 +178,10 @@ impl SourceHandle {
 }
 
 /// What the last check of the history's hash chain found.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryStatus {
-    /// `None` until the first check, then whether the chain holds.
+    /// Null until the first check, then whether the chain holds.
     pub ok: Option<bool>,
     /// The first row found edited, inserted or removed.
     #[serde(skip_serializing_if = "Option::is_none")]

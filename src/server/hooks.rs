@@ -11,12 +11,37 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hmac::{Hmac, Mac};
-use serde_json::json;
+use serde::Serialize;
 use sha2::Sha256;
+use utoipa::ToSchema;
 
-use super::{same_secret, Problem};
+use super::{same_secret, Problem, PROBLEM_JSON};
 use crate::controller::state::State;
 
+/// A webhook whose signature holds: the source syncs soon.
+#[derive(Serialize, ToSchema)]
+pub struct HookAccepted {
+    accepted: bool,
+    /// `github`, `gitea` or `gitlab`.
+    provider: &'static str,
+}
+
+/// Asks a Git source to sync now, for a push its host reports.
+#[utoipa::path(post, path = "/hooks/{source}", tag = "webhooks",
+    params(
+        ("source" = String, Path, description = "The source's name"),
+        ("X-Hub-Signature-256" = Option<String>, Header, nullable = false, description = "GitHub: `sha256=` and the HMAC-SHA256 of the body, keyed with the webhook secret"),
+        ("X-Gitea-Signature" = Option<String>, Header, nullable = false, description = "Gitea: the hex HMAC-SHA256 of the body, keyed with the webhook secret"),
+        ("X-Gitlab-Token" = Option<String>, Header, nullable = false, description = "GitLab: the webhook secret itself"),
+    ),
+    request_body(content = Object, content_type = "application/json",
+        description = "The host's push payload (at most 1 MiB); only its signature is read"),
+    responses(
+        (status = 202, description = "Accepted: the source syncs soon", body = HookAccepted),
+        (status = 401, description = "No signature, or one that does not match", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No source has this name, or it takes no webhooks", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, description = "The body is over 1 MiB", body = Problem, content_type = PROBLEM_JSON),
+    ))]
 pub async fn receive(
     Extract(state): Extract<Arc<State>>,
     Path(source): Path<String>,
@@ -40,7 +65,10 @@ pub async fn receive(
             handle.poke("webhook");
             (
                 StatusCode::ACCEPTED,
-                Json(json!({ "accepted": true, "provider": provider })),
+                Json(HookAccepted {
+                    accepted: true,
+                    provider,
+                }),
             )
                 .into_response()
         }

@@ -1,34 +1,43 @@
 //! The HTTP API of `accord run`: health, metrics, status, drift, audit,
 //! sync triggers, push webhooks and the per-organization GitOps switch.
-//! Errors are RFC 7807 problem documents.
+//! Errors are RFC 7807 problem documents. Each route is declared once, with
+//! the handler that serves it and the OpenAPI operation that describes it
+//! (`#[utoipa::path]`), so the document `openapi()` returns cannot leave a
+//! route out.
 
+pub mod doc;
 pub mod hooks;
 pub mod listen;
+mod observe;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State as Extract};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State as Extract};
+use axum::http::{header, StatusCode};
+use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use crate::controller::state::{HistoryStatus, OpenItem, SourceStatus, State, SyncState};
 use crate::model::Kind;
-use crate::store::{Approval, ApprovalError, AuditQuery, OrgSwitch, Store};
+use crate::store::{Approval, ApprovalError, AuditEntry, AuditQuery, OrgSwitch, Store};
 
 /// A problem document (RFC 7807), the one error shape of the API.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
+    /// Always `about:blank`: the status code says what went wrong.
     #[serde(rename = "type")]
     kind: &'static str,
+    /// The status code's reason phrase.
     title: &'static str,
     status: u16,
+    /// What went wrong, for a person.
     detail: String,
 }
 
@@ -49,11 +58,14 @@ impl IntoResponse for Problem {
         let mut response = (status, Json(&self)).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
-            header::HeaderValue::from_static("application/problem+json"),
+            header::HeaderValue::from_static(PROBLEM_JSON),
         );
         response
     }
 }
+
+/// The media type of a problem document.
+pub const PROBLEM_JSON: &str = "application/problem+json";
 
 type ApiResult<T> = Result<T, Problem>;
 
@@ -74,46 +86,83 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Api
     }
 }
 
+/// Proof that a mutating request carries the API token (when one is
+/// configured). Every POST handler but the webhook's takes it first, so the
+/// token is checked before anything else about the request; the OpenAPI
+/// document marks those operations with the `bearer` security scheme, and
+/// tests/api.rs checks each such operation refuses a request without it.
+pub struct Authorized;
+
+impl FromRequestParts<Arc<State>> for Authorized {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<State>,
+    ) -> Result<Self, Response> {
+        let Some(token) = &state.api_token else {
+            return Ok(Authorized);
+        };
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given.is_some_and(|g| same_secret(g.as_bytes(), token.as_bytes())) {
+            return Ok(Authorized);
+        }
+        let mut response = Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "this endpoint needs `Authorization: Bearer <token>` with the configured API token",
+        )
+        .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        Err(response)
+    }
+}
+
 /// How long a `POST …/sync` waits for the sync it asked for.
 const SYNC_WAIT: Duration = Duration::from_secs(120);
 /// Webhook payloads are small; anything bigger is refused before it is read.
 const HOOK_BODY_LIMIT: usize = 1024 * 1024;
 
+/// Every route with its OpenAPI operation.
+fn api() -> OpenApiRouter<Arc<State>> {
+    OpenApiRouter::with_openapi(doc::ApiDoc::openapi())
+        .routes(routes!(dashboard))
+        .routes(routes!(health))
+        .routes(routes!(healthz))
+        .routes(routes!(ready))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+        .routes(routes!(status))
+        .routes(routes!(drift))
+        .routes(routes!(audit_logs))
+        .routes(routes!(audit))
+        .routes(routes!(audit_entry))
+        .routes(routes!(sync_source))
+        .routes(routes!(approve_deletions))
+        .routes(routes!(org_status))
+        .routes(routes!(org_drift))
+        .routes(routes!(org_sync))
+        .routes(routes!(org_enable))
+        .routes(routes!(org_disable))
+        .routes(routes!(hooks::receive).layer(DefaultBodyLimit::max(HOOK_BODY_LIMIT)))
+}
+
+/// The OpenAPI 3.1 document of the HTTP API (`GET /api/v1/openapi.json`,
+/// `accord openapi`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
+
 pub fn router(state: Arc<State>) -> Router {
-    let mutating = Router::new()
-        .route("/api/v1/sources/{name}/sync", post(sync_source))
-        .route(
-            "/api/v1/sources/{name}/approve-deletions",
-            post(approve_deletions),
-        )
-        .route("/api/v1/organizations/{slug}/gitops/sync", post(org_sync))
-        .route(
-            "/api/v1/organizations/{slug}/gitops/enable",
-            post(org_enable),
-        )
-        .route(
-            "/api/v1/organizations/{slug}/gitops/disable",
-            post(org_disable),
-        )
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
-        .route("/", get(dashboard))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/status", get(status))
-        .route("/api/v1/drift", get(drift))
-        .route("/api/v1/audit", get(audit))
-        .route(
-            "/api/v1/organizations/{slug}/gitops/status",
-            get(org_status),
-        )
-        .route("/api/v1/organizations/{slug}/gitops/drift", get(org_drift))
-        .route(
-            "/hooks/{source}",
-            post(hooks::receive).layer(DefaultBodyLimit::max(HOOK_BODY_LIMIT)),
-        )
-        .merge(mutating)
+    let (routes, _) = api().split_for_parts();
+    let routes = routes
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -121,8 +170,8 @@ pub fn router(state: Arc<State>) -> Router {
                 "this endpoint does not take that method",
             )
         })
-        .layer(middleware::map_response(problem_documents))
-        .with_state(state)
+        .layer(middleware::map_response(problem_documents));
+    observe::layer(routes, state.clone()).with_state(state)
 }
 
 /// Every error is a problem document, including those answered before a
@@ -132,7 +181,7 @@ async fn problem_documents(response: Response) -> Response {
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
     if is_problem || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
@@ -162,34 +211,29 @@ pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn require_token(
-    Extract(state): Extract<Arc<State>>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
-    if let Some(token) = &state.api_token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| same_secret(g.as_bytes(), token.as_bytes())) {
-            let mut response = Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "this endpoint needs `Authorization: Bearer <token>` with the configured API token",
-            )
-            .into_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            return response;
-        }
-    }
-    next.run(request).await
+/// The process is up and serving HTTP.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, description = "Alive", body = String, content_type = "text/plain", example = "ok\n")))]
+async fn health() -> &'static str {
+    "ok\n"
 }
 
-async fn readyz(Extract(state): Extract<Arc<State>>) -> ApiResult<&'static str> {
+/// The same as `/health`, under its older name.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Alive", body = String, content_type = "text/plain", example = "ok\n")))]
+async fn healthz() -> &'static str {
+    health().await
+}
+
+/// Ready for traffic: the database answers within 2 s and every source has
+/// synced once (a replica standing by for the leader lease: the database
+/// answers).
+#[utoipa::path(get, path = "/ready", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = String, content_type = "text/plain", example = "ready\n"),
+        (status = 503, description = "The database does not answer, or a source has not synced yet", body = Problem, content_type = PROBLEM_JSON),
+    ))]
+async fn ready(Extract(state): Extract<Arc<State>>) -> ApiResult<&'static str> {
     // Probes give up after a second or two; answer before they do.
     let unreachable = |detail: String| Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail);
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
@@ -213,17 +257,72 @@ async fn readyz(Extract(state): Extract<Arc<State>>) -> ApiResult<&'static str> 
     Ok("ready\n")
 }
 
-async fn metrics(Extract(state): Extract<Arc<State>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
+/// The same as `/ready`, under its older name.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = String, content_type = "text/plain", example = "ready\n"),
+        (status = 503, description = "The database does not answer, or a source has not synced yet", body = Problem, content_type = PROBLEM_JSON),
+    ))]
+async fn readyz(state: Extract<Arc<State>>) -> ApiResult<&'static str> {
+    ready(state).await
 }
 
-#[derive(Serialize)]
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Prometheus metrics: OpenMetrics when the `Accept` header asks for
+/// `application/openmetrics-text` (as Prometheus does), else the classic
+/// text format.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "The metrics", content(
+        (String = "text/plain; version=0.0.4"),
+        (String = "application/openmetrics-text; version=1.0.0"),
+    ))))]
+async fn metrics(
+    Extract(state): Extract<Arc<State>>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
+    let (size, idle) = match &*state.store {
+        crate::store::AnyStore::Sqlite(s) => (s.pool().size(), s.pool().num_idle()),
+        crate::store::AnyStore::Postgres(s) => (s.pool().size(), s.pool().num_idle()),
+    };
+    state.metrics.set_db_connections(size, idle);
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(header::CONTENT_TYPE, OPENMETRICS)],
+            state.metrics.encode(),
+        )
+    } else {
+        (
+            [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+            state.metrics.encode_classic(),
+        )
+    }
+}
+
+/// This API's OpenAPI 3.1 document (also printed by `accord openapi`).
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI document", body = Object, content_type = "application/json")))]
+async fn openapi_json() -> Response {
+    static DOCUMENT: std::sync::LazyLock<Result<String, String>> =
+        std::sync::LazyLock::new(|| openapi().to_json().map_err(|e| e.to_string()));
+    match &*DOCUMENT {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json.as_str()).into_response(),
+        Err(e) => Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot write the OpenAPI document: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+/// Every source's state, and the history's hash chain as last verified.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct StatusBody {
     sources: Vec<SourceStatus>,
@@ -231,6 +330,9 @@ struct StatusBody {
     audit_chain: HistoryStatus,
 }
 
+/// Every source's state.
+#[utoipa::path(get, path = "/api/v1/status", tag = "status",
+    responses((status = 200, description = "Every source's state", body = StatusBody)))]
 async fn status(Extract(state): Extract<Arc<State>>) -> Json<StatusBody> {
     Json(StatusBody {
         sources: state.statuses(),
@@ -238,9 +340,12 @@ async fn status(Extract(state): Extract<Arc<State>>) -> Json<StatusBody> {
     })
 }
 
-#[derive(Serialize)]
+/// Objects left differing from what is declared.
+#[derive(Serialize, ToSchema)]
 struct DriftBody {
+    /// Open drift (report mode).
     items: Vec<OpenItem>,
+    /// Rows another source (or nobody) manages that a source declares.
     conflicts: Vec<OpenItem>,
 }
 
@@ -262,22 +367,48 @@ fn open_items(state: &State, keep: impl Fn(&OpenItem) -> bool) -> DriftBody {
     }
 }
 
+/// Open drift items (report mode) and conflicts, with diffs.
+#[utoipa::path(get, path = "/api/v1/drift", tag = "status",
+    responses((status = 200, description = "Open drift and conflicts", body = DriftBody)))]
 async fn drift(Extract(state): Extract<Arc<State>>) -> Json<DriftBody> {
     Json(open_items(&state, |_| true))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditParams {
+    /// Only entries of this source.
     source: Option<String>,
+    /// Only entries of this kind: `Organization`, `Permit` or `Enrollment`
+    /// (any case).
     kind: Option<String>,
+    /// Only entries made at or after this time (RFC 3339).
     since: Option<DateTime<Utc>>,
+    /// At most this many entries (default 100; at most 10,000 are returned).
     limit: Option<u32>,
 }
 
-async fn audit(
+/// Audit entries, newest first.
+#[derive(Serialize, ToSchema)]
+struct AuditLog {
+    entries: Vec<AuditEntry>,
+}
+
+fn unavailable(error: impl std::fmt::Display) -> Problem {
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+}
+
+/// The audit log, newest first.
+#[utoipa::path(get, path = "/api/v1/audit-logs", tag = "audit", params(AuditParams),
+    responses(
+        (status = 200, description = "Audit entries, newest first", body = AuditLog),
+        (status = 400, description = "A query parameter is malformed", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The database does not answer", body = Problem, content_type = PROBLEM_JSON),
+    ))]
+async fn audit_logs(
     Extract(state): Extract<Arc<State>>,
     ApiQuery(params): ApiQuery<AuditParams>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<AuditLog>> {
     let kind = match params.kind.as_deref() {
         None => None,
         Some(text) => Some(
@@ -299,16 +430,71 @@ async fn audit(
         kind,
         since: params.since,
         limit: params.limit.unwrap_or(100).min(10_000),
+        ..AuditQuery::default()
     };
-    let entries = state
-        .store
-        .audit(&query)
-        .await
-        .map_err(|e| Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    Ok(Json(json!({ "entries": entries })))
+    let entries = state.store.audit(&query).await.map_err(unavailable)?;
+    Ok(Json(AuditLog { entries }))
 }
 
+/// The same as `/api/v1/audit-logs`, under its older name.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams),
+    responses(
+        (status = 200, description = "Audit entries, newest first", body = AuditLog),
+        (status = 400, description = "A query parameter is malformed", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The database does not answer", body = Problem, content_type = PROBLEM_JSON),
+    ))]
+async fn audit(
+    state: Extract<Arc<State>>,
+    params: ApiQuery<AuditParams>,
+) -> ApiResult<Json<AuditLog>> {
+    audit_logs(state, params).await
+}
+
+/// One audit entry, by its `seq`.
+#[utoipa::path(get, path = "/api/v1/audit-logs/{id}", tag = "audit",
+    params(("id" = i64, Path, description = "The entry's `seq`")),
+    responses(
+        (status = 200, description = "The entry", body = AuditEntry),
+        (status = 400, description = "The id is not a whole number", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No entry has this `seq`", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The database does not answer", body = Problem, content_type = PROBLEM_JSON),
+    ))]
+async fn audit_entry(
+    Extract(state): Extract<Arc<State>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AuditEntry>> {
+    let seq: i64 = id.parse().map_err(|_| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            format!("`{id}` is not an audit entry id (its `seq`, a whole number)"),
+        )
+    })?;
+    let query = AuditQuery {
+        seq: Some(seq),
+        limit: 1,
+        ..AuditQuery::default()
+    };
+    let entries = state.store.audit(&query).await.map_err(unavailable)?;
+    entries
+        .into_iter()
+        .next()
+        .map(Json)
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("no audit entry {seq}")))
+}
+
+/// Syncs a source now and answers with its status after that sync.
+#[utoipa::path(post, path = "/api/v1/sources/{name}/sync", tag = "sources",
+    params(("name" = String, Path, description = "The source's name")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The source's status after the sync", body = SourceStatus),
+        (status = 401, description = "No API token, or a wrong one", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No source has this name", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The source is shutting down", body = Problem, content_type = PROBLEM_JSON),
+        (status = 504, description = "The sync is still running after 120 s", body = Problem, content_type = PROBLEM_JSON),
+    ))]
 async fn sync_source(
+    _: Authorized,
     Extract(state): Extract<Arc<State>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<SourceStatus>> {
@@ -331,7 +517,7 @@ async fn sync_source(
 /// An approval of refused deletions. `set`, when given, must be the set
 /// the source's status shows (`deletionRefused.set`), so an approval made
 /// from a status that has since changed approves nothing.
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ApproveBody {
     set: Option<String>,
@@ -339,7 +525,23 @@ struct ApproveBody {
     approved_by: Option<String>,
 }
 
+/// Approves the deletions the deletion guard refused for a source; its next
+/// sync applies them.
+#[utoipa::path(post, path = "/api/v1/sources/{name}/approve-deletions", tag = "sources",
+    params(("name" = String, Path, description = "The source's name")),
+    request_body(content = Option<ApproveBody>, content_type = "application/json",
+        description = "Optional; an empty body approves whatever set is refused now"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The approval", body = Approval),
+        (status = 400, description = "The body is not an approval", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "No API token, or a wrong one", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No source has this name", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "Nothing is refused, or the refused set is not the one given", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The database does not answer", body = Problem, content_type = PROBLEM_JSON),
+    ))]
 async fn approve_deletions(
+    _: Authorized,
     Extract(state): Extract<Arc<State>>,
     Path(name): Path<String>,
     body: axum::body::Bytes,
@@ -363,7 +565,7 @@ async fn approve_deletions(
         .approve_deletions(&name, body.set.as_deref(), &by)
         .await
         .map_err(|e| match e {
-            ApprovalError::Store(e) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            ApprovalError::Store(e) => unavailable(e),
             other => Problem::new(StatusCode::CONFLICT, other.to_string()),
         })?;
     tracing::info!(source = %name, set = %approval.set, deletes = approval.deletes, approved_by = %approval.approved_by, "deletions approved");
@@ -371,12 +573,15 @@ async fn approve_deletions(
     Ok(Json(approval))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct OrgParams {
+    /// Only the organization in this app (default: in every app).
     app: Option<String>,
 }
 
-#[derive(Serialize)]
+/// One organization's GitOps switch in each app, and its state.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct OrgStatus {
     slug: String,
@@ -388,11 +593,7 @@ struct OrgStatus {
 }
 
 async fn org_switches(state: &State, slug: &str, app: Option<&str>) -> ApiResult<Vec<OrgSwitch>> {
-    let switches = state
-        .store
-        .gitops(slug, app)
-        .await
-        .map_err(|e| Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let switches = state.store.gitops(slug, app).await.map_err(unavailable)?;
     if switches.is_empty() {
         return Err(Problem::new(
             StatusCode::NOT_FOUND,
@@ -434,6 +635,14 @@ fn org_report(state: &State, slug: &str, switches: Vec<OrgSwitch>) -> OrgStatus 
     }
 }
 
+/// One organization's GitOps switch in each app, and its state.
+#[utoipa::path(get, path = "/api/v1/organizations/{slug}/gitops/status", tag = "organizations",
+    params(("slug" = String, Path, description = "The organization's slug"), OrgParams),
+    responses(
+        (status = 200, description = "The organization", body = OrgStatus),
+        (status = 404, description = "No such organization (in that app)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The database does not answer", body = Problem, content_type = PROBLEM_JSON),
+    ))]
 async fn org_status(
     Extract(state): Extract<Arc<State>>,
     Path(slug): Path<String>,
@@ -443,6 +652,14 @@ async fn org_status(
     Ok(Json(org_report(&state, &slug, switches)))
 }
 
+/// One organization's open drift and conflicts.
+#[utoipa::path(get, path = "/api/v1/organizations/{slug}/gitops/drift", tag = "organizations",
+    params(("slug" = String, Path, description = "The organization's slug"), OrgParams),
+    responses(
+        (status = 200, description = "The organization's drift and conflicts", body = DriftBody),
+        (status = 404, description = "No such organization (in that app)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The database does not answer", body = Problem, content_type = PROBLEM_JSON),
+    ))]
 async fn org_drift(
     Extract(state): Extract<Arc<State>>,
     Path(slug): Path<String>,
@@ -454,7 +671,18 @@ async fn org_drift(
     })))
 }
 
+/// Syncs the sources that manage an organization now.
+#[utoipa::path(post, path = "/api/v1/organizations/{slug}/gitops/sync", tag = "organizations",
+    params(("slug" = String, Path, description = "The organization's slug"), OrgParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The organization after the syncs", body = OrgStatus),
+        (status = 401, description = "No API token, or a wrong one", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such organization (in that app)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The database does not answer", body = Problem, content_type = PROBLEM_JSON),
+    ))]
 async fn org_sync(
+    _: Authorized,
     Extract(state): Extract<Arc<State>>,
     Path(slug): Path<String>,
     ApiQuery(params): ApiQuery<OrgParams>,
@@ -485,7 +713,7 @@ async fn set_gitops(
         .store
         .set_gitops(slug, app, enabled)
         .await
-        .map_err(|e| Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        .map_err(unavailable)?;
     tracing::info!(organization = slug, app = ?app, enabled, "gitops switched");
     // The owners re-plan now, so status shows the org as suspended or synced.
     for owner in switches.iter().filter_map(|s| s.managed_by.as_deref()) {
@@ -496,7 +724,18 @@ async fn set_gitops(
     Ok(Json(org_report(state, slug, switches)))
 }
 
+/// Turns reconciliation of an organization back on.
+#[utoipa::path(post, path = "/api/v1/organizations/{slug}/gitops/enable", tag = "organizations",
+    params(("slug" = String, Path, description = "The organization's slug"), OrgParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The organization after the switch", body = OrgStatus),
+        (status = 401, description = "No API token, or a wrong one", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such organization (in that app)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The database does not answer", body = Problem, content_type = PROBLEM_JSON),
+    ))]
 async fn org_enable(
+    _: Authorized,
     Extract(state): Extract<Arc<State>>,
     Path(slug): Path<String>,
     ApiQuery(params): ApiQuery<OrgParams>,
@@ -504,7 +743,19 @@ async fn org_enable(
     set_gitops(&state, &slug, params.app.as_deref(), true).await
 }
 
+/// Suspends reconciliation of an organization: accord leaves its rows alone
+/// until it is enabled again.
+#[utoipa::path(post, path = "/api/v1/organizations/{slug}/gitops/disable", tag = "organizations",
+    params(("slug" = String, Path, description = "The organization's slug"), OrgParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The organization after the switch", body = OrgStatus),
+        (status = 401, description = "No API token, or a wrong one", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such organization (in that app)", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The database does not answer", body = Problem, content_type = PROBLEM_JSON),
+    ))]
 async fn org_disable(
+    _: Authorized,
     Extract(state): Extract<Arc<State>>,
     Path(slug): Path<String>,
     ApiQuery(params): ApiQuery<OrgParams>,
@@ -513,6 +764,8 @@ async fn org_disable(
 }
 
 /// A small page for people: every source's state, refreshed every 5 seconds.
+#[utoipa::path(get, path = "/", tag = "status",
+    responses((status = 200, description = "The dashboard", body = String, content_type = "text/html")))]
 async fn dashboard(Extract(state): Extract<Arc<State>>) -> Html<String> {
     let escape = |s: &str| {
         s.replace('&', "&amp;")
@@ -551,6 +804,6 @@ async fn dashboard(Extract(state): Extract<Arc<State>>) -> Html<String> {
 <style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}\
 .Error td:nth-child(3),p.Error{{color:#b00}}.OutOfSync td:nth-child(3){{color:#a60}}.Synced td:nth-child(3){{color:#070}}</style></head>\
 <body><h1>accord</h1>{chain}<table><tr><th>source</th><th>type</th><th>state</th><th>applied revision</th><th>last success</th><th>managed</th><th>open drift</th><th>message</th></tr>\n{rows}</table>\
-<p><a href=\"/api/v1/status\">status</a> · <a href=\"/api/v1/drift\">drift</a> · <a href=\"/api/v1/audit\">audit</a> · <a href=\"/metrics\">metrics</a></p></body></html>"
+<p><a href=\"/api/v1/status\">status</a> · <a href=\"/api/v1/drift\">drift</a> · <a href=\"/api/v1/audit-logs\">audit</a> · <a href=\"/metrics\">metrics</a></p></body></html>"
     ))
 }

@@ -253,6 +253,8 @@ pub struct AuditQuery {
     pub source: Option<String>,
     pub kind: Option<Kind>,
     pub since: Option<DateTime<Utc>>,
+    /// Only the entry with this `seq`.
+    pub seq: Option<i64>,
     pub limit: u32,
 }
 

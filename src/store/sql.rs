@@ -441,6 +441,9 @@ macro_rules! sql_store {
                 if let Some(since) = query.since {
                     qb.push(" AND at >= ").push_bind(since);
                 }
+                if let Some(seq) = query.seq {
+                    qb.push(" AND seq = ").push_bind(seq);
+                }
                 qb.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(query.limit));
                 let rows: Vec<AuditTuple> = qb.build_query_as().fetch_all(&self.pool).await?;
                 let json = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());

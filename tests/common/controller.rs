@@ -101,7 +101,11 @@ impl Controller {
         while controller.url.is_empty() {
             if let Some(at) = controller.log_text().find("listening on http://") {
                 let rest = &controller.log_text()[at + "listening on ".len()..];
-                let url: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                // Up to the end of the word, or of the JSON string (--log-format json).
+                let url: String = rest
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '"')
+                    .collect();
                 controller.url = url;
                 break;
             }

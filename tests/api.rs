@@ -1,0 +1,791 @@
+//! The HTTP API in-process: `router(state)` driven with `oneshot`, over a
+//! real store and hand-made sources whose "workers" answer sync requests.
+//! The OpenAPI document is checked three ways: a real validator
+//! (openapi-spec-validator) accepts it, every operation it lists is served,
+//! and every answer has a status the document lists for it and a body that
+//! the schema it declares accepts (with unknown fields refused), so the
+//! document cannot drift from the handlers.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use accord::controller::state::{
+    OpenItem, RefusedDeletions, SourceHandle, SourceStatus, State, SyncRequest, SyncState,
+};
+use accord::metrics::Metrics;
+use accord::store::AnyStore;
+use axum::body::Body;
+use axum::Router;
+use common::builders::{org, permit};
+use common::controller::documents;
+use common::db::{Backend, TestDb};
+use http::{HeaderMap, Method, Request, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+const TOKEN: &str = "t0ken-for-tests";
+const HOOK_SECRET: &str = "hook-s3cret";
+/// A source that declares `acme` and answers syncs.
+const LOCAL: &str = "local";
+/// A source that takes webhooks.
+const HOOKED: &str = "hooked";
+
+/// A `State` over a real database that `accord apply` filled (an
+/// organization, a permit, their audit entries), with two sources.
+struct Api {
+    _dir: tempfile::TempDir,
+    _db: TestDb,
+    state: Arc<State>,
+    router: Router,
+    /// Sync requests the sources' workers have answered.
+    syncs: Arc<AtomicUsize>,
+}
+
+/// One answer: status, headers and body.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "{e}: not JSON: {}",
+                String::from_utf8_lossy(&self.body)
+                    .chars()
+                    .take(500)
+                    .collect::<String>()
+            )
+        })
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Api {
+    async fn new(backend: Backend) -> Api {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = TestDb::new(backend).await;
+        let folder = dir.path().join("config");
+        std::fs::create_dir(&folder).expect("mkdir");
+        let apply = |permits: &[&str], code: i32| {
+            let mut objects = vec![org("acme").name("Acme").build()];
+            objects.extend(permits.iter().map(|id| permit(id).build()));
+            std::fs::write(folder.join("objects.yaml"), documents(&objects)).expect("write");
+            let applied = Command::new(env!("CARGO_BIN_EXE_accord"))
+                .args(["apply", "--source"])
+                .arg(&folder)
+                .args(["--source-name", LOCAL, "--database", &db.url])
+                .args(["--actor", "tester@host"])
+                .env_remove("ACCORD_DATABASE_URL")
+                .output()
+                .expect("run accord apply");
+            assert_eq!(
+                applied.status.code(),
+                Some(code),
+                "accord apply: {}",
+                String::from_utf8_lossy(&applied.stderr)
+            );
+        };
+        apply(&["p1", "p2", "p3", "p4"], 0);
+        // Three of five rows deleted: the deletion guard refuses, and the
+        // refused set waits for an approval.
+        apply(&["p1"], 3);
+        let store = Arc::new(AnyStore::connect(&db.url).await.expect("connect"));
+        let syncs = Arc::new(AtomicUsize::new(0));
+        let local = source(LOCAL, None, &syncs);
+        let hooked = source(HOOKED, Some(HOOK_SECRET.into()), &syncs);
+        // A status with every optional part filled, so the document's
+        // description of each is checked against a real answer.
+        local.update(|s| {
+            let item = |note: &str| OpenItem {
+                source: LOCAL.into(),
+                kind: "Organization".into(),
+                app: "unnamed".into(),
+                id: "acme".into(),
+                note: note.into(),
+                diff: "-name: Acme\n+name: ACME\n".into(),
+            };
+            s.state = SyncState::OutOfSync;
+            s.last_attempted_revision = Some("rev-2".into());
+            s.last_applied_revision = Some("rev-1".into());
+            s.last_attempt_at = Some(chrono::Utc::now());
+            s.last_success_at = Some(chrono::Utc::now());
+            s.errors = vec!["objects.yaml:3:1: unknown field `nmae`".into()];
+            s.drift = vec![item("edited by hand")];
+            s.conflicts = vec![item("managed by another source")];
+            s.deletion_refused = Some(RefusedDeletions {
+                set: "set-1".into(),
+                deletes: 2,
+                earlier: 0,
+                managed: 4,
+                message: "2 of 4 rows".into(),
+            });
+        });
+        hooked.update(|s| {
+            s.state = SyncState::Synced;
+            s.last_success_at = Some(chrono::Utc::now());
+        });
+        let state = Arc::new(State {
+            sources: vec![local, hooked],
+            history: Default::default(),
+            store,
+            metrics: Metrics::default(),
+            api_token: Some(TOKEN.into()),
+            shutdown: CancellationToken::new(),
+            leadership: None,
+        });
+        Api {
+            _dir: dir,
+            _db: db,
+            router: accord::server::router(state.clone()),
+            state,
+            syncs,
+        }
+    }
+
+    async fn send(&self, request: Request<Body>) -> Answer {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router never fails");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body")
+            .to_vec();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, uri: &str) -> Answer {
+        self.send(
+            request(Method::GET, uri)
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+    }
+
+    /// A POST with the API token.
+    async fn post(&self, uri: &str) -> Answer {
+        self.send(
+            request(Method::POST, uri)
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+    }
+
+    /// The `seq` of the newest audit entry.
+    async fn newest_seq(&self) -> i64 {
+        let answer = self.get("/api/v1/audit-logs?limit=1").await;
+        assert_eq!(answer.status, StatusCode::OK);
+        answer.json()["entries"][0]["seq"]
+            .as_i64()
+            .expect("an audit entry")
+    }
+}
+
+fn request(method: Method, uri: &str) -> http::request::Builder {
+    Request::builder().method(method).uri(uri)
+}
+
+/// A source whose worker answers every sync request with its status.
+fn source(
+    name: &str,
+    webhook_secret: Option<String>,
+    syncs: &Arc<AtomicUsize>,
+) -> Arc<SourceHandle> {
+    let (trigger, mut requests) = mpsc::channel::<SyncRequest>(16);
+    let handle = Arc::new(SourceHandle {
+        name: name.into(),
+        status: RwLock::new(SourceStatus::new(name, "directory", format!("/srv/{name}"))),
+        trigger,
+        webhook_secret,
+    });
+    let (worker, syncs) = (handle.clone(), syncs.clone());
+    tokio::spawn(async move {
+        while let Some(request) = requests.recv().await {
+            worker.update(|s| s.last_attempt_at = Some(chrono::Utc::now()));
+            syncs.fetch_add(1, Ordering::SeqCst);
+            if let Some(done) = request.done {
+                let _ = done.send(worker.status());
+            }
+        }
+    });
+    handle
+}
+
+// ---- the document ---------------------------------------------------------------
+
+fn document() -> Value {
+    serde_json::to_value(accord::server::openapi()).expect("the document as JSON")
+}
+
+/// `schema` (from the document) as a JSON Schema whose `$ref`s resolve in
+/// the document's components, with every object that lists its properties
+/// closed to others: a field the handler sends but the document does not
+/// describe fails.
+fn validator(doc: &Value, schema: &Value) -> jsonschema::Validator {
+    fn close(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                if map.get("properties").is_some_and(Value::is_object)
+                    && !map.contains_key("additionalProperties")
+                {
+                    map.insert("additionalProperties".into(), Value::Bool(false));
+                }
+                map.values_mut().for_each(close);
+            }
+            Value::Array(items) => items.iter_mut().for_each(close),
+            _ => {}
+        }
+    }
+    let mut root = schema.clone();
+    let mut components = doc["components"].clone();
+    close(&mut root);
+    close(&mut components);
+    root["components"] = components;
+    jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&root)
+        .unwrap_or_else(|e| panic!("{e}: {schema}"))
+}
+
+/// Asserts `answer` is one the document lists for `method template`: a
+/// documented status, a documented media type, and (for JSON) a body the
+/// declared schema accepts.
+fn assert_documented(doc: &Value, method: &Method, template: &str, answer: &Answer) {
+    let what = format!("{method} {template} → {}", answer.status);
+    let operation = &doc["paths"][template][method.as_str().to_lowercase()];
+    assert!(operation.is_object(), "{what}: not in the document");
+    let response = &operation["responses"][answer.status.as_str()];
+    assert!(
+        response.is_object(),
+        "{what}: status not documented; documented: {:?}",
+        operation["responses"]
+            .as_object()
+            .map(|r| r.keys().collect::<Vec<_>>())
+    );
+    let media_type = |v: &str| v.split(';').next().unwrap_or_default().trim().to_owned();
+    let sent = media_type(answer.header("content-type"));
+    let content = response["content"].as_object().expect("content");
+    let (_, declared) = content
+        .iter()
+        .find(|(key, _)| media_type(key) == sent)
+        .unwrap_or_else(|| {
+            panic!(
+                "{what}: sent {sent:?}, documented {:?}",
+                content.keys().collect::<Vec<_>>()
+            )
+        });
+    let schema = &declared["schema"];
+    if sent.ends_with("json") {
+        let body = answer.json();
+        let validator = validator(doc, schema);
+        let errors: Vec<String> = validator
+            .iter_errors(&body)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{what}: the body does not match {schema}:\n{}\nbody: {body:#}",
+            errors.join("\n")
+        );
+    } else {
+        assert_eq!(schema["type"], "string", "{what}: {schema}");
+        let text = std::str::from_utf8(&answer.body).expect("UTF-8 text");
+        assert!(!text.is_empty(), "{what}: empty body");
+    }
+}
+
+#[test]
+fn openapi_spec_validator_accepts_the_document_accord_openapi_prints() {
+    let printed = Command::new(env!("CARGO_BIN_EXE_accord"))
+        .arg("openapi")
+        .output()
+        .expect("run accord openapi");
+    assert!(printed.status.success(), "{printed:?}");
+    let printed_doc: Value = serde_json::from_slice(&printed.stdout).expect("JSON");
+    assert_eq!(printed_doc, document());
+    assert_eq!(printed_doc["openapi"], "3.1.0");
+
+    let validator = std::env::var("ACCORD_TEST_OPENAPI_VALIDATOR").unwrap_or_else(|_| {
+        panic!(
+            "ACCORD_TEST_OPENAPI_VALIDATOR is not set. Run the suite with scripts/test, which \
+             installs openapi-spec-validator from PyPI, or point it at an openapi-spec-validator."
+        )
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, &printed.stdout).expect("write document");
+    let checked = Command::new(&validator)
+        .args(["--schema", "3.1"])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {validator}: {e}"));
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(checked.status.success(), "{output}");
+    assert!(output.contains("OK"), "{output}");
+}
+
+#[test]
+fn the_document_describes_the_spec_endpoints_errors_and_bearer_security() {
+    let doc = document();
+    for (path, method) in [
+        ("/health", "get"),
+        ("/ready", "get"),
+        ("/api/v1/audit-logs", "get"),
+        ("/api/v1/audit-logs/{id}", "get"),
+        ("/api/v1/openapi.json", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/api/v1/audit", "get"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+    }
+    let problem = &doc["components"]["schemas"]["Problem"];
+    for field in ["type", "title", "status", "detail"] {
+        assert!(problem["properties"][field].is_object(), "{problem}");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"],
+        json!({"type": "http", "scheme": "bearer", "description": "The controller's API token (`apiTokenFile`); needed only when one is set"})
+    );
+    let by_id = &doc["paths"]["/api/v1/audit-logs/{id}"]["get"];
+    assert_eq!(by_id["parameters"][0]["name"], "id");
+    assert_eq!(by_id["parameters"][0]["in"], "path");
+    assert_eq!(
+        by_id["responses"]["404"]["content"]["application/problem+json"]["schema"]["$ref"],
+        "#/components/schemas/Problem"
+    );
+    // Each POST but the webhook's declares the bearer token; the webhook
+    // is checked against its source's secret instead.
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let Some(post) = item.get("post") else {
+            continue;
+        };
+        let security = post.get("security");
+        if path == "/hooks/{source}" {
+            assert!(security.is_none(), "{path}: {security:?}");
+        } else {
+            assert_eq!(security, Some(&json!([{"bearer": []}])), "POST {path}");
+        }
+    }
+}
+
+// ---- the contract -------------------------------------------------------------
+
+/// A request and the status it must get: method, route template, path,
+/// body, `X-Hub-Signature-256` (for a webhook; other POSTs carry the
+/// token), status.
+type Case<'a> = (
+    Method,
+    &'a str,
+    String,
+    Option<&'a [u8]>,
+    Option<&'a str>,
+    u16,
+);
+
+both_backends!(
+    every_operation_is_served_and_answers_as_the_document_says,
+    |backend| async move {
+        let api = Api::new(backend).await;
+        let doc = document();
+        let seq = api.newest_seq().await;
+        let hook_body = br#"{"ref":"refs/heads/main"}"#.to_vec();
+        let signature = accord::server::hooks::github_signature(HOOK_SECRET.as_bytes(), &hook_body);
+        let audit_entry = format!("/api/v1/audit-logs/{seq}");
+        #[rustfmt::skip]
+        let cases: Vec<Case> = vec![
+            (Method::GET, "/", "/".into(), None, None, 200),
+            (Method::GET, "/health", "/health".into(), None, None, 200),
+            (Method::GET, "/healthz", "/healthz".into(), None, None, 200),
+            (Method::GET, "/ready", "/ready".into(), None, None, 200),
+            (Method::GET, "/readyz", "/readyz".into(), None, None, 200),
+            (Method::GET, "/metrics", "/metrics".into(), None, None, 200),
+            (Method::GET, "/api/v1/openapi.json", "/api/v1/openapi.json".into(), None, None, 200),
+            (Method::GET, "/api/v1/status", "/api/v1/status".into(), None, None, 200),
+            (Method::GET, "/api/v1/drift", "/api/v1/drift".into(), None, None, 200),
+            (Method::GET, "/api/v1/audit-logs", "/api/v1/audit-logs?source=local&kind=permit".into(), None, None, 200),
+            (Method::GET, "/api/v1/audit-logs", "/api/v1/audit-logs?kind=Nonsense".into(), None, None, 400),
+            (Method::GET, "/api/v1/audit-logs", "/api/v1/audit-logs?limit=many".into(), None, None, 400),
+            (Method::GET, "/api/v1/audit", "/api/v1/audit?since=2020-01-01T00:00:00Z".into(), None, None, 200),
+            (Method::GET, "/api/v1/audit-logs/{id}", audit_entry.clone(), None, None, 200),
+            (Method::GET, "/api/v1/audit-logs/{id}", format!("/api/v1/audit-logs/{}", seq + 1000), None, None, 404),
+            (Method::GET, "/api/v1/audit-logs/{id}", "/api/v1/audit-logs/first".into(), None, None, 400),
+            (Method::GET, "/api/v1/organizations/{slug}/gitops/status", "/api/v1/organizations/acme/gitops/status".into(), None, None, 200),
+            (Method::GET, "/api/v1/organizations/{slug}/gitops/status", "/api/v1/organizations/nope/gitops/status".into(), None, None, 404),
+            (Method::GET, "/api/v1/organizations/{slug}/gitops/drift", "/api/v1/organizations/acme/gitops/drift?app=unnamed".into(), None, None, 200),
+            (Method::GET, "/api/v1/organizations/{slug}/gitops/drift", "/api/v1/organizations/acme/gitops/drift?app=other".into(), None, None, 404),
+            (Method::POST, "/api/v1/sources/{name}/sync", "/api/v1/sources/local/sync".into(), None, None, 200),
+            (Method::POST, "/api/v1/sources/{name}/sync", "/api/v1/sources/nope/sync".into(), None, None, 404),
+            (Method::POST, "/api/v1/sources/{name}/approve-deletions", "/api/v1/sources/hooked/approve-deletions".into(), None, None, 409),
+            (Method::POST, "/api/v1/sources/{name}/approve-deletions", "/api/v1/sources/local/approve-deletions".into(), Some(b"{\"set\": \"not-the-refused-set\"}"), None, 409),
+            (Method::POST, "/api/v1/sources/{name}/approve-deletions", "/api/v1/sources/local/approve-deletions".into(), Some(b"{\"sett\": 1}"), None, 400),
+            (Method::POST, "/api/v1/sources/{name}/approve-deletions", "/api/v1/sources/local/approve-deletions".into(), Some(b"{\"approvedBy\": \"ops@example.com\"}"), None, 200),
+            (Method::POST, "/api/v1/organizations/{slug}/gitops/disable", "/api/v1/organizations/acme/gitops/disable".into(), None, None, 200),
+            (Method::POST, "/api/v1/organizations/{slug}/gitops/enable", "/api/v1/organizations/acme/gitops/enable".into(), None, None, 200),
+            (Method::POST, "/api/v1/organizations/{slug}/gitops/sync", "/api/v1/organizations/acme/gitops/sync".into(), None, None, 200),
+            (Method::POST, "/api/v1/organizations/{slug}/gitops/sync", "/api/v1/organizations/nope/gitops/sync".into(), None, None, 404),
+            (Method::POST, "/hooks/{source}", "/hooks/hooked".into(), Some(&hook_body), Some(&signature), 202),
+            (Method::POST, "/hooks/{source}", "/hooks/hooked".into(), Some(&hook_body), Some("sha256=00"), 401),
+            (Method::POST, "/hooks/{source}", "/hooks/local".into(), Some(&hook_body), Some(&signature), 404),
+        ];
+        let mut served = BTreeSet::new();
+        for (method, template, path, body, signature, expected) in cases {
+            let mut builder = request(method.clone(), &path);
+            if method == Method::POST && signature.is_none() {
+                builder = builder.header("authorization", format!("Bearer {TOKEN}"));
+            }
+            if let Some(signature) = signature {
+                builder = builder.header("x-hub-signature-256", signature);
+            }
+            let body = body.map_or_else(Body::empty, |b| Body::from(b.to_vec()));
+            let answer = api.send(builder.body(body).expect("request")).await;
+            assert_eq!(
+                answer.status.as_u16(),
+                expected,
+                "{method} {path}: {}",
+                String::from_utf8_lossy(&answer.body)
+            );
+            assert_documented(&doc, &method, template, &answer);
+            // Answered by the route's handler: the router's own answers
+            // are 405 and the fallback's 404.
+            let fallback = answer.status == StatusCode::METHOD_NOT_ALLOWED
+                || (answer.status == StatusCode::NOT_FOUND
+                    && answer.json()["detail"] == "no such endpoint");
+            if !fallback {
+                served.insert(format!("{} {template}", method.as_str().to_lowercase()));
+            }
+        }
+        let documented: BTreeSet<String> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .flat_map(|(path, item)| {
+                item.as_object()
+                    .expect("path item")
+                    .keys()
+                    .map(move |method| format!("{method} {path}"))
+            })
+            .collect();
+        assert_eq!(served, documented, "every operation reached its handler");
+
+        // The lookup by seq finds exactly the entry the list shows.
+        let listed = api.get("/api/v1/audit-logs?limit=1").await.json()["entries"][0].clone();
+        assert_eq!(api.get(&audit_entry).await.json(), listed);
+        assert_eq!(listed["seq"], seq);
+    }
+);
+
+// ---- problems -----------------------------------------------------------------
+
+/// Asserts an RFC 7807 problem document with `status`.
+fn assert_problem(what: &str, answer: &Answer, status: u16) -> Value {
+    assert_eq!(
+        answer.status.as_u16(),
+        status,
+        "{what}: {}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(
+        answer.header("content-type"),
+        "application/problem+json",
+        "{what}"
+    );
+    let body = answer.json();
+    assert_eq!(body["status"], status, "{what}: {body}");
+    assert_eq!(body["type"], "about:blank", "{what}: {body}");
+    for field in ["title", "detail"] {
+        assert!(
+            body[field].as_str().is_some_and(|s| !s.is_empty()),
+            "{what}: `{field}` missing from {body}"
+        );
+    }
+    let doc = document();
+    let problem = validator(&doc, &json!({"$ref": "#/components/schemas/Problem"}));
+    assert!(problem.is_valid(&body), "{what}: {body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_before_any_handler_runs_are_problem_documents_too() {
+    let api = Api::new(Backend::Sqlite).await;
+
+    let unknown = api.get("/api/v1/nothing-here").await;
+    assert_problem("an unknown path", &unknown, 404);
+
+    for (method, path) in [
+        (Method::DELETE, "/api/v1/status"),
+        (Method::GET, "/api/v1/sources/local/sync"),
+        (Method::PUT, "/api/v1/audit-logs/1"),
+    ] {
+        let answer = api
+            .send(
+                request(method.clone(), path)
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await;
+        assert_problem(&format!("{method} {path}"), &answer, 405);
+    }
+
+    // The detail names what is wrong: the parameter, or the value.
+    for (query, named) in [
+        ("limit=many", "limit"),
+        ("since=yesterday", "since"),
+        ("kind=Nonsense", "Nonsense"),
+    ] {
+        let answer = api.get(&format!("/api/v1/audit-logs?{query}")).await;
+        let body = assert_problem(query, &answer, 400);
+        assert!(
+            body["detail"].as_str().is_some_and(|d| d.contains(named)),
+            "{query}: {body}"
+        );
+    }
+
+    let no_token = api
+        .send(
+            request(Method::POST, "/api/v1/sources/local/sync")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_problem("no token", &no_token, 401);
+    assert_eq!(no_token.header("www-authenticate"), "Bearer");
+
+    // Webhook bodies stop at 1 MiB, before the signature is even looked at.
+    let too_big = api
+        .send(
+            request(Method::POST, "/hooks/hooked")
+                .header("content-type", "application/json")
+                .body(Body::from(vec![b' '; 1024 * 1024 + 1]))
+                .expect("request"),
+        )
+        .await;
+    assert_problem("a webhook body over 1 MiB", &too_big, 413);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_post_but_the_webhook_needs_the_token_and_a_refused_one_does_nothing() {
+    let api = Api::new(Backend::Sqlite).await;
+    let doc = document();
+    let posts: Vec<String> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .filter(|(path, item)| item.get("post").is_some() && *path != "/hooks/{source}")
+        .map(|(path, _)| path.replace("{name}", LOCAL).replace("{slug}", "acme"))
+        .collect();
+    assert_eq!(posts.len(), 5, "{posts:?}");
+    for path in &posts {
+        for authorization in [
+            None,
+            Some("Bearer not-the-token".to_owned()),
+            Some(format!("Bearer {}", &TOKEN[..4])),
+            Some(format!("Basic {TOKEN}")),
+            Some(TOKEN.to_owned()),
+        ] {
+            let mut builder = request(Method::POST, path);
+            if let Some(value) = &authorization {
+                builder = builder.header("authorization", value);
+            }
+            let answer = api
+                .send(builder.body(Body::empty()).expect("request"))
+                .await;
+            let body = assert_problem(&format!("POST {path} with {authorization:?}"), &answer, 401);
+            assert_eq!(answer.header("www-authenticate"), "Bearer", "POST {path}");
+            assert!(
+                body["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("Bearer")),
+                "{body}"
+            );
+        }
+    }
+    // Nothing was switched off, and no sync was asked for: the one sync
+    // asked for now, queued behind anything the refused calls had queued,
+    // is the first the workers answer.
+    let org = api
+        .get("/api/v1/organizations/acme/gitops/status")
+        .await
+        .json();
+    assert_eq!(org["apps"][0]["gitops"], true, "{org}");
+    assert_eq!(
+        api.post("/api/v1/sources/local/sync").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(api.syncs.load(Ordering::SeqCst), 1);
+    // The token's owner gets through.
+    let disabled = api.post("/api/v1/organizations/acme/gitops/disable").await;
+    assert_eq!(disabled.status, StatusCode::OK);
+    assert_eq!(disabled.json()["state"], "Suspended");
+}
+
+// ---- request ids and metrics ---------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_is_kept_when_given_and_made_when_not() {
+    let api = Api::new(Backend::Sqlite).await;
+    let given = api
+        .send(
+            request(Method::GET, "/api/v1/status")
+                .header("x-request-id", "req-from-client-7")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(given.header("x-request-id"), "req-from-client-7");
+    let mut made = BTreeSet::new();
+    for path in ["/health", "/api/v1/nothing-here", "/api/v1/nothing-here"] {
+        let answer = api.get(path).await;
+        let id = answer.header("x-request-id").to_owned();
+        assert_eq!(id.len(), 36, "a UUID for {path}: {id:?}");
+        made.insert(id);
+    }
+    assert_eq!(made.len(), 3, "each request its own id: {made:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_metrics_are_labelled_by_route_template_and_sample_the_pool_at_scrape() {
+    let api = Api::new(Backend::Sqlite).await;
+    assert_eq!(
+        api.post("/api/v1/sources/local/sync").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.post("/api/v1/sources/hooked/sync").await.status,
+        StatusCode::OK
+    );
+    api.get("/api/v1/organizations/acme/gitops/status").await;
+    api.get("/no/such/path/4711").await;
+    api.send(
+        request(Method::DELETE, "/api/v1/status")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    api.send(
+        request(
+            Method::from_bytes(b"BREW").expect("method"),
+            "/api/v1/status",
+        )
+        .body(Body::empty())
+        .expect("request"),
+    )
+    .await;
+    // The pool as it is at each scrape: sqlx hands a connection back to
+    // the pool in a task of its own, so first wait until the last request's
+    // connection is back; nothing else uses the database here.
+    let pool = match &*api.state.store {
+        AnyStore::Sqlite(s) => s.pool().clone(),
+        AnyStore::Postgres(_) => unreachable!("a SQLite store"),
+    };
+    let returned = common::controller::eventually(std::time::Duration::from_secs(10), || async {
+        pool.num_idle() == pool.size() as usize
+    })
+    .await;
+    assert!(
+        returned,
+        "{} of {} connections idle",
+        pool.num_idle(),
+        pool.size()
+    );
+    let connections = |text: &str, state: &str| -> u32 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("accord_db_connections{{state=\"{state}\"}} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {state} connections in\n{text}"))
+    };
+    let scraped = api.get("/metrics").await;
+    assert_eq!(
+        scraped.header("content-type"),
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = String::from_utf8(scraped.body).expect("UTF-8");
+    assert_eq!(connections(&text, "active"), 0, "{text}");
+    assert_eq!(connections(&text, "idle"), pool.size(), "{text}");
+    for line in [
+        r#"accord_http_requests_total{route="/api/v1/sources/{name}/sync",method="POST",status="200"} 2"#,
+        r#"accord_http_requests_total{route="/api/v1/organizations/{slug}/gitops/status",method="GET",status="200"} 1"#,
+        r#"accord_http_requests_total{route="unmatched",method="GET",status="404"} 1"#,
+        r#"accord_http_requests_total{route="/api/v1/status",method="DELETE",status="405"} 1"#,
+        r#"accord_http_requests_total{route="/api/v1/status",method="other",status="405"} 1"#,
+        r#"accord_http_request_duration_seconds_count{route="/api/v1/sources/{name}/sync"} 2"#,
+        "# TYPE accord_http_requests_total counter",
+        "# TYPE accord_http_request_duration_seconds histogram",
+        "# TYPE accord_db_connections gauge",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "`{line}` missing from\n{text}"
+        );
+    }
+    for raw in [
+        r#"route="/api/v1/sources/local/sync""#,
+        r#"route="/no/such/path/4711""#,
+        "acme",
+        "BREW",
+    ] {
+        assert!(!text.contains(raw), "`{raw}` is a label value in\n{text}");
+    }
+    let held = pool.acquire().await.expect("a connection");
+    let text = String::from_utf8(api.get("/metrics").await.body).expect("UTF-8");
+    assert_eq!(connections(&text, "active"), 1, "{text}");
+    assert_eq!(connections(&text, "idle"), pool.size() - 1, "{text}");
+    drop(held);
+
+    // Prometheus asks for OpenMetrics and gets it.
+    let openmetrics = api
+        .send(
+            request(Method::GET, "/metrics")
+                .header(
+                    "accept",
+                    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+                )
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert!(
+        openmetrics
+            .header("content-type")
+            .starts_with("application/openmetrics-text"),
+        "{:?}",
+        openmetrics.headers
+    );
+    let text = String::from_utf8(openmetrics.body).expect("UTF-8");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l == "# TYPE accord_http_requests counter"),
+        "{text}"
+    );
+}
