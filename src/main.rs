@@ -1,3 +1,5 @@
+//! The `accord` binary: parses the command line and hands it to `accord::cli`.
+
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -15,9 +17,8 @@ fn main() -> ExitCode {
 }
 
 /// glibc gives each thread that allocates under contention its own arena and
-/// rarely returns their memory: after a few large syncs the controller's
-/// resident size doubled (about 500 MB at 100k objects) against about 270 MB
-/// with two arenas. The setting is read only at process start, so the
+/// rarely returns their memory, so a long-running controller's resident size
+/// keeps the peak of every large sync on every thread. The setting is read only at process start, so the
 /// long-running controller re-executes itself once with it (same pid, same
 /// arguments); an operator's own MALLOC_ARENA_MAX is left as it is.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

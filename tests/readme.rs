@@ -150,3 +150,55 @@ async fn the_first_command_and_the_example_configuration_agree() {
         "the first command applied it all"
     );
 }
+
+/// Every path the README's Layout section names exists, and every module
+/// and file under `src/` is named there.
+#[test]
+fn the_layout_section_matches_the_tree() {
+    let text = readme();
+    let start = text.find("### Layout").expect("a Layout section");
+    let section = &text[start..];
+    let section = &section[..section[3..].find("\n#").map_or(section.len(), |i| i + 3)];
+    let named: Vec<&str> = section
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|name| name.contains('.') || name.ends_with('/') || name.starts_with("src/"))
+        .collect();
+    // A name is a path from the root, or within the `src/` folder named
+    // before it.
+    let exists = |path: &Path| {
+        let path = repo().join(path);
+        path.exists() || path.with_extension("rs").exists()
+    };
+    let (mut folder, mut sub) = (PathBuf::new(), PathBuf::new());
+    for name in &named {
+        let bare = name.trim_end_matches('/');
+        assert!(
+            exists(Path::new(bare)) || exists(&folder.join(bare)) || exists(&sub.join(bare)),
+            "the Layout names `{name}`, which is neither in the root nor in `{}`",
+            folder.display()
+        );
+        if repo().join(bare).is_dir() {
+            folder = PathBuf::from(bare);
+            sub = folder.clone();
+        } else if name.ends_with('/') && repo().join(folder.join(bare)).is_dir() {
+            sub = folder.join(bare);
+        }
+    }
+    for entry in std::fs::read_dir(repo().join("src")).expect("src") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if name == "lib.rs" {
+            continue;
+        }
+        let module = format!("src/{}", name.trim_end_matches(".rs"));
+        assert!(
+            section.contains(&module),
+            "the Layout does not name `{module}`"
+        );
+    }
+}

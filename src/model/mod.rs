@@ -74,9 +74,8 @@ pub struct Key {
 /// A content hash as `Object::content_hash` writes it (32 lowercase hex
 /// digits) back to its bytes; any other text (a hand edit) is `None`, which
 /// matches no object. Read for every row a load reads, so without a branch
-/// per digit: a table lookup, and one check at the end (random digits made
-/// a plain `match` mispredict, and `hex::decode_to_slice` cost a tenth of
-/// reading a table).
+/// per digit: a table lookup, and one check at the end (random digits make
+/// a branch per digit mispredict).
 pub fn parse_digest(text: &str) -> Option<[u8; 16]> {
     const INVALID: u8 = 0x10;
     const VALUES: [u8; 256] = {
@@ -367,7 +366,7 @@ impl fmt::Display for Origin {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Declaration {
     /// Shared with the plan's changes: a first sync makes one per object,
-    /// and cloning 100k objects' strings into them took a tenth of a second.
+    /// and would otherwise copy every object's strings into it.
     pub object: Arc<Object>,
     pub origin: Origin,
     /// `gitops: false` on an organization: accord leaves it alone.

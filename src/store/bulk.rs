@@ -138,8 +138,8 @@ fn conflict_clause(table: &Table, also: Option<&str>) -> String {
 /// chunk has the same text, so SQLite parses the statement once and steps the
 /// cached one after that (a statement with 30,000 placeholders costs more to
 /// parse than to run). The values of the next chunk are bound while SQLite
-/// writes the current one on its worker thread. (Rows as one JSON parameter
-/// through `json_each` measured slower: `->>` re-parses each row.)
+/// writes the current one on its worker thread. (Not rows as one JSON
+/// parameter through `json_each`: `->>` would re-parse each row.)
 pub async fn sqlite<T, const N: usize>(
     conn: &mut SqliteConnection,
     table: &Table,

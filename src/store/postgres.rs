@@ -23,8 +23,8 @@ pub struct PostgresStore {
 /// `COPY` text goes to the assembler in batches of about this size, each of
 /// whole rows (the server sends one message per row). A few buffers, reused
 /// and so still in the cache, take the place of a fresh buffer as large as
-/// each table, whose pages' first touch alone was a tenth of a load's time;
-/// and the assembler starts on a table's first rows, not after its last.
+/// each table, whose pages would each be touched for the first time; and
+/// the assembler starts on a table's first rows, not after its last.
 const BATCH: usize = 256 * 1024;
 
 /// The source's name in PostgreSQL's load queries: a transaction-local

@@ -134,8 +134,8 @@ impl SqliteStore {
     }
 
     /// Reads both tables of the history through SQLite's C API, in one
-    /// read transaction: sqlx's per-row hand-off cost several times the
-    /// hashing.
+    /// read transaction, borrowing each row's text instead of copying it
+    /// across sqlx's worker thread (see `sqlite_read`).
     pub(super) async fn walk_history(
         &self,
         from: chain::Position,

@@ -2,10 +2,9 @@
 //! through SQLite's C API on the calling (blocking) thread.
 //!
 //! sqlx hands each row across a channel from its worker thread with its own
-//! copies of every value, which for 100k rows cost several times the read
-//! itself; having SQLite build one JSON value instead still spent more time
-//! writing and parsing JSON than reading. Here the rows' text is borrowed
-//! from SQLite and written once, into each row's canonical bytes.
+//! copies of every value, which costs more than the read itself. Here the
+//! rows' text is borrowed from SQLite and written once, into each row's
+//! canonical bytes.
 
 use std::borrow::Cow;
 use std::path::Path;
