@@ -38,6 +38,7 @@ impl Table {
 }
 
 /// One value of a row.
+#[derive(Clone)]
 pub enum Cell<'a> {
     Null,
     Text(&'a str),
@@ -164,15 +165,7 @@ pub async fn sqlite<T, const N: usize>(
         let mut args = SqliteArguments::default();
         for row in chunk {
             for cell in cells(row) {
-                match cell {
-                    Cell::Null => args.add(None::<String>),
-                    Cell::Text(s) => args.add(s),
-                    Cell::Owned(s) => args.add(s),
-                    Cell::Int(i) => args.add(i),
-                    Cell::Time(t) => args.add(t),
-                    Cell::Bytes(b) => args.add(b),
-                }
-                .map_err(sqlx::Error::Encode)?;
+                add_sqlite(&mut args, cell)?;
             }
         }
         Ok((chunk.len(), args))
@@ -195,6 +188,37 @@ pub async fn sqlite<T, const N: usize>(
         done?;
         next = following?;
     }
+    Ok(())
+}
+
+/// Binds one value for SQLite.
+pub fn add_sqlite(args: &mut SqliteArguments, cell: Cell<'_>) -> Result<(), StoreError> {
+    match cell {
+        Cell::Null => args.add(None::<String>),
+        Cell::Text(s) => args.add(s),
+        Cell::Owned(s) => args.add(s),
+        Cell::Int(i) => args.add(i),
+        Cell::Time(t) => args.add(t),
+        Cell::Bytes(b) => args.add(b),
+    }
+    .map_err(sqlx::Error::Encode)?;
+    Ok(())
+}
+
+/// Binds one value for PostgreSQL.
+pub fn add_postgres(
+    args: &mut sqlx::postgres::PgArguments,
+    cell: &Cell<'_>,
+) -> Result<(), StoreError> {
+    match cell {
+        Cell::Null => args.add(None::<String>),
+        Cell::Text(s) => args.add(*s),
+        Cell::Owned(s) => args.add(s.as_str()),
+        Cell::Int(i) => args.add(*i),
+        Cell::Time(t) => args.add(*t),
+        Cell::Bytes(b) => args.add(b.as_slice()),
+    }
+    .map_err(sqlx::Error::Encode)?;
     Ok(())
 }
 

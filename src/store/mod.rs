@@ -2,6 +2,7 @@
 //! PostgreSQL, with the same schema, migrations applied on connect, and every
 //! sync applied in one transaction together with its audit rows.
 
+mod apply;
 mod bulk;
 pub mod chain;
 mod copy_text;

@@ -261,16 +261,6 @@ impl PostgresStore {
         }
     }
 
-    /// Held until the apply commits: transactions of different sources
-    /// append to the history one after the other.
-    pub(super) async fn lock_history(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(lock_key("accord history"))
-            .execute(conn)
-            .await?;
-        Ok(())
-    }
-
     /// Streams both tables of the history, in one snapshot, into a walk.
     pub(super) async fn walk_history(
         &self,
@@ -373,4 +363,55 @@ fn assemble(
             message,
         }
     })
+}
+
+impl super::apply::Writer for sqlx::PgConnection {
+    const BIND_LIMIT: usize = 65_000;
+
+    fn bulk<'a, T: Sync + 'a, const N: usize>(
+        &'a mut self,
+        table: &'a super::bulk::Table,
+        rows: &'a [T],
+        cells: impl Fn(&T) -> [super::bulk::Cell<'_>; N] + Send + Sync + 'a,
+    ) -> futures::future::BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(super::bulk::postgres(self, table, rows, cells))
+    }
+
+    async fn execute(&mut self, sql: &super::apply::Sql<'_>) -> Result<(), StoreError> {
+        let mut args = sqlx::postgres::PgArguments::default();
+        for cell in &sql.binds {
+            super::bulk::add_postgres(&mut args, cell)?;
+        }
+        sqlx::query_with(sqlx::AssertSqlSafe(sql.text.clone()), args)
+            .persistent(false)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+
+    async fn fetch_id(&mut self, sql: &super::apply::Sql<'_>) -> Result<i64, StoreError> {
+        let mut args = sqlx::postgres::PgArguments::default();
+        for cell in &sql.binds {
+            super::bulk::add_postgres(&mut args, cell)?;
+        }
+        let (id,): (i64,) = sqlx::query_as_with(sqlx::AssertSqlSafe(sql.text.clone()), args)
+            .fetch_one(self)
+            .await?;
+        Ok(id)
+    }
+
+    async fn fetch_bytes(&mut self, query: &'static str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row: Option<(Vec<u8>,)> = sqlx::query_as(query).fetch_optional(self).await?;
+        Ok(row.map(|(bytes,)| bytes))
+    }
+
+    /// Held until the apply commits: transactions of different sources
+    /// append to the history one after the other.
+    async fn lock_history(&mut self) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(lock_key("accord history"))
+            .execute(self)
+            .await?;
+        Ok(())
+    }
 }

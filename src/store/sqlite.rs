@@ -146,11 +146,6 @@ impl SqliteStore {
             .map_err(load_stopped)?
     }
 
-    /// SQLite writes one transaction at a time already.
-    pub(super) async fn lock_history(_conn: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
-        Ok(())
-    }
-
     pub(super) fn locked(lock: &mut SourceLock) -> Result<&mut sqlx::SqliteConnection, StoreError> {
         match &mut lock.held {
             Held::Sqlite(tx, _) => Ok(&mut *tx),
@@ -164,4 +159,50 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn is_busy(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.code().is_some_and(|c| c == "5" || c == "6"))
+}
+
+impl super::apply::Writer for sqlx::SqliteConnection {
+    const BIND_LIMIT: usize = 32_000;
+
+    fn bulk<'a, T: Sync + 'a, const N: usize>(
+        &'a mut self,
+        table: &'a super::bulk::Table,
+        rows: &'a [T],
+        cells: impl Fn(&T) -> [super::bulk::Cell<'_>; N] + Send + Sync + 'a,
+    ) -> futures::future::BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(super::bulk::sqlite(self, table, rows, cells))
+    }
+
+    async fn execute(&mut self, sql: &super::apply::Sql<'_>) -> Result<(), StoreError> {
+        let mut args = sqlx::sqlite::SqliteArguments::default();
+        for cell in &sql.binds {
+            super::bulk::add_sqlite(&mut args, cell.clone())?;
+        }
+        sqlx::query_with(sqlx::AssertSqlSafe(sql.text.clone()), args)
+            .persistent(false)
+            .execute(self)
+            .await?;
+        Ok(())
+    }
+
+    async fn fetch_id(&mut self, sql: &super::apply::Sql<'_>) -> Result<i64, StoreError> {
+        let mut args = sqlx::sqlite::SqliteArguments::default();
+        for cell in &sql.binds {
+            super::bulk::add_sqlite(&mut args, cell.clone())?;
+        }
+        let (id,): (i64,) = sqlx::query_as_with(sqlx::AssertSqlSafe(sql.text.clone()), args)
+            .fetch_one(self)
+            .await?;
+        Ok(id)
+    }
+
+    async fn fetch_bytes(&mut self, query: &'static str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row: Option<(Vec<u8>,)> = sqlx::query_as(query).fetch_optional(self).await?;
+        Ok(row.map(|(bytes,)| bytes))
+    }
+
+    /// SQLite writes one transaction at a time already.
+    async fn lock_history(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
