@@ -749,3 +749,23 @@ async fn a_deleted_crd_prunes_nothing() {
     );
     assert_eq!(rows(&db.url).await.len(), 10, "nothing pruned");
 }
+
+#[tokio::test]
+async fn kubectl_explain_describes_every_field_down_to_the_conditions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path());
+
+    let conditions = cluster.kubectl_ok(&["explain", "permit.status.conditions"]);
+    for text in [
+        "`Ready` or `Synced`",
+        "Why, in one CamelCase word",
+        "The `metadata.generation` this condition describes",
+    ] {
+        assert!(conditions.contains(text), "{text:?} missing:\n{conditions}");
+    }
+    let budget = cluster.kubectl_ok(&["explain", "organization.spec.budget"]);
+    assert!(
+        budget.contains("token budget") && budget.contains("Tokens the organization may use"),
+        "{budget}"
+    );
+}

@@ -143,16 +143,21 @@ pub struct ObjectStatus {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
+    /// `Ready` or `Synced`.
     #[serde(rename = "type")]
     pub type_: String,
     /// `True`, `False` or `Unknown`.
     pub status: String,
+    /// Why, in one CamelCase word (`Applied`, `Invalid`, `Conflict`, …; the
+    /// README's condition table lists them).
     pub reason: String,
+    /// What happened, in a sentence, and what to do about it.
     #[serde(default)]
     pub message: String,
+    /// The `metadata.generation` this condition describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// RFC 3339.
+    /// When `status` last changed (RFC 3339).
     pub last_transition_time: String,
 }
 
@@ -185,4 +190,67 @@ pub fn crds_yaml() -> String {
         out.push_str(&crate::model::render::to_yaml(&value));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// Every property under `schema` that has no description, as a path.
+    fn undescribed(schema: &Value, path: &str, found: &mut Vec<String>) {
+        if let Some(properties) = schema["properties"].as_object() {
+            for (name, property) in properties {
+                let at = format!("{path}.{name}");
+                let described = property["description"]
+                    .as_str()
+                    .is_some_and(|d| !d.trim().is_empty());
+                if !described {
+                    found.push(at.clone());
+                }
+                undescribed(property, &at, found);
+            }
+        }
+        undescribed_in(&schema["items"], &format!("{path}[]"), found);
+        undescribed_in(
+            &schema["additionalProperties"],
+            &format!("{path}{{}}"),
+            found,
+        );
+        for combinator in ["oneOf", "anyOf", "allOf"] {
+            for branch in schema[combinator].as_array().into_iter().flatten() {
+                undescribed(branch, path, found);
+            }
+        }
+    }
+
+    fn undescribed_in(schema: &Value, path: &str, found: &mut Vec<String>) {
+        if schema.is_object() {
+            undescribed(schema, path, found);
+        }
+    }
+
+    #[test]
+    fn every_property_of_every_crd_has_a_description_for_kubectl_explain() {
+        let mut found = Vec::new();
+        let mut walked = 0;
+        for crd in crds() {
+            let kind = crd.spec.names.kind.clone();
+            for version in crd.spec.versions {
+                let schema = version
+                    .schema
+                    .and_then(|s| s.open_api_v3_schema)
+                    .map(|s| serde_json::to_value(s).expect("a schema serializes"))
+                    .expect("each version has a schema");
+                let mut at = Vec::new();
+                undescribed(&schema, &kind, &mut at);
+                walked += schema["properties"]["spec"]["properties"]
+                    .as_object()
+                    .map_or(0, |p| p.len());
+                found.extend(at);
+            }
+        }
+        assert!(walked > 10, "the walk saw the specs' fields ({walked})");
+        assert!(found.is_empty(), "no description: {found:#?}");
+    }
 }
