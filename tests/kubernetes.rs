@@ -331,7 +331,9 @@ async fn listed_objects_become_rows_and_each_gets_one_status_patch() {
     for body in &bodies {
         assert_eq!(body["apiVersion"], "accord.dev/v1alpha1");
         assert_eq!(condition(body, "Ready")["status"], "True");
-        assert_eq!(condition(body, "Synced")["reason"], "Applied");
+        assert_eq!(condition(body, "Ready")["reason"], "Applied");
+        assert_eq!(condition(body, "Synced")["status"], "True");
+        assert_eq!(condition(body, "Synced")["reason"], "Accepted");
     }
     assert_eq!(
         bodies[0]["status"]["observedGeneration"], 3,
@@ -397,19 +399,27 @@ async fn an_invalid_object_is_marked_and_does_not_stop_the_others() {
     let twin_ready = condition(&bodies[1], "Ready");
     assert_eq!(twin_ready["status"], "False");
     assert_eq!(twin_ready["reason"], "Invalid");
+    let twin_synced = condition(&bodies[1], "Synced");
+    assert_eq!(twin_synced["status"], "False");
+    assert_eq!(twin_synced["reason"], "Invalid");
     assert!(
-        twin_ready["message"]
+        twin_synced["message"]
             .as_str()
             .unwrap_or_default()
             .contains("team-a/Permit/good"),
-        "names the object that has the id: {twin_ready}"
+        "names the object that has the id: {twin_synced}"
+    );
+    assert_ne!(
+        twin_ready["message"], twin_synced["message"],
+        "Ready says what the database holds"
     );
     assert_eq!(bodies[2]["type"], "Warning");
     assert_eq!(bodies[2]["reason"], "Invalid");
     assert_eq!(bodies[2]["regarding"]["name"], "twin");
-    let both_ready = condition(&bodies[3], "Ready");
-    assert_eq!(both_ready["reason"], "Invalid");
-    assert!(both_ready["message"]
+    assert_eq!(condition(&bodies[3], "Ready")["reason"], "Invalid");
+    let both_synced = condition(&bodies[3], "Synced");
+    assert_eq!(both_synced["reason"], "Invalid");
+    assert!(both_synced["message"]
         .as_str()
         .unwrap_or_default()
         .contains("not both"));
@@ -571,9 +581,11 @@ async fn a_conflict_with_a_git_source_is_reported_on_both_sides() {
         .sync(vec![Expect::status_patch(&pay), Expect::event("team-a")])
         .await;
 
-    let ready = condition(&bodies[0], "Ready");
-    assert_eq!(ready["reason"], "Conflict");
-    let message = ready["message"].as_str().unwrap_or_default();
+    assert_eq!(condition(&bodies[0], "Ready")["status"], "False");
+    let synced = condition(&bodies[0], "Synced");
+    assert_eq!(synced["status"], "False");
+    assert_eq!(synced["reason"], "Conflict");
+    let message = synced["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("`git`") && message.contains("perms/pay.yaml"),
         "names the other source and its file: {message}"
@@ -657,11 +669,55 @@ async fn a_database_failure_is_written_on_the_pending_objects() {
         .await;
 
     assert_eq!(outcome, Outcome::Failed);
+    let ready = condition(&bodies[0], "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "DatabaseError");
     let synced = condition(&bodies[0], "Synced");
-    assert_eq!(synced["status"], "False");
-    assert_eq!(synced["reason"], "DatabaseError");
+    assert_eq!(
+        (&synced["status"], &synced["reason"]),
+        (&json!("True"), &json!("Accepted")),
+        "the object is fine; the database is not"
+    );
     assert_eq!(bodies[1]["reason"], "DatabaseError");
     assert!(h.rows().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_suspended_organization_is_shown_as_suspended_not_as_a_failure() {
+    let mut h = Harness::new(true).await;
+    let org = object(
+        "Organization",
+        "team-a",
+        "acme",
+        1,
+        json!({"name": "Acme", "gitops": false}),
+    );
+    h.list(std::slice::from_ref(&org), vec![]);
+
+    // A status patch and no Warning Event: the verifier fails on any other request.
+    let (outcome, bodies) = h.sync(vec![Expect::status_patch(&org)]).await;
+
+    assert_ne!(outcome, Outcome::Failed);
+    let ready = condition(&bodies[0], "Ready");
+    assert_eq!(
+        (&ready["status"], &ready["reason"]),
+        (&json!("Unknown"), &json!("Suspended")),
+        "{ready}"
+    );
+    let synced = condition(&bodies[0], "Synced");
+    assert_eq!(
+        (&synced["status"], &synced["reason"]),
+        (&json!("True"), &json!("Suspended")),
+        "{synced}"
+    );
+    assert!(
+        synced["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("gitops: false"),
+        "says where the suspension comes from: {synced}"
+    );
+    assert!(h.rows().await.is_empty(), "nothing written");
 }
 
 async fn sqlx_fail_permit_inserts(store: &AnyStore) {

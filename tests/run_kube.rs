@@ -171,6 +171,34 @@ impl Drop for Cluster {
     }
 }
 
+/// The cell of `kubectl get`'s table in the row named `name` under
+/// `column`, read by the header's column offsets (a cell may be blank).
+fn cell(table: &str, name: &str, column: &str) -> String {
+    let mut lines = table.lines();
+    let header = lines.next().unwrap_or_default();
+    let starts: Vec<usize> = header
+        .char_indices()
+        .filter(|&(i, c)| c != ' ' && (i == 0 || header[..i].ends_with("  ")))
+        .map(|(i, _)| i)
+        .collect();
+    let index = starts
+        .iter()
+        .position(|&i| header[i..].split("  ").next() == Some(column))
+        .unwrap_or_else(|| panic!("no {column} column:\n{table}"));
+    let row = lines
+        .find(|l| l.split_whitespace().any(|word| word == name))
+        .unwrap_or_else(|| panic!("no row {name}:\n{table}"));
+    let end = starts
+        .get(index + 1)
+        .copied()
+        .unwrap_or(row.len())
+        .min(row.len());
+    row.get(starts[index].min(row.len())..end)
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
 fn condition(object: &Value, type_: &str) -> Value {
     object["status"]["conditions"]
         .as_array()
@@ -270,7 +298,7 @@ async fn kubectl_users_see_their_objects_applied_with_status_and_events() {
     // `kubectl get` shows the printer columns.
     let table = cluster.kubectl_ok(&["get", "permits"]);
     let header = table.lines().next().unwrap_or_default();
-    for column in ["NAME", "APP", "PERMISSION", "SYNCED", "AGE"] {
+    for column in ["NAME", "APP", "PERMISSION", "READY", "SYNCED", "AGE"] {
         assert!(header.contains(column), "{column} missing from {header}");
     }
     assert!(
@@ -278,14 +306,26 @@ async fn kubectl_users_see_their_objects_applied_with_status_and_events() {
         "{table}"
     );
 
-    // The invalid object says why, on the object and in an Event.
-    let ready = condition(&cluster.object("enrollment", "both-subjects"), "Ready");
-    assert_eq!(ready["status"], "False");
+    // The invalid object says why (Synced) and that nothing of it is in
+    // the database (Ready), on the object and in an Event.
+    let both = cluster.object("enrollment", "both-subjects");
+    let (ready, accepted) = (condition(&both, "Ready"), condition(&both, "Synced"));
+    assert_eq!(
+        (&ready["status"], &accepted["status"]),
+        (&"False".into(), &"False".into())
+    );
+    assert!(
+        accepted["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not both"),
+        "{accepted}"
+    );
     assert!(
         ready["message"]
             .as_str()
             .unwrap_or_default()
-            .contains("not both"),
+            .contains("not applied"),
         "{ready}"
     );
     let events: Value =
@@ -767,5 +807,56 @@ async fn kubectl_explain_describes_every_field_down_to_the_conditions() {
     assert!(
         budget.contains("token budget") && budget.contains("Tokens the organization may use"),
         "{budget}"
+    );
+}
+
+const SUSPENDED_ORG: &str = "apiVersion: accord.dev/v1alpha1
+kind: Organization
+metadata:
+  name: paused
+  namespace: default
+spec:
+  name: Paused Inc
+  gitops: false
+";
+
+#[tokio::test]
+async fn a_suspended_organization_reads_as_suspended_not_as_a_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path());
+    let db = TestDb::new(Backend::Sqlite).await;
+    let manifest = dir.path().join("paused.yaml");
+    std::fs::write(&manifest, SUSPENDED_ORG).expect("write");
+    cluster.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8")]);
+    let config = config(dir.path(), &cluster, &db.url, "5s");
+    let accord = Controller::start(dir.path(), &config, free_port()).await;
+
+    let seen = eventually(WAIT, || async {
+        condition(&cluster.object("organization", "paused"), "Ready")["reason"] == "Suspended"
+    })
+    .await;
+    assert!(seen, "{:#?}\n{}", cluster.objects(), accord.log_text());
+
+    // `kubectl get -o wide`: READY Unknown, SYNCED True, REASON Suspended.
+    let table = cluster.kubectl_ok(&["get", "organization", "paused", "-o", "wide"]);
+    let cell = |column: &str| cell(&table, "paused", column);
+    assert_eq!(
+        [cell("READY"), cell("SYNCED"), cell("REASON")],
+        ["Unknown", "True", "Suspended"],
+        "{table}"
+    );
+    // No Warning Event: nothing is wrong.
+    let events: Value =
+        serde_json::from_str(&cluster.kubectl_ok(&["get", "events", "-o", "json"])).expect("json");
+    let warnings: Vec<&Value> = events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["type"] == "Warning" && e["involvedObject"]["name"] == "paused")
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
+    assert!(
+        rows(&db.url).await.is_empty(),
+        "a suspended org is not written"
     );
 }

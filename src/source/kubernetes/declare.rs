@@ -129,15 +129,19 @@ pub fn outcomes(
         .map(|object| {
             let id = object.id();
             if let Some(error) = rejections.get(id.as_str()) {
-                let message = if held.contains(id.as_str()) {
-                    format!("{}; the version applied before stays in the database", error.message)
+                let database = if held.contains(id.as_str()) {
+                    "not applied: the version applied before stays in the database"
                 } else {
-                    error.message.clone()
+                    "not applied: this generation is invalid (see Synced)"
                 };
-                return Outcome::failed(reasons::INVALID, message, false);
+                return Outcome::rejected(reasons::INVALID, error.message.clone(), database);
             }
             let Some((key, _)) = keys.get(id.as_str()) else {
-                return Outcome::failed(reasons::INVALID, "not declared".into(), false);
+                return Outcome::rejected(
+                    reasons::INVALID,
+                    "not declared".into(),
+                    "not applied: this generation is invalid (see Synced)",
+                );
             };
             let change = changes.get(key).copied();
             let pending = change.is_some_and(|c| {
@@ -152,19 +156,18 @@ pub fn outcomes(
                 s.observed_generation == object.generation
                     && s.conditions
                         .iter()
-                        .any(|c| c.type_ == status::SYNCED && c.reason == reasons::APPLIED)
+                        .any(|c| c.type_ == status::READY && c.reason == reasons::APPLIED)
             });
             match result {
                 _ if held_back => {}
                 SyncResult::Failed(_, message) if pending || !already_applied => {
-                    return Outcome::failed(
+                    return Outcome::not_applied(
                         reasons::DATABASE_ERROR,
                         format!("not applied: {message}; the database keeps its previous state and accord retries"),
-                        false,
                     )
                 }
                 SyncResult::Refused(_, message) if pending || !already_applied => {
-                    return Outcome::failed(reasons::DELETION_REFUSED, message.clone(), false)
+                    return Outcome::not_applied(reasons::DELETION_REFUSED, message.clone())
                 }
                 SyncResult::Failed(..) | SyncResult::Refused(..) => return Outcome::applied(),
                 SyncResult::Applied(_) => {}
@@ -176,28 +179,21 @@ pub fn outcomes(
                 Action::Create | Action::Update | Action::Delete => Outcome::applied(),
                 Action::Drift => match drift {
                     DriftPolicy::Correct => Outcome::drift_corrected(&change.note),
-                    DriftPolicy::Report => Outcome::failed(
+                    DriftPolicy::Report => Outcome::not_applied(
                         reasons::DRIFTED,
                         format!(
                             "the row was {} and the drift policy is report, so accord leaves it; changed: {}",
                             change.note,
                             change.fields.iter().map(|f| f.field.as_str()).collect::<Vec<_>>().join(", ")
                         ),
-                        false,
                     ),
                 },
-                Action::Conflict => Outcome::failed(
+                Action::Conflict => Outcome::rejected(
                     reasons::CONFLICT,
-                    format!("not applied: {}", change.note),
-                    false,
+                    format!("conflict: {}", change.note),
+                    "not applied: the database holds another owner's row, or none (see Synced)",
                 ),
-                Action::Suspended => Outcome {
-                    reason: reasons::SUSPENDED,
-                    message: format!("not applied: {}", change.note),
-                    ready: false,
-                    synced: false,
-                    event: None,
-                },
+                Action::Suspended => Outcome::suspended(&change.note),
             }
         })
         .collect()
@@ -287,14 +283,19 @@ mod tests {
         );
 
         assert_eq!(
-            outcomes[0].reason,
+            outcomes[0].synced.reason,
             reasons::CONFLICT,
             "`pay` is in conflict either way"
         );
         assert_eq!(
-            outcomes[1].reason,
+            outcomes[1].ready.reason,
             reasons::DELETION_REFUSED,
             "`new` was not applied"
+        );
+        assert_eq!(
+            outcomes[1].synced.reason,
+            reasons::ACCEPTED,
+            "though nothing is wrong with `new` itself"
         );
     }
 }

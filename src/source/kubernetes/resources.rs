@@ -35,6 +35,11 @@ pub const VERSION: &str = "v1alpha1";
         json_path = ".spec.permissionId"
     ),
     printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
         name = "Synced",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Synced\")].status"
@@ -43,7 +48,7 @@ pub const VERSION: &str = "v1alpha1";
         name = "Reason",
         type_ = "string",
         priority = "1",
-        json_path = ".status.conditions[?(@.type==\"Synced\")].reason"
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(
         name = "Age",
@@ -69,6 +74,11 @@ pub struct PermitResourceSpec(pub PermitSpec);
     printcolumn(name = "App", type_ = "string", json_path = ".spec.app"),
     printcolumn(name = "Role", type_ = "string", json_path = ".spec.role"),
     printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
         name = "Synced",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Synced\")].status"
@@ -77,7 +87,7 @@ pub struct PermitResourceSpec(pub PermitSpec);
         name = "Reason",
         type_ = "string",
         priority = "1",
-        json_path = ".status.conditions[?(@.type==\"Synced\")].reason"
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(
         name = "Age",
@@ -103,6 +113,11 @@ pub struct EnrollmentResourceSpec(pub EnrollmentSpec);
     printcolumn(name = "App", type_ = "string", json_path = ".spec.app"),
     printcolumn(name = "Display Name", type_ = "string", json_path = ".spec.name"),
     printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
         name = "Synced",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Synced\")].status"
@@ -111,7 +126,7 @@ pub struct EnrollmentResourceSpec(pub EnrollmentSpec);
         name = "Reason",
         type_ = "string",
         priority = "1",
-        json_path = ".status.conditions[?(@.type==\"Synced\")].reason"
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(
         name = "Age",
@@ -126,8 +141,11 @@ pub struct OrganizationResourceSpec(pub OrganizationSpec);
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectStatus {
-    /// `Ready` (the database holds what the object declares) and `Synced`
-    /// (the last sync applied this generation).
+    /// `Synced`: accord read this generation and accepted it (`False`:
+    /// the object has something to fix, `Invalid` or `Conflict`). `Ready`:
+    /// the database holds what this generation declares, now (`False`:
+    /// `Drifted`, `DatabaseError`, `DeletionRefused`, or `Synced`'s reason;
+    /// `Unknown`: `Suspended`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -148,7 +166,7 @@ pub struct Condition {
     pub type_: String,
     /// `True`, `False` or `Unknown`.
     pub status: String,
-    /// Why, in one CamelCase word (`Applied`, `Invalid`, `Conflict`, …; the
+    /// Why, in one CamelCase word (`Accepted`, `Applied`, `Invalid`, …; the
     /// README's condition table lists them).
     pub reason: String,
     /// What happened, in a sentence, and what to do about it.
