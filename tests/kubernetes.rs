@@ -529,12 +529,13 @@ async fn the_app_comes_from_the_spec_else_the_namespace_annotation_else_the_defa
         vec![namespace],
     );
 
-    h.sync(vec![
-        Expect::status_patch(&from_namespace),
-        Expect::status_patch(&own),
-        Expect::status_patch(&default),
-    ])
-    .await;
+    let (_, bodies) = h
+        .sync(vec![
+            Expect::status_patch(&from_namespace),
+            Expect::status_patch(&own),
+            Expect::status_patch(&default),
+        ])
+        .await;
 
     let live = h.store.load(None).await.expect("load");
     let mut apps: Vec<(String, String)> = live
@@ -549,6 +550,19 @@ async fn the_app_comes_from_the_spec_else_the_namespace_annotation_else_the_defa
             ("inherited".into(), "team-a.example.com".into()),
             ("own".into(), "own.example.com".into()),
             ("plain".into(), "unnamed".into()),
+        ]
+    );
+    // The status says it too, for the printer columns: the spec may not.
+    let shown: Vec<(&Value, &Value)> = bodies
+        .iter()
+        .map(|b| (&b["status"]["app"], &b["status"]["id"]))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (&json!("team-a.example.com"), &json!("inherited")),
+            (&json!("own.example.com"), &json!("own")),
+            (&json!("unnamed"), &json!("plain")),
         ]
     );
 }

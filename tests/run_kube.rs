@@ -860,3 +860,62 @@ async fn a_suspended_organization_reads_as_suspended_not_as_a_failure() {
         "a suspended org is not written"
     );
 }
+
+const TEAM_A_PERMIT: &str = "apiVersion: accord.dev/v1alpha1
+kind: Permit
+metadata:
+  name: team-a-reports
+  namespace: team-a
+spec:
+  permissionId: report-svc:report:read
+  slugs: [reporting-job]
+";
+
+#[tokio::test]
+async fn kubectl_get_shows_the_app_from_the_namespace_annotation_or_the_default() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path());
+    let db = TestDb::new(Backend::Sqlite).await;
+    cluster.apply_examples();
+    cluster.kubectl_ok(&["create", "namespace", "team-a"]);
+    cluster.kubectl_ok(&[
+        "annotate",
+        "namespace",
+        "team-a",
+        "accord.dev/app=team-a.example.com",
+    ]);
+    let manifest = dir.path().join("team-a.yaml");
+    std::fs::write(&manifest, TEAM_A_PERMIT).expect("write");
+    cluster.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8")]);
+    let config = config(dir.path(), &cluster, &db.url, "5s");
+    let accord = Controller::start(dir.path(), &config, free_port()).await;
+
+    let settled = eventually(WAIT, || async {
+        let objects = cluster.objects();
+        objects.len() == EXAMPLES + 1 && objects.iter().all(synced)
+    })
+    .await;
+    assert!(settled, "{:#?}\n{}", cluster.objects(), accord.log_text());
+
+    let permits = cluster.kubectl_ok(&["get", "permits", "-A", "-o", "wide"]);
+    assert_eq!(
+        cell(&permits, "team-a-reports", "APP"),
+        "team-a.example.com",
+        "from the namespace annotation:\n{permits}"
+    );
+    assert_eq!(cell(&permits, "team-a-reports", "ID"), "team-a-reports");
+    assert_eq!(
+        cell(&permits, "order-service-payments", "APP"),
+        "unnamed",
+        "the default:\n{permits}"
+    );
+    let enrollments = cluster.kubectl_ok(&["get", "enrollments"]);
+    assert_eq!(
+        cell(&enrollments, "payment-processor", "APP"),
+        "shop.example.com",
+        "from the spec:\n{enrollments}"
+    );
+    let organizations = cluster.kubectl_ok(&["get", "organizations", "-o", "wide"]);
+    assert_eq!(cell(&organizations, "acme", "APP"), "unnamed");
+    assert_eq!(cell(&organizations, "acme", "ID"), "acme", "the slug");
+}

@@ -8,9 +8,9 @@ use serde_json::Value;
 
 use super::object::KubeObject;
 use super::resources;
-use super::status::{self, reasons, Outcome};
+use super::status::{self, reasons, AppliesAs, Outcome};
 use crate::model::parse::parse_file;
-use crate::model::{Declaration, DesiredState, Diagnostic, Key, Limits};
+use crate::model::{Declaration, DesiredState, Diagnostic, Key, Kind, Limits, DEFAULT_APP};
 use crate::plan::{Action, Change, Plan};
 use crate::policy::DriftPolicy;
 use crate::source::Declared;
@@ -124,7 +124,7 @@ pub fn outcomes(
     let changes: HashMap<&Key, &Change> = plan
         .map(|p| p.changes.iter().map(|c| (&c.key, c)).collect())
         .unwrap_or_default();
-    objects
+    let mut outcomes: Vec<Outcome> = objects
         .iter()
         .map(|object| {
             let id = object.id();
@@ -196,13 +196,41 @@ pub fn outcomes(
                 Action::Suspended => Outcome::suspended(&change.note),
             }
         })
-        .collect()
+        .collect();
+    for (object, outcome) in objects.iter().zip(&mut outcomes) {
+        outcome.applies_as = Some(match keys.get(object.id().as_str()) {
+            Some((key, _)) => AppliesAs {
+                app: key.app.to_string(),
+                id: key.id.to_string(),
+            },
+            None => named(object),
+        });
+    }
+    outcomes
+}
+
+/// The app and id an object names, resolved as [`declare`] and the parser
+/// resolve them: for an object they rejected, which has no key, so that
+/// `kubectl get` still shows what it would apply as.
+fn named(object: &KubeObject) -> AppliesAs {
+    let field = |name: &str| object.spec.get(name).and_then(Value::as_str);
+    let app = field("app")
+        .or_else(|| field("appHost"))
+        .or(object.namespace_app.as_deref())
+        .unwrap_or(DEFAULT_APP);
+    let id = match object.kind {
+        Kind::Organization => field("slug"),
+        Kind::Permit | Kind::Enrollment => field("id"),
+    };
+    AppliesAs {
+        app: app.to_owned(),
+        id: id.unwrap_or(&object.name).to_owned(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Kind;
     use crate::plan::{LiveRow, LiveState, PlanOptions};
     use k8s_openapi::api::core::v1::ObjectReference;
 
@@ -296,6 +324,47 @@ mod tests {
             outcomes[1].synced.reason,
             reasons::ACCEPTED,
             "though nothing is wrong with `new` itself"
+        );
+    }
+
+    #[test]
+    fn each_object_shows_the_app_and_id_it_applies_as_even_when_rejected() {
+        let mut inherited = permit("inherited");
+        inherited.namespace_app = Some("team-a.example.com".into());
+        let mut own = permit("own");
+        own.spec["id"] = serde_json::json!("own-id");
+        own.spec["app"] = serde_json::json!("own.example.com");
+        let mut rejected = permit("rejected");
+        rejected.namespace_app = Some("team-a.example.com".into());
+        rejected.spec["slugs"] = serde_json::json!(["not a slug"]);
+        let objects = vec![inherited, own, permit("plain"), rejected];
+        let declared = declare(&objects, Limits::default());
+        assert_eq!(declared.rejected.len(), 1, "{:?}", declared.rejected);
+        let plan = Plan::default();
+
+        let outcomes = outcomes(
+            &objects,
+            &declared,
+            &HashSet::new(),
+            &SyncResult::Applied(&plan),
+            DriftPolicy::Correct,
+        );
+
+        let shown: Vec<(&str, &str)> = outcomes
+            .iter()
+            .map(|o| {
+                let name = o.applies_as.as_ref().expect("every object is named");
+                (name.app.as_str(), name.id.as_str())
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("team-a.example.com", "inherited"),
+                ("own.example.com", "own-id"),
+                ("unnamed", "plain"),
+                ("team-a.example.com", "rejected"),
+            ]
         );
     }
 }

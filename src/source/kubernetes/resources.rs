@@ -28,7 +28,13 @@ pub const VERSION: &str = "v1alpha1";
     shortname = "pmt",
     category = "accord",
     doc = "A permission grant applied by accord to the access-control database.",
-    printcolumn(name = "App", type_ = "string", json_path = ".spec.app"),
+    printcolumn(name = "App", type_ = "string", json_path = ".status.app"),
+    printcolumn(
+        name = "ID",
+        type_ = "string",
+        priority = "1",
+        json_path = ".status.id"
+    ),
     printcolumn(
         name = "Permission",
         type_ = "string",
@@ -71,7 +77,13 @@ pub struct PermitResourceSpec(pub PermitSpec);
     shortname = "enr",
     category = "accord",
     doc = "A role assignment applied by accord to the access-control database.",
-    printcolumn(name = "App", type_ = "string", json_path = ".spec.app"),
+    printcolumn(name = "App", type_ = "string", json_path = ".status.app"),
+    printcolumn(
+        name = "ID",
+        type_ = "string",
+        priority = "1",
+        json_path = ".status.id"
+    ),
     printcolumn(name = "Role", type_ = "string", json_path = ".spec.role"),
     printcolumn(
         name = "Ready",
@@ -110,7 +122,13 @@ pub struct EnrollmentResourceSpec(pub EnrollmentSpec);
     shortname = "aorg",
     category = "accord",
     doc = "An organization applied by accord to the access-control database.",
-    printcolumn(name = "App", type_ = "string", json_path = ".spec.app"),
+    printcolumn(name = "App", type_ = "string", json_path = ".status.app"),
+    printcolumn(
+        name = "ID",
+        type_ = "string",
+        priority = "1",
+        json_path = ".status.id"
+    ),
     printcolumn(name = "Display Name", type_ = "string", json_path = ".spec.name"),
     printcolumn(
         name = "Ready",
@@ -155,6 +173,14 @@ pub struct ObjectStatus {
     /// When accord last changed this object's row or status (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_synced_at: Option<String>,
+    /// The app accord applies the object to: `spec.app`, else the
+    /// namespace's `accord.dev/app` annotation, else `unnamed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// The id accord applies the object as (an Organization's slug):
+    /// `spec.id` (`spec.slug`), else `metadata.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// A standard Kubernetes condition.

@@ -94,6 +94,16 @@ pub struct Outcome {
     /// An Event to publish when the status changes (or, for drift
     /// correction, each time it happens).
     pub event: Option<EventNote>,
+    /// The app and id the object applies as: the spec does not always say
+    /// (the app may come from the namespace, or default), so the status does.
+    pub applies_as: Option<AppliesAs>,
+}
+
+/// The key an object applies as, as `status.app` and `status.id` show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliesAs {
+    pub app: String,
+    pub id: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,6 +136,7 @@ impl Outcome {
             ),
             synced: Verdict::accepted(),
             event: None,
+            applies_as: None,
         }
     }
 
@@ -148,6 +159,7 @@ impl Outcome {
             event: Some(EventNote::warning(reason, &message)),
             ready: Verdict::new(Truth::False, reason, message),
             synced: Verdict::accepted(),
+            applies_as: None,
         }
     }
 
@@ -158,6 +170,7 @@ impl Outcome {
             event: Some(EventNote::warning(reason, &problem)),
             ready: Verdict::new(Truth::False, reason, database),
             synced: Verdict::new(Truth::False, reason, problem),
+            applies_as: None,
         }
     }
 
@@ -176,6 +189,7 @@ impl Outcome {
                 format!("accepted; suspended ({note})"),
             ),
             event: None,
+            applies_as: None,
         }
     }
 }
@@ -210,6 +224,8 @@ pub fn status_for(
         ],
         observed_generation: generation,
         last_synced_at: Some(now.to_owned()),
+        app: outcome.applies_as.as_ref().map(|a| a.app.clone()),
+        id: outcome.applies_as.as_ref().map(|a| a.id.clone()),
     }
 }
 
@@ -222,6 +238,7 @@ pub fn differs(current: Option<&ObjectStatus>, next: &ObjectStatus) -> bool {
     let strip = |s: &ObjectStatus| {
         (
             s.observed_generation,
+            (s.app.clone(), s.id.clone()),
             s.conditions
                 .iter()
                 .map(|c| {
