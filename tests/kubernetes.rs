@@ -485,6 +485,31 @@ async fn a_status_changed_by_someone_else_since_is_written_again() {
 }
 
 #[tokio::test]
+async fn a_reconcile_request_is_answered_with_its_value_in_the_status_once() {
+    let mut h = Harness::new(true).await;
+    let pay = permit_object("pay", "svc:act");
+    let mut echoed = h.synced(std::slice::from_ref(&pay)).await.remove(0);
+
+    // `kubectl annotate`: metadata only, the generation stays.
+    echoed["metadata"]["annotations"] = json!({"accord.dev/reconcile-requested-at": "1767225600"});
+    echoed["metadata"]["resourceVersion"] = json!("200");
+    h.list(std::slice::from_ref(&echoed), vec![]);
+    let (_, bodies) = h.sync(vec![Expect::status_patch(&echoed)]).await;
+
+    assert_eq!(bodies[0]["status"]["lastHandledReconcileAt"], "1767225600");
+    assert_eq!(
+        condition(&bodies[0], "Ready")["status"],
+        "True",
+        "the rest of the status stands"
+    );
+    // Handled once: the next sync has nothing to write.
+    let answered = with_status(&echoed, &bodies[0]["status"]);
+    h.list(std::slice::from_ref(&answered), vec![]);
+    let (_, none) = h.sync(vec![]).await;
+    assert!(none.is_empty());
+}
+
+#[tokio::test]
 async fn an_object_gone_from_the_list_has_its_row_pruned() {
     let mut h = Harness::new(true).await;
     let objects: Vec<Value> = (0..4)

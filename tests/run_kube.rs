@@ -919,3 +919,66 @@ async fn kubectl_get_shows_the_app_from_the_namespace_annotation_or_the_default(
     assert_eq!(cell(&organizations, "acme", "APP"), "unnamed");
     assert_eq!(cell(&organizations, "acme", "ID"), "acme", "the slug");
 }
+
+#[tokio::test]
+async fn kubectl_annotate_asks_for_a_sync_and_kubectl_wait_sees_it_handled() {
+    const REQUEST: &str = "accord.dev/reconcile-requested-at";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path());
+    let db = TestDb::new(Backend::Sqlite).await;
+    cluster.apply_examples();
+    // The interval is an hour: only a change can start a sync in this test.
+    let config = config(dir.path(), &cluster, &db.url, "5s");
+    let accord = Controller::start(dir.path(), &config, free_port()).await;
+    let settled = eventually(WAIT, || async {
+        let objects = cluster.objects();
+        objects.len() == EXAMPLES && objects.iter().all(synced)
+    })
+    .await;
+    assert!(settled, "{}", accord.log_text());
+    // Whatever the start queued is served by this sync.
+    let (code, _) = accord.post("/api/v1/sources/kubernetes/sync", None).await;
+    assert_eq!(code, 200);
+
+    // A hand edit only a sync puts back; no spec changes, so no sync yet.
+    let store = accord::store::AnyStore::connect(&db.url)
+        .await
+        .expect("store");
+    let accord::store::AnyStore::Sqlite(sqlite) = &store else {
+        panic!("a SQLite database");
+    };
+    let permission = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT permission_id FROM permits WHERE id = 'order-service-payments'",
+        )
+        .fetch_one(sqlite.pool())
+        .await
+        .expect("the row")
+    };
+    sqlx::query(
+        "UPDATE permits SET permission_id = 'payment-svc:payment:refund' WHERE id = 'order-service-payments'",
+    )
+    .execute(sqlite.pool())
+    .await
+    .expect("hand edit");
+
+    for (object, requested) in [
+        ("permit/order-service-payments", "1767225600"),
+        ("organization/acme", "1767225601"),
+    ] {
+        let annotation = format!("{REQUEST}={requested}");
+        cluster.kubectl_ok(&["annotate", object, &annotation, "--overwrite"]);
+        let condition = format!("jsonpath={{.status.lastHandledReconcileAt}}={requested}");
+        let (handled, _, stderr) =
+            cluster.kubectl(&["wait", object, "--for", &condition, "--timeout=60s"]);
+        assert!(handled, "{object}: {stderr}\n{}", accord.log_text());
+    }
+    assert_eq!(
+        permission().await,
+        "payment-svc:payment:process",
+        "the requested sync put the row back"
+    );
+    let again = cluster.object("permit", "order-service-payments");
+    assert_eq!(again["status"]["lastHandledReconcileAt"], "1767225600");
+    assert_eq!(condition(&again, "Ready")["status"], "True");
+}

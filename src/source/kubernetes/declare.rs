@@ -248,6 +248,7 @@ mod tests {
             namespace_app: None,
             reference: ObjectReference::default(),
             field_manager: None,
+            reconcile_requested: None,
         }
     }
 

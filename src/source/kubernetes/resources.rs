@@ -181,6 +181,10 @@ pub struct ObjectStatus {
     /// `spec.id` (`spec.slug`), else `metadata.name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The last `accord.dev/reconcile-requested-at` annotation a sync has
+    /// handled: wait for it to equal the value set to know the sync ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
 }
 
 /// A standard Kubernetes condition.

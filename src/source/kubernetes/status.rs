@@ -195,10 +195,12 @@ impl Outcome {
 }
 
 /// The status an object should carry after `outcome`, keeping each
-/// condition's transition time when its status did not flip.
+/// condition's transition time when its status did not flip. `requested`
+/// is the object's reconcile request, which this sync has handled.
 pub fn status_for(
     outcome: &Outcome,
     generation: Option<i64>,
+    requested: Option<&str>,
     current: Option<&ObjectStatus>,
     now: &str,
 ) -> ObjectStatus {
@@ -226,6 +228,10 @@ pub fn status_for(
         last_synced_at: Some(now.to_owned()),
         app: outcome.applies_as.as_ref().map(|a| a.app.clone()),
         id: outcome.applies_as.as_ref().map(|a| a.id.clone()),
+        // A removed annotation leaves the last value handled, as Flux does.
+        last_handled_reconcile_at: requested
+            .map(str::to_owned)
+            .or_else(|| current.and_then(|c| c.last_handled_reconcile_at.clone())),
     }
 }
 
@@ -239,6 +245,7 @@ pub fn differs(current: Option<&ObjectStatus>, next: &ObjectStatus) -> bool {
         (
             s.observed_generation,
             (s.app.clone(), s.id.clone()),
+            s.last_handled_reconcile_at.clone(),
             s.conditions
                 .iter()
                 .map(|c| {
@@ -283,10 +290,17 @@ mod tests {
 
     #[test]
     fn a_status_that_only_differs_in_times_is_not_rewritten() {
-        let first = status_for(&Outcome::applied(), Some(2), None, "2026-01-01T00:00:00Z");
+        let first = status_for(
+            &Outcome::applied(),
+            Some(2),
+            None,
+            None,
+            "2026-01-01T00:00:00Z",
+        );
         let again = status_for(
             &Outcome::applied(),
             Some(2),
+            None,
             Some(&first),
             "2026-01-02T00:00:00Z",
         );
@@ -295,13 +309,13 @@ mod tests {
             again.conditions[0].last_transition_time, "2026-01-01T00:00:00Z",
             "no flip, the transition time stays"
         );
-        let newer = status_for(&Outcome::applied(), Some(3), Some(&first), "t");
+        let newer = status_for(&Outcome::applied(), Some(3), None, Some(&first), "t");
         assert!(differs(Some(&first), &newer), "a new generation is news");
     }
 
     #[test]
     fn a_flip_to_false_moves_the_transition_time() {
-        let ok = status_for(&Outcome::applied(), Some(1), None, "t1");
+        let ok = status_for(&Outcome::applied(), Some(1), None, None, "t1");
         let bad = status_for(
             &Outcome::rejected(
                 reasons::CONFLICT,
@@ -309,6 +323,7 @@ mod tests {
                 "not applied",
             ),
             Some(1),
+            None,
             Some(&ok),
             "t2",
         );
@@ -323,6 +338,7 @@ mod tests {
         let failed = status_for(
             &Outcome::not_applied(reasons::DATABASE_ERROR, "disk on fire".into()),
             Some(1),
+            None,
             None,
             "t",
         );
@@ -346,7 +362,7 @@ mod tests {
         );
         assert_ne!(ready.message, synced.message);
 
-        let applied = status_for(&Outcome::applied(), Some(1), None, "t");
+        let applied = status_for(&Outcome::applied(), Some(1), None, None, "t");
         assert_ne!(
             applied.conditions[0].reason, applied.conditions[1].reason,
             "even when all is well, each says its own thing"
@@ -360,7 +376,7 @@ mod tests {
             "userId and contactId: one, not both".into(),
             "not applied: the version applied before stays in the database",
         );
-        let status = status_for(&outcome, Some(2), None, "t");
+        let status = status_for(&outcome, Some(2), None, None, "t");
         assert!(status.conditions.iter().all(|c| c.status == "False"));
         assert!(status.conditions[1].message.contains("not both"));
         assert!(status.conditions[0]
@@ -372,7 +388,7 @@ mod tests {
     #[test]
     fn a_suspended_organization_is_not_shown_as_a_failure() {
         let outcome = Outcome::suspended("gitops: false; left alone");
-        let status = status_for(&outcome, Some(1), None, "t");
+        let status = status_for(&outcome, Some(1), None, None, "t");
         let statuses: Vec<(&str, &str)> = status
             .conditions
             .iter()
@@ -386,5 +402,32 @@ mod tests {
             ]
         );
         assert!(outcome.event.is_none(), "no Warning Event");
+    }
+
+    #[test]
+    fn a_reconcile_request_is_recorded_once_handled_and_kept_after_it_is_removed() {
+        let applied = Outcome::applied();
+        let first = status_for(&applied, Some(1), None, None, "t1");
+        assert_eq!(first.last_handled_reconcile_at, None);
+
+        let asked = status_for(&applied, Some(1), Some("1767225600"), Some(&first), "t2");
+        assert_eq!(
+            asked.last_handled_reconcile_at.as_deref(),
+            Some("1767225600")
+        );
+        assert!(
+            differs(Some(&first), &asked),
+            "a handled request is written"
+        );
+
+        let again = status_for(&applied, Some(1), Some("1767225600"), Some(&asked), "t3");
+        assert!(!differs(Some(&asked), &again), "and only once");
+
+        let removed = status_for(&applied, Some(1), None, Some(&asked), "t4");
+        assert_eq!(
+            removed.last_handled_reconcile_at.as_deref(),
+            Some("1767225600")
+        );
+        assert!(!differs(Some(&asked), &removed));
     }
 }
