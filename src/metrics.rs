@@ -43,6 +43,7 @@ pub struct Metrics {
     pub revision: Family<RevisionLabels, Gauge>,
     pub deletions_refused: Family<SourceLabel, Counter>,
     pub audit_chain_ok: Gauge,
+    pub resource_version: Family<SourceLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -79,7 +80,7 @@ impl Default for Metrics {
         let revision = Family::<RevisionLabels, Gauge>::default();
         registry.register(
             "source_revision",
-            "The revision a source last applied (value 1)",
+            "The revision a Git or folder source last applied (value 1)",
             revision.clone(),
         );
         let deletions_refused = Family::<SourceLabel, Counter>::default();
@@ -94,6 +95,12 @@ impl Default for Metrics {
             "1 while the history's hash chain holds, 0 once a row was found edited, inserted or removed",
             audit_chain_ok.clone(),
         );
+        let resource_version = Family::<SourceLabel, Gauge>::default();
+        registry.register(
+            "source_revision_resource_version",
+            "The resourceVersion a Kubernetes source last applied",
+            resource_version.clone(),
+        );
         Metrics {
             registry,
             deletions_refused,
@@ -104,6 +111,7 @@ impl Default for Metrics {
             drift_open,
             last_success,
             revision,
+            resource_version,
         }
     }
 }
@@ -129,5 +137,18 @@ impl Metrics {
                 revision: revision.into(),
             })
             .set(1);
+    }
+
+    /// Records the resourceVersion a Kubernetes source applied: as a
+    /// value, since it changes at every write in the cluster (accord's own
+    /// status writes too), and as a label each would start a new series.
+    pub fn set_resource_version(&self, source: &str, revision: &str) {
+        if let Ok(version) = revision.parse::<i64>() {
+            self.resource_version
+                .get_or_create(&SourceLabel {
+                    source: source.into(),
+                })
+                .set(version);
+        }
     }
 }

@@ -509,6 +509,48 @@ async fn a_reconcile_request_is_answered_with_its_value_in_the_status_once() {
     assert!(none.is_empty());
 }
 
+/// The series of the revision metrics: name and labels, without values.
+fn revision_series(metrics: &str) -> Vec<String> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("accord_source_revision"))
+        .filter_map(|l| l.rsplit_once(' ').map(|(series, _)| series.to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_revision_metric_keeps_one_series_while_resource_versions_pass() {
+    let mut h = Harness::new(true).await;
+    let mut pay = permit_object("pay", "svc:act");
+    let mut seen = Vec::new();
+    for round in 1..=4 {
+        let version = 100 * round;
+        pay["metadata"]["generation"] = json!(round);
+        pay["metadata"]["resourceVersion"] = json!(version.to_string());
+        pay["spec"]["slugs"] = json!([format!("caller-{round}")]);
+        h.list(std::slice::from_ref(&pay), vec![]);
+        let (outcome, _) = h.sync(vec![Expect::status_patch(&pay)]).await;
+        assert_eq!(outcome, Outcome::Applied);
+
+        let metrics = h.worker.state.metrics.encode();
+        let line =
+            format!(r#"accord_source_revision_resource_version{{source="{SOURCE}"}} {version}"#);
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "the resourceVersion is the value: {metrics}"
+        );
+        seen.push(revision_series(&metrics));
+    }
+    // What Prometheus stores per sync: the same single series each time.
+    seen.dedup();
+    assert_eq!(
+        seen,
+        [[format!(
+            r#"accord_source_revision_resource_version{{source="{SOURCE}"}}"#
+        )]]
+    );
+}
+
 #[tokio::test]
 async fn an_object_gone_from_the_list_has_its_row_pruned() {
     let mut h = Harness::new(true).await;
