@@ -122,7 +122,7 @@ def one_run(accord, n, crds):
                 _, raw = request(port, "GET", path)
                 st = json.loads(raw).get("status", {})
                 return st.get("observedGeneration") == 2 and any(
-                    c["type"] == "Synced" and c["status"] == "True" for c in st.get("conditions", []))
+                    c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions", []))
             assert wait(applied, 60), "edit not applied"
             result["edit_s"] = time.time() - t
         finally:
@@ -141,12 +141,14 @@ def one_run(accord, n, crds):
                     ns, name = names.pop()
                 # The same shape as the status accord writes: two conditions.
                 now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-                condition = {"status": "True", "reason": "Applied", "observedGeneration": 1,
-                             "message": "the database holds what this object declares",
-                             "lastTransitionTime": now}
+                condition = {"status": "True", "observedGeneration": 1, "lastTransitionTime": now}
+                ready = dict(condition, type="Ready", reason="Applied",
+                             message="the database holds what this generation declares")
+                synced = dict(condition, type="Synced", reason="Accepted",
+                              message="this generation is valid and no other owner holds its key")
                 body = {"apiVersion": "accord.dev/v1alpha1", "kind": "Permit",
-                        "status": {"conditions": [dict(condition, type="Ready"), dict(condition, type="Synced")],
-                                   "observedGeneration": 1, "lastSyncedAt": now}}
+                        "status": {"conditions": [ready, synced], "observedGeneration": 1,
+                                   "lastSyncedAt": now, "app": "unnamed", "id": name}}
                 request(port, "PATCH",
                         f"/apis/accord.dev/v1alpha1/namespaces/{ns}/permits/{name}/status?fieldManager=floor&force=true",
                         body, "application/apply-patch+yaml")

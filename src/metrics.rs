@@ -69,6 +69,7 @@ pub struct Metrics {
     pub http_duration: Family<RouteLabel, Histogram>,
     /// Set from the database pool when `/metrics` is read.
     pub db_connections: Family<ConnectionLabel, Gauge>,
+    pub resource_version: Family<SourceLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -105,7 +106,7 @@ impl Default for Metrics {
         let revision = Family::<RevisionLabels, Gauge>::default();
         registry.register(
             "source_revision",
-            "The revision a source last applied (value 1)",
+            "The revision a Git or folder source last applied (value 1)",
             revision.clone(),
         );
         let deletions_refused = Family::<SourceLabel, Counter>::default();
@@ -141,6 +142,12 @@ impl Default for Metrics {
             "Open connections of the database pool, idle or in use (active)",
             db_connections.clone(),
         );
+        let resource_version = Family::<SourceLabel, Gauge>::default();
+        registry.register(
+            "source_revision_resource_version",
+            "The resourceVersion a Kubernetes source last applied",
+            resource_version.clone(),
+        );
         Metrics {
             registry,
             http_requests,
@@ -154,6 +161,7 @@ impl Default for Metrics {
             drift_open,
             last_success,
             revision,
+            resource_version,
         }
     }
 }
@@ -199,6 +207,19 @@ impl Metrics {
                 revision: revision.into(),
             })
             .set(1);
+    }
+
+    /// Records the resourceVersion a Kubernetes source applied: as a
+    /// value, since it changes at every write in the cluster (accord's own
+    /// status writes too), and as a label each would start a new series.
+    pub fn set_resource_version(&self, source: &str, revision: &str) {
+        if let Ok(version) = revision.parse::<i64>() {
+            self.resource_version
+                .get_or_create(&SourceLabel {
+                    source: source.into(),
+                })
+                .set(version);
+        }
     }
 }
 

@@ -331,7 +331,9 @@ async fn listed_objects_become_rows_and_each_gets_one_status_patch() {
     for body in &bodies {
         assert_eq!(body["apiVersion"], "accord.dev/v1alpha1");
         assert_eq!(condition(body, "Ready")["status"], "True");
-        assert_eq!(condition(body, "Synced")["reason"], "Applied");
+        assert_eq!(condition(body, "Ready")["reason"], "Applied");
+        assert_eq!(condition(body, "Synced")["status"], "True");
+        assert_eq!(condition(body, "Synced")["reason"], "Accepted");
     }
     assert_eq!(
         bodies[0]["status"]["observedGeneration"], 3,
@@ -397,19 +399,27 @@ async fn an_invalid_object_is_marked_and_does_not_stop_the_others() {
     let twin_ready = condition(&bodies[1], "Ready");
     assert_eq!(twin_ready["status"], "False");
     assert_eq!(twin_ready["reason"], "Invalid");
+    let twin_synced = condition(&bodies[1], "Synced");
+    assert_eq!(twin_synced["status"], "False");
+    assert_eq!(twin_synced["reason"], "Invalid");
     assert!(
-        twin_ready["message"]
+        twin_synced["message"]
             .as_str()
             .unwrap_or_default()
             .contains("team-a/Permit/good"),
-        "names the object that has the id: {twin_ready}"
+        "names the object that has the id: {twin_synced}"
+    );
+    assert_ne!(
+        twin_ready["message"], twin_synced["message"],
+        "Ready says what the database holds"
     );
     assert_eq!(bodies[2]["type"], "Warning");
     assert_eq!(bodies[2]["reason"], "Invalid");
     assert_eq!(bodies[2]["regarding"]["name"], "twin");
-    let both_ready = condition(&bodies[3], "Ready");
-    assert_eq!(both_ready["reason"], "Invalid");
-    assert!(both_ready["message"]
+    assert_eq!(condition(&bodies[3], "Ready")["reason"], "Invalid");
+    let both_synced = condition(&bodies[3], "Synced");
+    assert_eq!(both_synced["reason"], "Invalid");
+    assert!(both_synced["message"]
         .as_str()
         .unwrap_or_default()
         .contains("not both"));
@@ -475,6 +485,73 @@ async fn a_status_changed_by_someone_else_since_is_written_again() {
 }
 
 #[tokio::test]
+async fn a_reconcile_request_is_answered_with_its_value_in_the_status_once() {
+    let mut h = Harness::new(true).await;
+    let pay = permit_object("pay", "svc:act");
+    let mut echoed = h.synced(std::slice::from_ref(&pay)).await.remove(0);
+
+    // `kubectl annotate`: metadata only, the generation stays.
+    echoed["metadata"]["annotations"] = json!({"accord.dev/reconcile-requested-at": "1767225600"});
+    echoed["metadata"]["resourceVersion"] = json!("200");
+    h.list(std::slice::from_ref(&echoed), vec![]);
+    let (_, bodies) = h.sync(vec![Expect::status_patch(&echoed)]).await;
+
+    assert_eq!(bodies[0]["status"]["lastHandledReconcileAt"], "1767225600");
+    assert_eq!(
+        condition(&bodies[0], "Ready")["status"],
+        "True",
+        "the rest of the status stands"
+    );
+    // Handled once: the next sync has nothing to write.
+    let answered = with_status(&echoed, &bodies[0]["status"]);
+    h.list(std::slice::from_ref(&answered), vec![]);
+    let (_, none) = h.sync(vec![]).await;
+    assert!(none.is_empty());
+}
+
+/// The series of the revision metrics: name and labels, without values.
+fn revision_series(metrics: &str) -> Vec<String> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("accord_source_revision"))
+        .filter_map(|l| l.rsplit_once(' ').map(|(series, _)| series.to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_revision_metric_keeps_one_series_while_resource_versions_pass() {
+    let mut h = Harness::new(true).await;
+    let mut pay = permit_object("pay", "svc:act");
+    let mut seen = Vec::new();
+    for round in 1..=4 {
+        let version = 100 * round;
+        pay["metadata"]["generation"] = json!(round);
+        pay["metadata"]["resourceVersion"] = json!(version.to_string());
+        pay["spec"]["slugs"] = json!([format!("caller-{round}")]);
+        h.list(std::slice::from_ref(&pay), vec![]);
+        let (outcome, _) = h.sync(vec![Expect::status_patch(&pay)]).await;
+        assert_eq!(outcome, Outcome::Applied);
+
+        let metrics = h.worker.state.metrics.encode();
+        let line =
+            format!(r#"accord_source_revision_resource_version{{source="{SOURCE}"}} {version}"#);
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "the resourceVersion is the value: {metrics}"
+        );
+        seen.push(revision_series(&metrics));
+    }
+    // What Prometheus stores per sync: the same single series each time.
+    seen.dedup();
+    assert_eq!(
+        seen,
+        [[format!(
+            r#"accord_source_revision_resource_version{{source="{SOURCE}"}}"#
+        )]]
+    );
+}
+
+#[tokio::test]
 async fn an_object_gone_from_the_list_has_its_row_pruned() {
     let mut h = Harness::new(true).await;
     let objects: Vec<Value> = (0..4)
@@ -519,12 +596,13 @@ async fn the_app_comes_from_the_spec_else_the_namespace_annotation_else_the_defa
         vec![namespace],
     );
 
-    h.sync(vec![
-        Expect::status_patch(&from_namespace),
-        Expect::status_patch(&own),
-        Expect::status_patch(&default),
-    ])
-    .await;
+    let (_, bodies) = h
+        .sync(vec![
+            Expect::status_patch(&from_namespace),
+            Expect::status_patch(&own),
+            Expect::status_patch(&default),
+        ])
+        .await;
 
     let live = h.store.load(None).await.expect("load");
     let mut apps: Vec<(String, String)> = live
@@ -539,6 +617,19 @@ async fn the_app_comes_from_the_spec_else_the_namespace_annotation_else_the_defa
             ("inherited".into(), "team-a.example.com".into()),
             ("own".into(), "own.example.com".into()),
             ("plain".into(), "unnamed".into()),
+        ]
+    );
+    // The status says it too, for the printer columns: the spec may not.
+    let shown: Vec<(&Value, &Value)> = bodies
+        .iter()
+        .map(|b| (&b["status"]["app"], &b["status"]["id"]))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (&json!("team-a.example.com"), &json!("inherited")),
+            (&json!("own.example.com"), &json!("own")),
+            (&json!("unnamed"), &json!("plain")),
         ]
     );
 }
@@ -571,9 +662,11 @@ async fn a_conflict_with_a_git_source_is_reported_on_both_sides() {
         .sync(vec![Expect::status_patch(&pay), Expect::event("team-a")])
         .await;
 
-    let ready = condition(&bodies[0], "Ready");
-    assert_eq!(ready["reason"], "Conflict");
-    let message = ready["message"].as_str().unwrap_or_default();
+    assert_eq!(condition(&bodies[0], "Ready")["status"], "False");
+    let synced = condition(&bodies[0], "Synced");
+    assert_eq!(synced["status"], "False");
+    assert_eq!(synced["reason"], "Conflict");
+    let message = synced["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("`git`") && message.contains("perms/pay.yaml"),
         "names the other source and its file: {message}"
@@ -657,11 +750,55 @@ async fn a_database_failure_is_written_on_the_pending_objects() {
         .await;
 
     assert_eq!(outcome, Outcome::Failed);
+    let ready = condition(&bodies[0], "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "DatabaseError");
     let synced = condition(&bodies[0], "Synced");
-    assert_eq!(synced["status"], "False");
-    assert_eq!(synced["reason"], "DatabaseError");
+    assert_eq!(
+        (&synced["status"], &synced["reason"]),
+        (&json!("True"), &json!("Accepted")),
+        "the object is fine; the database is not"
+    );
     assert_eq!(bodies[1]["reason"], "DatabaseError");
     assert!(h.rows().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_suspended_organization_is_shown_as_suspended_not_as_a_failure() {
+    let mut h = Harness::new(true).await;
+    let org = object(
+        "Organization",
+        "team-a",
+        "acme",
+        1,
+        json!({"name": "Acme", "gitops": false}),
+    );
+    h.list(std::slice::from_ref(&org), vec![]);
+
+    // A status patch and no Warning Event: the verifier fails on any other request.
+    let (outcome, bodies) = h.sync(vec![Expect::status_patch(&org)]).await;
+
+    assert_ne!(outcome, Outcome::Failed);
+    let ready = condition(&bodies[0], "Ready");
+    assert_eq!(
+        (&ready["status"], &ready["reason"]),
+        (&json!("Unknown"), &json!("Suspended")),
+        "{ready}"
+    );
+    let synced = condition(&bodies[0], "Synced");
+    assert_eq!(
+        (&synced["status"], &synced["reason"]),
+        (&json!("True"), &json!("Suspended")),
+        "{synced}"
+    );
+    assert!(
+        synced["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("gitops: false"),
+        "says where the suspension comes from: {synced}"
+    );
+    assert!(h.rows().await.is_empty(), "nothing written");
 }
 
 async fn sqlx_fail_permit_inserts(store: &AnyStore) {

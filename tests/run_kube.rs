@@ -171,6 +171,34 @@ impl Drop for Cluster {
     }
 }
 
+/// The cell of `kubectl get`'s table in the row named `name` under
+/// `column`, read by the header's column offsets (a cell may be blank).
+fn cell(table: &str, name: &str, column: &str) -> String {
+    let mut lines = table.lines();
+    let header = lines.next().unwrap_or_default();
+    let starts: Vec<usize> = header
+        .char_indices()
+        .filter(|&(i, c)| c != ' ' && (i == 0 || header[..i].ends_with("  ")))
+        .map(|(i, _)| i)
+        .collect();
+    let index = starts
+        .iter()
+        .position(|&i| header[i..].split("  ").next() == Some(column))
+        .unwrap_or_else(|| panic!("no {column} column:\n{table}"));
+    let row = lines
+        .find(|l| l.split_whitespace().any(|word| word == name))
+        .unwrap_or_else(|| panic!("no row {name}:\n{table}"));
+    let end = starts
+        .get(index + 1)
+        .copied()
+        .unwrap_or(row.len())
+        .min(row.len());
+    row.get(starts[index].min(row.len())..end)
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
 fn condition(object: &Value, type_: &str) -> Value {
     object["status"]["conditions"]
         .as_array()
@@ -270,7 +298,7 @@ async fn kubectl_users_see_their_objects_applied_with_status_and_events() {
     // `kubectl get` shows the printer columns.
     let table = cluster.kubectl_ok(&["get", "permits"]);
     let header = table.lines().next().unwrap_or_default();
-    for column in ["NAME", "APP", "PERMISSION", "SYNCED", "AGE"] {
+    for column in ["NAME", "APP", "PERMISSION", "READY", "SYNCED", "AGE"] {
         assert!(header.contains(column), "{column} missing from {header}");
     }
     assert!(
@@ -278,14 +306,26 @@ async fn kubectl_users_see_their_objects_applied_with_status_and_events() {
         "{table}"
     );
 
-    // The invalid object says why, on the object and in an Event.
-    let ready = condition(&cluster.object("enrollment", "both-subjects"), "Ready");
-    assert_eq!(ready["status"], "False");
+    // The invalid object says why (Synced) and that nothing of it is in
+    // the database (Ready), on the object and in an Event.
+    let both = cluster.object("enrollment", "both-subjects");
+    let (ready, accepted) = (condition(&both, "Ready"), condition(&both, "Synced"));
+    assert_eq!(
+        (&ready["status"], &accepted["status"]),
+        (&"False".into(), &"False".into())
+    );
+    assert!(
+        accepted["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not both"),
+        "{accepted}"
+    );
     assert!(
         ready["message"]
             .as_str()
             .unwrap_or_default()
-            .contains("not both"),
+            .contains("not applied"),
         "{ready}"
     );
     let events: Value =
@@ -743,4 +783,197 @@ async fn a_deleted_crd_prunes_nothing() {
         "{status:#}"
     );
     assert_eq!(rows(&db.url).await.len(), 10, "nothing pruned");
+}
+
+#[tokio::test]
+async fn kubectl_explain_describes_every_field_down_to_the_conditions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path());
+
+    let conditions = cluster.kubectl_ok(&["explain", "permit.status.conditions"]);
+    for text in [
+        "`Ready` or `Synced`",
+        "Why, in one CamelCase word",
+        "The `metadata.generation` this condition describes",
+    ] {
+        assert!(conditions.contains(text), "{text:?} missing:\n{conditions}");
+    }
+    let budget = cluster.kubectl_ok(&["explain", "organization.spec.budget"]);
+    assert!(
+        budget.contains("token budget") && budget.contains("Tokens the organization may use"),
+        "{budget}"
+    );
+}
+
+const SUSPENDED_ORG: &str = "apiVersion: accord.dev/v1alpha1
+kind: Organization
+metadata:
+  name: paused
+  namespace: default
+spec:
+  name: Paused Inc
+  gitops: false
+";
+
+#[tokio::test]
+async fn a_suspended_organization_reads_as_suspended_not_as_a_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path());
+    let db = TestDb::new(Backend::Sqlite).await;
+    let manifest = dir.path().join("paused.yaml");
+    std::fs::write(&manifest, SUSPENDED_ORG).expect("write");
+    cluster.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8")]);
+    let config = config(dir.path(), &cluster, &db.url, "5s");
+    let accord = Controller::start(dir.path(), &config).await;
+
+    let seen = eventually(WAIT, || async {
+        condition(&cluster.object("organization", "paused"), "Ready")["reason"] == "Suspended"
+    })
+    .await;
+    assert!(seen, "{:#?}\n{}", cluster.objects(), accord.log_text());
+
+    // `kubectl get -o wide`: READY Unknown, SYNCED True, REASON Suspended.
+    let table = cluster.kubectl_ok(&["get", "organization", "paused", "-o", "wide"]);
+    let cell = |column: &str| cell(&table, "paused", column);
+    assert_eq!(
+        [cell("READY"), cell("SYNCED"), cell("REASON")],
+        ["Unknown", "True", "Suspended"],
+        "{table}"
+    );
+    // No Warning Event: nothing is wrong.
+    let events: Value =
+        serde_json::from_str(&cluster.kubectl_ok(&["get", "events", "-o", "json"])).expect("json");
+    let warnings: Vec<&Value> = events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["type"] == "Warning" && e["involvedObject"]["name"] == "paused")
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
+    assert!(
+        rows(&db.url).await.is_empty(),
+        "a suspended org is not written"
+    );
+}
+
+const TEAM_A_PERMIT: &str = "apiVersion: accord.dev/v1alpha1
+kind: Permit
+metadata:
+  name: team-a-reports
+  namespace: team-a
+spec:
+  permissionId: report-svc:report:read
+  slugs: [reporting-job]
+";
+
+#[tokio::test]
+async fn kubectl_get_shows_the_app_from_the_namespace_annotation_or_the_default() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path());
+    let db = TestDb::new(Backend::Sqlite).await;
+    cluster.apply_examples();
+    cluster.kubectl_ok(&["create", "namespace", "team-a"]);
+    cluster.kubectl_ok(&[
+        "annotate",
+        "namespace",
+        "team-a",
+        "accord.dev/app=team-a.example.com",
+    ]);
+    let manifest = dir.path().join("team-a.yaml");
+    std::fs::write(&manifest, TEAM_A_PERMIT).expect("write");
+    cluster.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8")]);
+    let config = config(dir.path(), &cluster, &db.url, "5s");
+    let accord = Controller::start(dir.path(), &config).await;
+
+    let settled = eventually(WAIT, || async {
+        let objects = cluster.objects();
+        objects.len() == EXAMPLES + 1 && objects.iter().all(synced)
+    })
+    .await;
+    assert!(settled, "{:#?}\n{}", cluster.objects(), accord.log_text());
+
+    let permits = cluster.kubectl_ok(&["get", "permits", "-A", "-o", "wide"]);
+    assert_eq!(
+        cell(&permits, "team-a-reports", "APP"),
+        "team-a.example.com",
+        "from the namespace annotation:\n{permits}"
+    );
+    assert_eq!(cell(&permits, "team-a-reports", "ID"), "team-a-reports");
+    assert_eq!(
+        cell(&permits, "order-service-payments", "APP"),
+        "unnamed",
+        "the default:\n{permits}"
+    );
+    let enrollments = cluster.kubectl_ok(&["get", "enrollments"]);
+    assert_eq!(
+        cell(&enrollments, "payment-processor", "APP"),
+        "shop.example.com",
+        "from the spec:\n{enrollments}"
+    );
+    let organizations = cluster.kubectl_ok(&["get", "organizations", "-o", "wide"]);
+    assert_eq!(cell(&organizations, "acme", "APP"), "unnamed");
+    assert_eq!(cell(&organizations, "acme", "ID"), "acme", "the slug");
+}
+
+#[tokio::test]
+async fn kubectl_annotate_asks_for_a_sync_and_kubectl_wait_sees_it_handled() {
+    const REQUEST: &str = "accord.dev/reconcile-requested-at";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path());
+    let db = TestDb::new(Backend::Sqlite).await;
+    cluster.apply_examples();
+    // The interval is an hour: only a change can start a sync in this test.
+    let config = config(dir.path(), &cluster, &db.url, "5s");
+    let accord = Controller::start(dir.path(), &config).await;
+    let settled = eventually(WAIT, || async {
+        let objects = cluster.objects();
+        objects.len() == EXAMPLES && objects.iter().all(synced)
+    })
+    .await;
+    assert!(settled, "{}", accord.log_text());
+    // Whatever the start queued is served by this sync.
+    let (code, _) = accord.post("/api/v1/sources/kubernetes/sync", None).await;
+    assert_eq!(code, 200);
+
+    // A hand edit only a sync puts back; no spec changes, so no sync yet.
+    let store = accord::store::AnyStore::connect(&db.url)
+        .await
+        .expect("store");
+    let accord::store::AnyStore::Sqlite(sqlite) = &store else {
+        panic!("a SQLite database");
+    };
+    let permission = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT permission_id FROM permits WHERE id = 'order-service-payments'",
+        )
+        .fetch_one(sqlite.pool())
+        .await
+        .expect("the row")
+    };
+    sqlx::query(
+        "UPDATE permits SET permission_id = 'payment-svc:payment:refund' WHERE id = 'order-service-payments'",
+    )
+    .execute(sqlite.pool())
+    .await
+    .expect("hand edit");
+
+    for (object, requested) in [
+        ("permit/order-service-payments", "1767225600"),
+        ("organization/acme", "1767225601"),
+    ] {
+        let annotation = format!("{REQUEST}={requested}");
+        cluster.kubectl_ok(&["annotate", object, &annotation, "--overwrite"]);
+        let condition = format!("jsonpath={{.status.lastHandledReconcileAt}}={requested}");
+        let (handled, _, stderr) =
+            cluster.kubectl(&["wait", object, "--for", &condition, "--timeout=60s"]);
+        assert!(handled, "{object}: {stderr}\n{}", accord.log_text());
+    }
+    assert_eq!(
+        permission().await,
+        "payment-svc:payment:process",
+        "the requested sync put the row back"
+    );
+    let again = cluster.object("permit", "order-service-payments");
+    assert_eq!(again["status"]["lastHandledReconcileAt"], "1767225600");
+    assert_eq!(condition(&again, "Ready")["status"], "True");
 }

@@ -439,7 +439,10 @@ impl Worker {
         let name = &self.config.name;
         let metrics = &self.state.metrics;
         let open_drift = self.handle.status().drift.len();
-        metrics.set_revision(name, previous, revision);
+        match &self.source {
+            AnySource::Kubernetes(_) => metrics.set_resource_version(name, revision),
+            _ => metrics.set_revision(name, previous, revision),
+        }
         metrics
             .drift_open
             .get_or_create(&SourceLabel {

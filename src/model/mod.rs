@@ -173,8 +173,11 @@ pub struct OrganizationSpec {
     #[serde(default, alias = "appHost", skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = validate::patterns::APP))]
     pub app: Option<String>,
+    /// The organization's token budget; none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
+    /// The models the organization may use, e.g. `gpt-4o`; a set (order and
+    /// duplicates do not matter).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(inner(regex(pattern = validate::patterns::MODEL_NAME)))]
     pub allowed_models: Vec<String>,
@@ -191,6 +194,7 @@ pub struct OrganizationSpec {
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Budget {
+    /// Tokens the organization may use per month.
     pub monthly_tokens: u64,
 }
 
@@ -201,15 +205,19 @@ pub struct Budget {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("oneOf" = [{"required": ["userId"]}, {"required": ["contactId"]}]))]
 pub struct Member {
+    /// An e-mail-like contact; exactly one of `contactId`, `userId`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = validate::patterns::CONTACT_ID), length(max = 320))]
     pub contact_id: Option<String>,
+    /// A user id; exactly one of `userId`, `contactId`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = validate::patterns::USER_ID))]
     pub user_id: Option<String>,
     /// `admin`, `user` or another role name.
     #[schemars(regex(pattern = validate::patterns::MEMBER_ROLE))]
     pub role: String,
+    /// Tokens this member may use, a cap within the organization's budget;
+    /// none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_limit: Option<u64>,
 }

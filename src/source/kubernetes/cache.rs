@@ -13,7 +13,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
-use super::object::{api_resource, KubeObject};
+use super::object::{api_resource, reconcile_requested, KubeObject};
 use super::APP_ANNOTATION;
 use crate::model::Kind;
 use crate::source::SourceError;
@@ -268,8 +268,9 @@ async fn drain<K>(
 }
 
 /// Applies one watch event; `true` when it may change the desired state (a
-/// spec, a new or deleted object, a finished list) rather than only a
-/// status, which accord itself writes.
+/// spec, a new or deleted object, a finished list) or asks for a sync (a new
+/// `accord.dev/reconcile-requested-at`), rather than only a status, which
+/// accord itself writes, or other metadata.
 fn apply_event(
     cache: &Cache,
     index: usize,
@@ -283,7 +284,10 @@ fn apply_event(
             let previous = slot
                 .reader
                 .get(&ObjectRef::from_obj_with(object, api_resource(slot.kind)));
-            previous.is_none_or(|p| p.meta().generation != object.meta().generation)
+            previous.is_none_or(|p| {
+                p.meta().generation != object.meta().generation
+                    || reconcile_requested(&p) != reconcile_requested(object)
+            })
         }
         watcher::Event::Delete(object) => {
             cache.saw(object.resource_version().as_ref());
@@ -324,4 +328,65 @@ fn apply_namespace_event(
         slot.listed.store(true, Ordering::Release);
     }
     relevant
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::RECONCILE_REQUEST_ANNOTATION;
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn permit(generation: i64, version: u64, annotations: Value, status: Value) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "accord.dev/v1alpha1",
+            "kind": "Permit",
+            "metadata": {
+                "name": "pay", "namespace": "team-a", "uid": "uid-pay",
+                "generation": generation, "resourceVersion": version.to_string(),
+                "annotations": annotations,
+            },
+            "spec": {"permissionId": "svc:act", "slugs": ["caller"]},
+            "status": status,
+        }))
+        .expect("an object")
+    }
+
+    #[test]
+    fn a_reconcile_request_wakes_the_source_and_other_metadata_or_status_does_not() {
+        let mut feeds = Feeds::new(&[]);
+        let index = feeds
+            .cache
+            .slots
+            .iter()
+            .position(|s| s.kind == Kind::Permit)
+            .expect("a permit slot");
+        let mut apply = |object| feeds.apply(index, watcher::Event::Apply(object));
+        let none = json!({});
+        assert!(
+            apply(permit(1, 1, none.clone(), Value::Null)),
+            "a new object"
+        );
+        assert!(
+            !apply(permit(1, 2, none.clone(), json!({"app": "unnamed"}))),
+            "accord's own status write"
+        );
+        assert!(
+            !apply(permit(
+                1,
+                3,
+                json!({"team": "a"}),
+                json!({"app": "unnamed"})
+            )),
+            "an unrelated annotation"
+        );
+        let asked = json!({"team": "a", RECONCILE_REQUEST_ANNOTATION: "1"});
+        assert!(apply(permit(1, 4, asked.clone(), Value::Null)), "a request");
+        assert!(
+            !apply(permit(1, 5, asked, json!({"app": "unnamed"}))),
+            "the same request, seen again"
+        );
+        let again = json!({"team": "a", RECONCILE_REQUEST_ANNOTATION: "2"});
+        assert!(apply(permit(1, 6, again, Value::Null)), "a new request");
+        assert!(apply(permit(2, 7, none, Value::Null)), "a new generation");
+    }
 }

@@ -8,9 +8,9 @@ use serde_json::Value;
 
 use super::object::KubeObject;
 use super::resources;
-use super::status::{self, reasons, Outcome};
+use super::status::{self, reasons, AppliesAs, Outcome};
 use crate::model::parse::parse_file;
-use crate::model::{Declaration, DesiredState, Diagnostic, Key, Limits};
+use crate::model::{Declaration, DesiredState, Diagnostic, Key, Kind, Limits, DEFAULT_APP};
 use crate::plan::{Action, Change, Plan};
 use crate::policy::DriftPolicy;
 use crate::source::Declared;
@@ -124,20 +124,24 @@ pub fn outcomes(
     let changes: HashMap<&Key, &Change> = plan
         .map(|p| p.changes.iter().map(|c| (&c.key, c)).collect())
         .unwrap_or_default();
-    objects
+    let mut outcomes: Vec<Outcome> = objects
         .iter()
         .map(|object| {
             let id = object.id();
             if let Some(error) = rejections.get(id.as_str()) {
-                let message = if held.contains(id.as_str()) {
-                    format!("{}; the version applied before stays in the database", error.message)
+                let database = if held.contains(id.as_str()) {
+                    "not applied: the version applied before stays in the database"
                 } else {
-                    error.message.clone()
+                    "not applied: this generation is invalid (see Synced)"
                 };
-                return Outcome::failed(reasons::INVALID, message, false);
+                return Outcome::rejected(reasons::INVALID, error.message.clone(), database);
             }
             let Some((key, _)) = keys.get(id.as_str()) else {
-                return Outcome::failed(reasons::INVALID, "not declared".into(), false);
+                return Outcome::rejected(
+                    reasons::INVALID,
+                    "not declared".into(),
+                    "not applied: this generation is invalid (see Synced)",
+                );
             };
             let change = changes.get(key).copied();
             let pending = change.is_some_and(|c| {
@@ -152,19 +156,18 @@ pub fn outcomes(
                 s.observed_generation == object.generation
                     && s.conditions
                         .iter()
-                        .any(|c| c.type_ == status::SYNCED && c.reason == reasons::APPLIED)
+                        .any(|c| c.type_ == status::READY && c.reason == reasons::APPLIED)
             });
             match result {
                 _ if held_back => {}
                 SyncResult::Failed(_, message) if pending || !already_applied => {
-                    return Outcome::failed(
+                    return Outcome::not_applied(
                         reasons::DATABASE_ERROR,
                         format!("not applied: {message}; the database keeps its previous state and accord retries"),
-                        false,
                     )
                 }
                 SyncResult::Refused(_, message) if pending || !already_applied => {
-                    return Outcome::failed(reasons::DELETION_REFUSED, message.clone(), false)
+                    return Outcome::not_applied(reasons::DELETION_REFUSED, message.clone())
                 }
                 SyncResult::Failed(..) | SyncResult::Refused(..) => return Outcome::applied(),
                 SyncResult::Applied(_) => {}
@@ -176,37 +179,58 @@ pub fn outcomes(
                 Action::Create | Action::Update | Action::Delete => Outcome::applied(),
                 Action::Drift => match drift {
                     DriftPolicy::Correct => Outcome::drift_corrected(&change.note),
-                    DriftPolicy::Report => Outcome::failed(
+                    DriftPolicy::Report => Outcome::not_applied(
                         reasons::DRIFTED,
                         format!(
                             "the row was {} and the drift policy is report, so accord leaves it; changed: {}",
                             change.note,
                             change.fields.iter().map(|f| f.field.as_str()).collect::<Vec<_>>().join(", ")
                         ),
-                        false,
                     ),
                 },
-                Action::Conflict => Outcome::failed(
+                Action::Conflict => Outcome::rejected(
                     reasons::CONFLICT,
-                    format!("not applied: {}", change.note),
-                    false,
+                    format!("conflict: {}", change.note),
+                    "not applied: the database holds another owner's row, or none (see Synced)",
                 ),
-                Action::Suspended => Outcome {
-                    reason: reasons::SUSPENDED,
-                    message: format!("not applied: {}", change.note),
-                    ready: false,
-                    synced: false,
-                    event: None,
-                },
+                Action::Suspended => Outcome::suspended(&change.note),
             }
         })
-        .collect()
+        .collect();
+    for (object, outcome) in objects.iter().zip(&mut outcomes) {
+        outcome.applies_as = Some(match keys.get(object.id().as_str()) {
+            Some((key, _)) => AppliesAs {
+                app: key.app.to_string(),
+                id: key.id.to_string(),
+            },
+            None => named(object),
+        });
+    }
+    outcomes
+}
+
+/// The app and id an object names, resolved as [`declare`] and the parser
+/// resolve them: for an object they rejected, which has no key, so that
+/// `kubectl get` still shows what it would apply as.
+fn named(object: &KubeObject) -> AppliesAs {
+    let field = |name: &str| object.spec.get(name).and_then(Value::as_str);
+    let app = field("app")
+        .or_else(|| field("appHost"))
+        .or(object.namespace_app.as_deref())
+        .unwrap_or(DEFAULT_APP);
+    let id = match object.kind {
+        Kind::Organization => field("slug"),
+        Kind::Permit | Kind::Enrollment => field("id"),
+    };
+    AppliesAs {
+        app: app.to_owned(),
+        id: id.unwrap_or(&object.name).to_owned(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Kind;
     use crate::plan::{LiveRow, LiveState, PlanOptions};
     use k8s_openapi::api::core::v1::ObjectReference;
 
@@ -224,6 +248,7 @@ mod tests {
             namespace_app: None,
             reference: ObjectReference::default(),
             field_manager: None,
+            reconcile_requested: None,
         }
     }
 
@@ -287,14 +312,60 @@ mod tests {
         );
 
         assert_eq!(
-            outcomes[0].reason,
+            outcomes[0].synced.reason,
             reasons::CONFLICT,
             "`pay` is in conflict either way"
         );
         assert_eq!(
-            outcomes[1].reason,
+            outcomes[1].ready.reason,
             reasons::DELETION_REFUSED,
             "`new` was not applied"
+        );
+        assert_eq!(
+            outcomes[1].synced.reason,
+            reasons::ACCEPTED,
+            "though nothing is wrong with `new` itself"
+        );
+    }
+
+    #[test]
+    fn each_object_shows_the_app_and_id_it_applies_as_even_when_rejected() {
+        let mut inherited = permit("inherited");
+        inherited.namespace_app = Some("team-a.example.com".into());
+        let mut own = permit("own");
+        own.spec["id"] = serde_json::json!("own-id");
+        own.spec["app"] = serde_json::json!("own.example.com");
+        let mut rejected = permit("rejected");
+        rejected.namespace_app = Some("team-a.example.com".into());
+        rejected.spec["slugs"] = serde_json::json!(["not a slug"]);
+        let objects = vec![inherited, own, permit("plain"), rejected];
+        let declared = declare(&objects, Limits::default());
+        assert_eq!(declared.rejected.len(), 1, "{:?}", declared.rejected);
+        let plan = Plan::default();
+
+        let outcomes = outcomes(
+            &objects,
+            &declared,
+            &HashSet::new(),
+            &SyncResult::Applied(&plan),
+            DriftPolicy::Correct,
+        );
+
+        let shown: Vec<(&str, &str)> = outcomes
+            .iter()
+            .map(|o| {
+                let name = o.applies_as.as_ref().expect("every object is named");
+                (name.app.as_str(), name.id.as_str())
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("team-a.example.com", "inherited"),
+                ("own.example.com", "own-id"),
+                ("unnamed", "plain"),
+                ("team-a.example.com", "rejected"),
+            ]
         );
     }
 }

@@ -40,6 +40,13 @@ pub const DEFAULT_WRITE_CONCURRENCY: usize = 16;
 /// A namespace annotation naming the app of the objects in it that name none.
 pub const APP_ANNOTATION: &str = "accord.dev/app";
 
+/// An object annotation asking for a sync: a new value (any text, say
+/// `$(date +%s)`) wakes the source, and the object's
+/// `status.lastHandledReconcileAt` takes the value once a sync has run.
+/// Metadata does not bump `metadata.generation`, so without it a kubectl
+/// user could not ask for a sync.
+pub const RECONCILE_REQUEST_ANNOTATION: &str = "accord.dev/reconcile-requested-at";
+
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KubernetesConfig {
@@ -249,7 +256,13 @@ impl KubernetesSource {
                     .filter(|(_, version)| object.resource_version < *version)
                     .map(|(status, _)| status.clone());
                 let current = pending.as_ref().or(object.status.as_ref());
-                let next = status::status_for(outcome, object.generation, current, &now);
+                let next = status::status_for(
+                    outcome,
+                    object.generation,
+                    object.reconcile_requested.as_deref(),
+                    current,
+                    &now,
+                );
                 let changed = status::differs(current, &next);
                 let event = outcome.event.as_ref().is_some_and(|e| e.always || changed);
                 (changed || event).then_some((object, outcome, next, changed))

@@ -6,6 +6,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::Value;
 
 use super::resources::{EnrollmentResource, ObjectStatus, OrganizationResource, PermitResource};
+use super::RECONCILE_REQUEST_ANNOTATION;
 use crate::model::Kind;
 
 /// The API resource of each kind, as the watch and the status writer use it.
@@ -37,6 +38,8 @@ pub struct KubeObject {
     /// `kubectl-client-side-apply`, a GitOps controller…): who changed it,
     /// as far as a controller can tell. The requesting user is not visible.
     pub field_manager: Option<String>,
+    /// The `accord.dev/reconcile-requested-at` annotation.
+    pub reconcile_requested: Option<String>,
 }
 
 impl KubeObject {
@@ -73,6 +76,7 @@ impl KubeObject {
             namespace_app,
             reference: object.object_ref(resource),
             field_manager: spec_manager(object),
+            reconcile_requested: reconcile_requested(object),
         }
     }
 }
@@ -88,6 +92,13 @@ fn spec_manager(object: &DynamicObject) -> Option<String> {
         .filter(|entry| entry.subresource.as_deref().unwrap_or_default().is_empty())
         .max_by_key(|entry| entry.time.as_ref().map(|t| t.0))
         .and_then(|entry| entry.manager.clone())
+}
+
+pub(super) fn reconcile_requested(object: &DynamicObject) -> Option<String> {
+    object
+        .annotations()
+        .get(RECONCILE_REQUEST_ANNOTATION)
+        .cloned()
 }
 
 pub(super) fn resource_version(object: &DynamicObject) -> u64 {
