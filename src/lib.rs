@@ -3,6 +3,7 @@
 //! whenever someone changes them behind its back.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod cli;
 pub mod config;
 pub mod controller;

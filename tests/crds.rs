@@ -73,6 +73,20 @@ fn schema_patterns_agree_with_the_parser_rules() {
             ],
         ),
         (
+            "enrollment app",
+            patterns::ENROLLMENT_APP,
+            validate::enrollment_app,
+            &[
+                "*",
+                "unnamed",
+                "prod.example.com",
+                "**",
+                "*.example.com",
+                "-x",
+                "",
+            ],
+        ),
+        (
             "permission",
             patterns::PERMISSION,
             validate::permission,

@@ -681,3 +681,20 @@ fn a_misspelled_field_is_named_with_the_field_it_misspells_in_every_shape() {
     let error = one_error("apiVersion: accord.dev/v1alpha1\nkind: Enrollment\nmetadata: {name: e}\nspec: {role: a:b, userid: u1}\n");
     assert!(error.contains("(did you mean `userId`?)"), "{error}");
 }
+
+#[test]
+fn an_enrollment_may_hold_in_every_app_and_nothing_else_may() {
+    let state = parse_ok(&[(
+        "global.yaml",
+        "role: user-svc:admin\nuserId: root\nid: global-admin\nappHost: \"*\"\n",
+    )]);
+    let Object::Enrollment(e) = get(&state, Kind::Enrollment, "*", "global-admin") else {
+        panic!("an enrollment")
+    };
+    assert_eq!(e.app, "*");
+    let error = one_error("permissionId: a:b\nslugs: [x]\napp: \"*\"\n");
+    assert!(
+        error.starts_with("f.yaml:3:6: invalid app `*`") && error.contains("only an enrollment"),
+        "{error}"
+    );
+}

@@ -153,9 +153,10 @@ pub struct EnrollmentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = validate::patterns::CONTACT_ID), length(max = 320))]
     pub contact_id: Option<String>,
-    /// The tenant; the namespace's `accord.dev/app` annotation, else `unnamed`, when absent.
+    /// The tenant; the namespace's `accord.dev/app` annotation, else `unnamed`,
+    /// when absent. `*` makes the role hold in every app.
     #[serde(default, alias = "appHost", skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = validate::patterns::APP))]
+    #[schemars(regex(pattern = validate::patterns::ENROLLMENT_APP))]
     pub app: Option<String>,
 }
 

@@ -483,7 +483,13 @@ impl FileParser {
         }
     }
 
-    fn app(&mut self, node: &Node, own: Option<String>, inherited: Option<&str>) -> String {
+    fn app(
+        &mut self,
+        node: &Node,
+        own: Option<String>,
+        inherited: Option<&str>,
+        rule: fn(&str) -> Result<(), String>,
+    ) -> String {
         let app = own
             .or_else(|| inherited.map(str::to_owned))
             .unwrap_or_else(|| DEFAULT_APP.to_owned());
@@ -491,7 +497,7 @@ impl FileParser {
             .get("app")
             .or_else(|| node.get("appHost"))
             .unwrap_or(node);
-        if let Err(message) = validate::app(&app) {
+        if let Err(message) = rule(&app) {
             self.error(at.mark, message);
         }
         app
@@ -510,7 +516,7 @@ impl FileParser {
         app: Option<&str>,
         name: Option<&str>,
     ) -> Option<(Object, bool)> {
-        let app = self.app(node, spec.app, app);
+        let app = self.app(node, spec.app, app, validate::app);
         let field = if node.get("permissionId").is_some() {
             "permissionId"
         } else {
@@ -556,7 +562,7 @@ impl FileParser {
         app: Option<&str>,
         name: Option<&str>,
     ) -> Option<(Object, bool)> {
-        let app = self.app(node, spec.app, app);
+        let app = self.app(node, spec.app, app, validate::enrollment_app);
         self.check(node, "role", &spec.role, validate::enrollment_role);
         let subject = match (&spec.user_id, &spec.contact_id) {
             (Some(user), None) => {
@@ -605,7 +611,7 @@ impl FileParser {
         app: Option<&str>,
         name: Option<&str>,
     ) -> Option<(Object, bool)> {
-        let app = self.app(node, spec.app, app);
+        let app = self.app(node, spec.app, app, validate::app);
         let Some(slug) = spec.slug.or_else(|| name.map(str::to_owned)) else {
             self.error(node.mark, "missing field `slug`");
             return None;

@@ -8,6 +8,7 @@ pub mod patterns {
     pub const ID: &str = r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$";
     pub const SLUG: &str = ID;
     pub const APP: &str = r"^[a-zA-Z0-9][a-zA-Z0-9._:-]{0,252}$";
+    pub const ENROLLMENT_APP: &str = r"^(\*|[a-zA-Z0-9][a-zA-Z0-9._:-]{0,252})$";
     pub const PERMISSION: &str = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(:[A-Za-z0-9][A-Za-z0-9_.-]{0,127})?:([A-Za-z0-9][A-Za-z0-9_.-]{0,127}|\*)$";
     pub const PERMIT_ROLE: &str = r"^([A-Za-z0-9_.@-]{1,128}|\*)(:([A-Za-z0-9_.@-]{1,128}|\*))+$";
     pub const ENROLLMENT_ROLE: &str = r"^[A-Za-z0-9_.@-]{1,128}(:[A-Za-z0-9_.@-]{1,128})+$";
@@ -51,9 +52,18 @@ pub fn app(value: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "invalid app `{value}`: use a host-like name of letters, digits, `.`, `_`, `:` or `-`"
+            "invalid app `{value}`: use a host-like name of letters, digits, `.`, `_`, `:` or `-` (only an enrollment may name `*`, every app)"
         ))
     }
+}
+
+/// An enrollment's app: an app, or `*` (the 1Backend server's
+/// `appHost: "*"`), which makes the role hold in every app.
+pub fn enrollment_app(value: &str) -> Result<(), String> {
+    if value == "*" {
+        return Ok(());
+    }
+    app(value)
 }
 
 /// `service:action` or `service:entity:action`; the last segment may be `*`.
