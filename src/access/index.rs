@@ -137,6 +137,22 @@ pub struct Decision {
     pub permits: Vec<PermitRef>,
 }
 
+/// Who holds a permission, by app: `accord who-can`'s and the API's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WhoCan {
+    pub permission_id: String,
+    pub apps: BTreeMap<String, Vec<Holding>>,
+}
+
+/// Everything a subject holds, by app: `accord access`'s and the API's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectAccess {
+    pub subject: String,
+    pub apps: BTreeMap<String, Vec<Path>>,
+}
+
 /// A holder of a permission and one way it holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Holding {
@@ -294,15 +310,18 @@ impl Access {
         for &n in &permits {
             paths.extend(self.paths_through(n, subject, &grants));
         }
+        paths.sort_by_cached_key(path_order);
+        let mut permits: Vec<PermitRef> = permits
+            .iter()
+            .map(|&n| permit_ref(&self.permits[n as usize]))
+            .collect();
+        permits.sort_by(|a, b| (&a.app, &a.id).cmp(&(&b.app, &b.id)));
         Decision {
             allowed: !paths.is_empty(),
             subject: subject.to_string(),
             permission_id: permission.to_owned(),
             paths,
-            permits: permits
-                .iter()
-                .map(|&n| permit_ref(&self.permits[n as usize]))
-                .collect(),
+            permits,
         }
     }
 
@@ -340,6 +359,32 @@ impl Access {
         };
         holdings.sort_by_cached_key(order);
         holdings
+    }
+
+    /// `who_can`, grouped by app.
+    pub fn who_can_by_app(&self, permission: &str, app: Option<&str>) -> WhoCan {
+        let mut apps: BTreeMap<String, Vec<Holding>> = BTreeMap::new();
+        for holding in self.who_can(permission, app) {
+            apps.entry(holding.path.app.clone())
+                .or_default()
+                .push(holding);
+        }
+        WhoCan {
+            permission_id: permission.to_owned(),
+            apps,
+        }
+    }
+
+    /// `access`, grouped by app.
+    pub fn access_by_app(&self, subject: &Subject, app: Option<&str>) -> SubjectAccess {
+        let mut apps: BTreeMap<String, Vec<Path>> = BTreeMap::new();
+        for path in self.access(subject, app) {
+            apps.entry(path.app.clone()).or_default().push(path);
+        }
+        SubjectAccess {
+            subject: subject.to_string(),
+            apps,
+        }
     }
 
     /// The holders of `permission` per app: what an exhaustive access test
@@ -384,9 +429,7 @@ impl Access {
                 paths.extend(self.paths_through(n, subject, &grants));
             }
         }
-        paths.sort_by(|a, b| {
-            (&a.app, &a.permission_id, &a.permit.id).cmp(&(&b.app, &b.permission_id, &b.permit.id))
-        });
+        paths.sort_by_cached_key(path_order);
         paths
     }
 
@@ -481,6 +524,26 @@ impl Access {
             grant: grant.map(grant_ref),
         }
     }
+}
+
+/// Results in a stable order whatever order the state was read in: by app,
+/// permission, permit, then the grant.
+fn path_order(
+    path: &Path,
+) -> (
+    String,
+    String,
+    String,
+    Option<(&'static str, String, String)>,
+) {
+    (
+        path.app.clone(),
+        path.permission_id.clone(),
+        path.permit.id.clone(),
+        path.grant
+            .as_ref()
+            .map(|g| (g.kind, g.id.clone(), g.holder.to_string())),
+    )
 }
 
 fn permit_ref(entry: &PermitEntry) -> PermitRef {

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::model::{Key, Origin};
 
-pub use index::{Access, Decision, GrantRef, Holding, Path, PermitRef};
+pub use index::{Access, Decision, GrantRef, Holding, Path, PermitRef, SubjectAccess, WhoCan};
 pub use subject::{Holder, Subject, SubjectError};
 
 /// The app of an enrollment that holds in every app (the 1Backend

@@ -1,9 +1,11 @@
 //! The command line: one clap struct per command, and the exit-code contract
 //! (validate 0/1; plan 0 nothing to do, 2 pending, 1 error; apply 0/1, 3 refused).
 
+mod access;
 mod export;
 mod output;
 mod remote;
+pub mod state;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -84,6 +86,12 @@ pub enum Command {
     /// Print the OpenAPI 3.1 document of the HTTP API `accord run` serves
     /// (the same as its `GET /api/v1/openapi.json`).
     Openapi,
+    /// Can a subject do something? Exit 0 allowed, 2 denied, 1 error.
+    Can(access::CanArgs),
+    /// Every subject that holds a permission, and how, by app.
+    WhoCan(access::WhoCanArgs),
+    /// Every permission a subject holds, by app, and through what.
+    Access(access::AccessArgs),
 }
 
 #[derive(Debug, Args)]
@@ -393,6 +401,9 @@ pub fn run(cli: Cli, default_actor: &str) -> u8 {
                 CrdFormat::Json => resources::crds_json() + "\n",
             })
         }
+        Command::Can(args) => runtime.block_on(access::can(&args, style)),
+        Command::WhoCan(args) => runtime.block_on(access::who_can(&args, style)),
+        Command::Access(args) => runtime.block_on(access::access(&args, style)),
         Command::Openapi => match crate::server::openapi().to_pretty_json() {
             Ok(json) => print(&(json + "\n")),
             Err(e) => {

@@ -190,86 +190,7 @@ impl GitSource {
 
     /// Reads the tree under `path` of `commit`.
     pub fn read_commit(&self, repo: &Repository, commit: Oid) -> Result<Snapshot, SourceError> {
-        let commit = repo.find_commit(commit).map_err(git_error)?;
-        let mut tree = commit.tree().map_err(git_error)?;
-        let prefix = self.prefix();
-        if let Some(path) = &prefix {
-            let entry = tree
-                .get_path(Path::new(path))
-                .map_err(|_| SourceError::MissingPath {
-                    path: path.clone(),
-                    commit: commit.id().to_string(),
-                })?;
-            tree = repo
-                .find_tree(entry.id())
-                .map_err(|_| SourceError::NotAFolder {
-                    path: path.clone(),
-                    commit: commit.id().to_string(),
-                })?;
-        }
-        let odb = repo.odb().map_err(git_error)?;
-        let mut snapshot = Snapshot {
-            revision: commit.id().to_string(),
-            ..Snapshot::default()
-        };
-        let shown = |dir: &str, name: &str| match &prefix {
-            Some(p) => format!("{p}/{dir}{name}"),
-            None => format!("{dir}{name}"),
-        };
-        let mut failure = None;
-        tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
-            let name = entry.name().unwrap_or_default();
-            if name.starts_with('.') {
-                return TreeWalkResult::Skip;
-            }
-            if entry.kind() != Some(ObjectType::Blob) || !is_yaml(name) {
-                return TreeWalkResult::Ok;
-            }
-            let path: Arc<str> = Arc::from(shown(dir, name));
-            let problem = |message: String| Diagnostic::new(&path, Mark::START, message);
-            if entry.filemode() == 0o120000 {
-                // Symlinks are never followed; one leading out of the tree is an error.
-                let target = repo
-                    .find_blob(entry.id())
-                    .map(|b| String::from_utf8_lossy(b.content()).into_owned())
-                    .unwrap_or_default();
-                if escapes(dir, &target) {
-                    snapshot.problems.push(problem(
-                        "symlink leads out of the source root; it is not followed".into(),
-                    ));
-                }
-                return TreeWalkResult::Ok;
-            }
-            match odb.read_header(entry.id()) {
-                Ok((size, _)) if size as u64 > self.max_file_size => {
-                    snapshot.problems.push(problem(format!(
-                        "file is {size} bytes, over the {} byte limit (maxFileSize)",
-                        self.max_file_size
-                    )));
-                }
-                Ok(_) => match repo.find_blob(entry.id()) {
-                    Ok(blob) => snapshot.files.push(SourceFile {
-                        path,
-                        bytes: blob.content().to_vec(),
-                    }),
-                    Err(e) => {
-                        failure = Some(git_error(e));
-                        return TreeWalkResult::Abort;
-                    }
-                },
-                Err(e) => {
-                    failure = Some(git_error(e));
-                    return TreeWalkResult::Abort;
-                }
-            }
-            TreeWalkResult::Ok
-        })
-        .map_err(git_error)?;
-        if let Some(error) = failure {
-            return Err(error);
-        }
-        snapshot.files.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(snapshot)
+        read_tree(repo, commit, self.prefix().as_deref(), self.max_file_size)
     }
 
     fn prefix(&self) -> Option<String> {
@@ -414,6 +335,96 @@ fn resolve(repo: &Repository, reference: &str) -> Result<Oid, SourceError> {
         }
     }
     Err(SourceError::UnknownRef(reference.to_owned()))
+}
+
+/// Reads the YAML files of `commit`'s tree under `prefix` (a folder of the
+/// repository), straight from the object database: the same files, skipped
+/// and refused alike, whether a Git source or a query reads the revision.
+pub fn read_tree(
+    repo: &Repository,
+    commit: Oid,
+    prefix: Option<&str>,
+    max_file_size: u64,
+) -> Result<Snapshot, SourceError> {
+    let commit = repo.find_commit(commit).map_err(git_error)?;
+    let mut tree = commit.tree().map_err(git_error)?;
+    if let Some(path) = prefix {
+        let entry = tree
+            .get_path(Path::new(path))
+            .map_err(|_| SourceError::MissingPath {
+                path: path.to_owned(),
+                commit: commit.id().to_string(),
+            })?;
+        tree = repo
+            .find_tree(entry.id())
+            .map_err(|_| SourceError::NotAFolder {
+                path: path.to_owned(),
+                commit: commit.id().to_string(),
+            })?;
+    }
+    let odb = repo.odb().map_err(git_error)?;
+    let mut snapshot = Snapshot {
+        revision: commit.id().to_string(),
+        ..Snapshot::default()
+    };
+    let shown = |dir: &str, name: &str| match prefix {
+        Some(p) => format!("{p}/{dir}{name}"),
+        None => format!("{dir}{name}"),
+    };
+    let mut failure = None;
+    tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+        let name = entry.name().unwrap_or_default();
+        if name.starts_with('.') {
+            return TreeWalkResult::Skip;
+        }
+        if entry.kind() != Some(ObjectType::Blob) || !is_yaml(name) {
+            return TreeWalkResult::Ok;
+        }
+        let path: Arc<str> = Arc::from(shown(dir, name));
+        let problem = |message: String| Diagnostic::new(&path, Mark::START, message);
+        if entry.filemode() == 0o120000 {
+            // Symlinks are never followed; one leading out of the tree is an error.
+            let target = repo
+                .find_blob(entry.id())
+                .map(|b| String::from_utf8_lossy(b.content()).into_owned())
+                .unwrap_or_default();
+            if escapes(dir, &target) {
+                snapshot.problems.push(problem(
+                    "symlink leads out of the source root; it is not followed".into(),
+                ));
+            }
+            return TreeWalkResult::Ok;
+        }
+        match odb.read_header(entry.id()) {
+            Ok((size, _)) if size as u64 > max_file_size => {
+                snapshot.problems.push(problem(format!(
+                    "file is {size} bytes, over the {} byte limit (maxFileSize)",
+                    max_file_size
+                )));
+            }
+            Ok(_) => match repo.find_blob(entry.id()) {
+                Ok(blob) => snapshot.files.push(SourceFile {
+                    path,
+                    bytes: blob.content().to_vec(),
+                }),
+                Err(e) => {
+                    failure = Some(git_error(e));
+                    return TreeWalkResult::Abort;
+                }
+            },
+            Err(e) => {
+                failure = Some(git_error(e));
+                return TreeWalkResult::Abort;
+            }
+        }
+        TreeWalkResult::Ok
+    })
+    .map_err(git_error)?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    snapshot.files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(snapshot)
 }
 
 fn git_error(e: git2::Error) -> SourceError {

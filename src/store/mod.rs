@@ -66,6 +66,8 @@ pub enum StoreError {
     Stopped(#[source] tokio::task::JoinError),
     #[error("cannot read the rows of {table}: {message}")]
     Decode { table: String, message: String },
+    #[error("no database at {0}: a query reads an existing database (`accord apply` or `accord run` creates one)")]
+    Missing(String),
 }
 
 /// Who applies what, from where.
@@ -465,6 +467,21 @@ impl AnyStore {
 }
 
 impl AnyStore {
+    /// Connects to a database that must already exist: a query never
+    /// creates an empty SQLite file where a path was mistyped.
+    pub async fn connect_existing(url: &str) -> Result<AnyStore, StoreError> {
+        if url.starts_with("sqlite:") {
+            use std::str::FromStr;
+            let path = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                .map(|o| o.get_filename().to_owned())
+                .ok();
+            if let Some(path) = path.filter(|p| !p.exists()) {
+                return Err(StoreError::Missing(path.display().to_string()));
+            }
+        }
+        Self::connect(url).await
+    }
+
     /// Closes every connection. On SQLite the last one to close folds the
     /// write-ahead log into the database file, so once accord exits the
     /// file alone holds everything (a copy of it is a whole database).
