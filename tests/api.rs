@@ -147,6 +147,7 @@ impl Api {
             api_token: Some(TOKEN.into()),
             shutdown: CancellationToken::new(),
             leadership: None,
+            access: Default::default(),
         });
         Api {
             _dir: dir,
@@ -454,6 +455,15 @@ both_backends!(
             (Method::POST, "/api/v1/organizations/{slug}/gitops/enable", "/api/v1/organizations/acme/gitops/enable".into(), None, None, 200),
             (Method::POST, "/api/v1/organizations/{slug}/gitops/sync", "/api/v1/organizations/acme/gitops/sync".into(), None, None, 200),
             (Method::POST, "/api/v1/organizations/{slug}/gitops/sync", "/api/v1/organizations/nope/gitops/sync".into(), None, None, 404),
+            (Method::GET, "/api/v1/access/can", "/api/v1/access/can?user=u1&contact=u1@example.com&permission=svc:read".into(), None, None, 200),
+            (Method::GET, "/api/v1/access/can", "/api/v1/access/can?slug=s1&permission=svc:read&app=unnamed".into(), None, None, 200),
+            (Method::GET, "/api/v1/access/can", "/api/v1/access/can?permission=svc:read".into(), None, None, 400),
+            (Method::GET, "/api/v1/access/can", "/api/v1/access/can?user=u1".into(), None, None, 400),
+            (Method::GET, "/api/v1/access/can", "/api/v1/access/can?contact=*@example.com&permission=svc:read".into(), None, None, 400),
+            (Method::GET, "/api/v1/access/who-can", "/api/v1/access/who-can?permission=svc:read".into(), None, None, 200),
+            (Method::GET, "/api/v1/access/who-can", "/api/v1/access/who-can".into(), None, None, 400),
+            (Method::GET, "/api/v1/access/subject", "/api/v1/access/subject?user=u1".into(), None, None, 200),
+            (Method::GET, "/api/v1/access/subject", "/api/v1/access/subject?app=unnamed".into(), None, None, 400),
             (Method::POST, "/hooks/{source}", "/hooks/hooked".into(), Some(&hook_body), Some(&signature), 202),
             (Method::POST, "/hooks/{source}", "/hooks/hooked".into(), Some(&hook_body), Some("sha256=00"), 401),
             (Method::POST, "/hooks/{source}", "/hooks/local".into(), Some(&hook_body), Some(&signature), 404),

@@ -109,6 +109,7 @@ impl Harness {
             api_token: None,
             shutdown: CancellationToken::new(),
             leadership: Some(Arc::new(Leadership::fixed("replica-1", leading))),
+            access: Default::default(),
         });
         let config = SourceConfig {
             name: SOURCE.into(),

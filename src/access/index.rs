@@ -66,7 +66,7 @@ enum Via {
 }
 
 /// A permit, as a query result names it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PermitRef {
     pub app: String,
@@ -76,11 +76,12 @@ pub struct PermitRef {
     pub slugs: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    #[schema(value_type = super::PlaceDoc)]
     pub place: Place,
 }
 
 /// A role grant: an enrollment, or a member entry of an organization.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GrantRef {
     /// `enrollment` or `membership`.
@@ -91,16 +92,18 @@ pub struct GrantRef {
     pub app: String,
     /// The role granted.
     pub role: String,
+    #[schema(value_type = String, example = "contact:*@acme.example.com")]
     pub holder: Holder,
     /// The member's role within the organization (`admin`, `user`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub member_role: Option<String>,
+    #[schema(value_type = super::PlaceDoc)]
     pub place: Place,
 }
 
 /// One way a permission is held: a permit naming the slug, or a permit
 /// naming a role pattern that a granted role matches.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Path {
     pub app: String,
@@ -126,7 +129,7 @@ impl Path {
 
 /// The answer to "can S do P": every path that grants it; when none does,
 /// the permits that grant it to others, so the reader sees what is missing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Decision {
     pub allowed: bool,
@@ -138,7 +141,7 @@ pub struct Decision {
 }
 
 /// Who holds a permission, by app: `accord who-can`'s and the API's answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WhoCan {
     pub permission_id: String,
@@ -146,7 +149,7 @@ pub struct WhoCan {
 }
 
 /// Everything a subject holds, by app: `accord access`'s and the API's answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubjectAccess {
     pub subject: String,
@@ -154,8 +157,9 @@ pub struct SubjectAccess {
 }
 
 /// A holder of a permission and one way it holds it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Holding {
+    #[schema(value_type = String, example = "contact:*@acme.example.com")]
     pub holder: Holder,
     pub path: Path,
 }

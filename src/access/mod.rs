@@ -88,6 +88,20 @@ impl Serialize for Place {
     }
 }
 
+/// How a `Place` reads in JSON: a file position, or a database row.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the JSON `Place` writes; never built
+pub struct PlaceDoc {
+    /// The file, for an object read from files.
+    file: Option<String>,
+    line: Option<u32>,
+    column: Option<u32>,
+    /// The table (`permits`, `enrollments`, `organizations`), for a row.
+    table: Option<String>,
+    app: Option<String>,
+    id: Option<String>,
+}
+
 fn table(kind: crate::model::Kind) -> &'static str {
     match kind {
         crate::model::Kind::Organization => "organizations",
@@ -98,3 +112,11 @@ fn table(kind: crate::model::Kind) -> &'static str {
 
 /// An object of a state with where it came from: what `Access::build` takes.
 pub type Placed = (Arc<crate::model::Object>, Place);
+
+/// The rows of a database as placed objects: every row, managed by accord
+/// or not, each placed by its table and key.
+pub fn placed_rows(rows: crate::plan::RowMap) -> Vec<Placed> {
+    rows.into_iter()
+        .filter_map(|(key, row)| Some((Arc::new(row.object()?), Place::Row(key))))
+        .collect()
+}

@@ -4,7 +4,6 @@
 //! accord or not: that is where real access is).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::{ArgGroup, Args};
 
@@ -163,13 +162,10 @@ pub async fn load(spec: &StateSpec, max_file_size: u64) -> Result<State, StateEr
             let store = AnyStore::connect_existing(url).await?;
             let live = store.load(None).await;
             store.close().await;
-            let mut objects = KeyMap::default();
-            for (key, row) in live?.rows {
-                if let Some(object) = row.object() {
-                    let place = Place::Row(key.clone());
-                    objects.insert(key, (Arc::new(object), place));
-                }
-            }
+            let objects = crate::access::placed_rows(live?.rows)
+                .into_iter()
+                .map(|placed| (placed.0.key(), placed))
+                .collect();
             Ok(State { objects })
         }
     }

@@ -329,6 +329,7 @@ pub async fn start(
         api_token,
         shutdown: shutdown.clone(),
         leadership: leadership.clone(),
+        access: Default::default(),
     });
     let mut campaign_task = None;
     if let (Some(election), Some(leadership), Some(client)) =

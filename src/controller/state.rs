@@ -203,6 +203,52 @@ pub struct State {
     pub shutdown: CancellationToken,
     /// Set when replicas elect a leader: only the leader syncs.
     pub leadership: Option<Arc<Leadership>>,
+    /// The access index of the live database, for the access queries.
+    pub access: AccessCache,
+}
+
+/// The access index of every row of the database, rebuilt when it is older
+/// than `AccessCache::FRESH`: queries answer from the database as it is
+/// (hand edits and rows accord does not manage count), without reading
+/// every row for each query of a page that asks several.
+#[derive(Default)]
+pub struct AccessCache {
+    slot: tokio::sync::Mutex<Option<(std::time::Instant, Arc<crate::access::Access>)>>,
+}
+
+impl AccessCache {
+    pub const FRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
+    /// The index, rebuilt from `store` when stale. One rebuild at a time:
+    /// concurrent queries wait for it rather than each reading every row.
+    pub async fn get(
+        &self,
+        store: &AnyStore,
+    ) -> Result<Arc<crate::access::Access>, crate::store::StoreError> {
+        use crate::store::Store;
+        let mut slot = self.slot.lock().await;
+        if let Some((built, access)) = slot.as_ref() {
+            if built.elapsed() < Self::FRESH {
+                return Ok(Arc::clone(access));
+            }
+        }
+        let started = std::time::Instant::now();
+        let rows = store.load(None).await?.rows;
+        let access = tokio::task::spawn_blocking(move || {
+            Arc::new(crate::access::Access::build(crate::access::placed_rows(
+                rows,
+            )))
+        })
+        .await
+        .map_err(crate::store::StoreError::Stopped)?;
+        *slot = Some((started, Arc::clone(&access)));
+        Ok(access)
+    }
+
+    /// Forgets the index: the next query reads the database again.
+    pub async fn invalidate(&self) {
+        *self.slot.lock().await = None;
+    }
 }
 
 impl State {

@@ -30,6 +30,7 @@ webhook secret instead."
         (name = "sources", description = "Syncs and approvals"),
         (name = "organizations", description = "The per-organization GitOps switch"),
         (name = "webhooks", description = "Push webhooks from Git hosts"),
+        (name = "access", description = "Who can do what, and why, in the live database"),
         (name = "meta", description = "This document"),
     )
 )]

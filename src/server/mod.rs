@@ -1,10 +1,12 @@
 //! The HTTP API of `accord run`: health, metrics, status, drift, audit,
-//! sync triggers, push webhooks and the per-organization GitOps switch.
+//! sync triggers, push webhooks, the per-organization GitOps switch and
+//! the access queries.
 //! Errors are RFC 7807 problem documents. Each route is declared once, with
 //! the handler that serves it and the OpenAPI operation that describes it
 //! (`#[utoipa::path]`), so the document `openapi()` returns cannot leave a
 //! route out.
 
+mod access;
 pub mod doc;
 pub mod hooks;
 pub mod listen;
@@ -151,6 +153,9 @@ fn api() -> OpenApiRouter<Arc<State>> {
         .routes(routes!(org_sync))
         .routes(routes!(org_enable))
         .routes(routes!(org_disable))
+        .routes(routes!(access::can))
+        .routes(routes!(access::who_can))
+        .routes(routes!(access::subject))
         .routes(routes!(hooks::receive).layer(DefaultBodyLimit::max(HOOK_BODY_LIMIT)))
 }
 
