@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::state::{load_or_report, StateArgs};
 use super::{output, OutputFormat, Style, ERROR, OK, PENDING};
-use crate::access::{Decision, GrantRef, Path, PermitRef, Subject, SubjectAccess, WhoCan};
+use crate::access::{Access, Decision, GrantRef, Path, PermitRef, Subject, SubjectAccess, WhoCan};
 
 #[derive(Debug, Args)]
 pub struct CanArgs {
@@ -53,6 +53,34 @@ pub struct QueryArgs {
     pub output: OutputFormat,
 }
 
+/// Reads the state and builds its index, timing each step: the timings go
+/// to the log at debug level under `accord::timing` (what the access
+/// benchmark reads).
+async fn indexed(query: &QueryArgs) -> Option<(Access, std::time::Instant)> {
+    let started = std::time::Instant::now();
+    let state = load_or_report(&query.state.spec(), query.state.max_file_size).await?;
+    let read = started.elapsed();
+    let access = state.access();
+    let index = started.elapsed() - read;
+    // The process ends soon; freeing every object one by one is wasted time.
+    std::mem::forget(state);
+    tracing::debug!(
+        target: "accord::timing",
+        read_s = read.as_secs_f64(),
+        index_s = index.as_secs_f64(),
+        "state read and indexed"
+    );
+    Some((access, std::time::Instant::now()))
+}
+
+fn query_done(asked: std::time::Instant) {
+    tracing::debug!(
+        target: "accord::timing",
+        query_s = asked.elapsed().as_secs_f64(),
+        "query answered"
+    );
+}
+
 fn subject(words: &[String]) -> Option<Subject> {
     match Subject::parse(words.iter().map(String::as_str)) {
         Ok(subject) => Some(subject),
@@ -72,16 +100,15 @@ pub async fn can(args: &CanArgs, style: Style) -> u8 {
         return ERROR;
     };
     let query = &args.query;
-    let Some(state) = load_or_report(&query.state.spec(), query.state.max_file_size).await else {
+    let Some((access, asked)) = indexed(query).await else {
         return ERROR;
     };
-    let decision = state
-        .access()
-        .can(&subject, permission, query.app.as_deref());
+    let decision = access.can(&subject, permission, query.app.as_deref());
     match query.output {
         OutputFormat::Json => output::print_json(&decision),
         OutputFormat::Text => print!("{}", can_text(&decision, args.explain, style)),
     }
+    query_done(asked);
     if decision.allowed {
         OK
     } else {
@@ -91,16 +118,15 @@ pub async fn can(args: &CanArgs, style: Style) -> u8 {
 
 pub async fn who_can(args: &WhoCanArgs, style: Style) -> u8 {
     let query = &args.query;
-    let Some(state) = load_or_report(&query.state.spec(), query.state.max_file_size).await else {
+    let Some((access, asked)) = indexed(query).await else {
         return ERROR;
     };
-    let who = state
-        .access()
-        .who_can_by_app(&args.permission, query.app.as_deref());
+    let who = access.who_can_by_app(&args.permission, query.app.as_deref());
     match query.output {
         OutputFormat::Json => output::print_json(&who),
         OutputFormat::Text => print!("{}", who_can_text(&who, style)),
     }
+    query_done(asked);
     OK
 }
 
@@ -109,14 +135,15 @@ pub async fn access(args: &AccessArgs, style: Style) -> u8 {
         return ERROR;
     };
     let query = &args.query;
-    let Some(state) = load_or_report(&query.state.spec(), query.state.max_file_size).await else {
+    let Some((access, asked)) = indexed(query).await else {
         return ERROR;
     };
-    let held = state.access().access_by_app(&subject, query.app.as_deref());
+    let held = access.access_by_app(&subject, query.app.as_deref());
     match query.output {
         OutputFormat::Json => output::print_json(&held),
         OutputFormat::Text => print!("{}", access_text(&held, style)),
     }
+    query_done(asked);
     OK
 }
 
