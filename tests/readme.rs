@@ -202,3 +202,42 @@ fn the_layout_section_matches_the_tree() {
         );
     }
 }
+
+/// Each command of the access block runs, and where the README shows its
+/// output (the `# ` lines after it), prints exactly that.
+#[test]
+fn the_access_examples_print_what_they_say() {
+    let dir = workspace();
+    let block = block_after("### Who can do what, and why");
+    let mut lines = block.lines().peekable();
+    let mut ran = 0;
+    while let Some(line) = lines.next() {
+        let Some(command) = line.strip_prefix("accord ") else {
+            continue;
+        };
+        let command = command.split("  #").next().unwrap_or_default();
+        let args: Vec<&str> = command.split_whitespace().collect();
+        let out = accord(dir.path(), &args, None);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "accord {command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut shown = String::new();
+        while let Some(comment) = lines.peek().and_then(|l| l.strip_prefix("# ")) {
+            shown.push_str(comment);
+            shown.push('\n');
+            lines.next();
+        }
+        if !shown.is_empty() {
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                shown,
+                "accord {command}"
+            );
+        }
+        ran += 1;
+    }
+    assert_eq!(ran, 3, "the block's commands");
+}
