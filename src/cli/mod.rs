@@ -5,6 +5,7 @@ mod access;
 mod export;
 mod output;
 mod remote;
+mod schema;
 pub mod state;
 
 use std::io::IsTerminal;
@@ -92,6 +93,9 @@ pub enum Command {
     WhoCan(access::WhoCanArgs),
     /// Every permission a subject holds, by app, and through what.
     Access(access::AccessArgs),
+    /// Print the JSON Schema of the YAML files a source holds, for editors
+    /// (`schema/accord.schema.json` holds it).
+    Schema,
 }
 
 #[derive(Debug, Args)]
@@ -411,6 +415,7 @@ pub fn run(cli: Cli, default_actor: &str) -> u8 {
                 ERROR
             }
         },
+        Command::Schema => schema::schema(),
     }
 }
 

@@ -6,6 +6,7 @@ mod canonical;
 pub mod de;
 pub mod parse;
 pub mod render;
+pub mod schema;
 pub mod suggest;
 pub mod validate;
 pub mod yaml;

@@ -8,6 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use rayon::prelude::*;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::de::{from_node, DeError};
@@ -197,15 +198,24 @@ const KIND_FIELDS: [&str; 10] = [
 const BUNDLE_FIELDS: [&str; 4] = ["app", "permits", "enrollments", "organizations"];
 const MANIFEST_FIELDS: [&str; 5] = ["apiVersion", "kind", "metadata", "spec", "status"];
 
-#[derive(Deserialize)]
+/// The Kubernetes object metadata of a typed manifest.
+// `accord schema` derives the schema of `metadata` from this struct, so an
+// editor accepts what the parser accepts.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // namespace, labels and annotations are accepted, not used
-struct Metadata {
+pub(super) struct Metadata {
+    /// The object's id (an Organization's slug) unless `spec` names one: a
+    /// Kubernetes name, lowercase letters, digits, `-` and `.`.
+    #[schemars(regex(pattern = KUBERNETES_NAME), length(max = 253))]
     name: String,
+    /// For `kubectl apply`; a file source does not read it.
     #[serde(default)]
     namespace: Option<String>,
+    /// For `kubectl apply`; a file source does not read them.
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    /// For `kubectl apply`; a file source does not read them.
     #[serde(default)]
     annotations: BTreeMap<String, String>,
 }
@@ -680,6 +690,11 @@ impl FileParser {
 fn field_mark(node: &Node, field: &str) -> Mark {
     node.get(field).map_or(node.mark, |n| n.mark)
 }
+
+/// `kubernetes_name` as a regular expression (with a length of at most 253),
+/// for the schema of `metadata.name`.
+const KUBERNETES_NAME: &str =
+    r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$";
 
 /// Kubernetes object names (RFC 1123 subdomains).
 fn kubernetes_name(name: &str) -> Result<(), String> {
