@@ -269,6 +269,10 @@ const BAD: &[(&str, &str)] = &[
         "a bundle of every app with a permit that names none",
         "app: '*'\npermits: [{permissionId: 'a:b', slugs: [s]}]\n",
     ),
+    (
+        "a bundle of every app with a permit whose app is null",
+        "app: '*'\npermits: [{permissionId: 'a:b', slugs: [s], app: ~}]\n",
+    ),
     ("an app alone", "app: tenant.example.com\n"),
     ("a mapping of no kind", "name: Finance\n"),
     ("an object with the fields of two kinds", "slug: acme\nrole: a:b\nuserId: u1\n"),

@@ -116,7 +116,10 @@ pub fn file_schema() -> Value {
     // An item that names no app takes the bundle's; `*` (every app) is
     // only an enrollment's, so a bundle of app `*` needs its permits and
     // organizations to name their own.
-    let own_app = json!({"anyOf": [{"required": ["app"]}, {"required": ["appHost"]}]});
+    let own_app = json!({"anyOf": [
+        {"required": ["app"], "properties": {"app": {"type": "string"}}},
+        {"required": ["appHost"], "properties": {"appHost": {"type": "string"}}},
+    ]});
     defs.insert(
         "AppBundle".into(),
         json!({
