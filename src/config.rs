@@ -39,6 +39,50 @@ pub struct Config {
     pub audit_verify_interval: Duration,
     /// How the HTTP server treats connections.
     pub http: HttpLimits,
+    /// Where to tell operators when something needs them.
+    pub notifications: Vec<NotificationConfig>,
+    /// The address operators reach accord at (its UI), for links in
+    /// notifications.
+    pub external_url: Option<String>,
+}
+
+/// The events a notification receiver may ask for.
+pub const NOTIFICATION_EVENTS: [&str; 8] = [
+    "sync-failed",
+    "sync-recovered",
+    "invalid-revision",
+    "drift-detected",
+    "drift-corrected",
+    "conflict",
+    "deletion-refused",
+    "audit-chain-broken",
+];
+
+/// A notification receiver. Its secrets stay in files, read when accord starts.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotificationConfig {
+    pub name: String,
+    /// `webhook` (generic JSON, signed), `slack` or `alertmanager`.
+    pub provider: String,
+    /// The endpoint (Alertmanager: its base URL).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A file holding the endpoint, for URLs that are secrets (Slack's).
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    /// The webhook's HMAC-SHA256 key, in a file.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// Only these events (all when empty).
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Only these sources (all when empty).
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Messages per minute at most (default 30).
+    #[serde(default)]
+    pub max_per_minute: Option<u32>,
 }
 
 /// How the HTTP server treats connections.
@@ -158,6 +202,10 @@ struct FileConfig {
     audit_verify_interval: Option<String>,
     #[serde(default)]
     http: Option<HttpConfig>,
+    #[serde(default)]
+    notifications: Vec<NotificationConfig>,
+    #[serde(default)]
+    external_url: Option<String>,
     /// Checked item by item below, so each source's errors are located.
     #[serde(default, rename = "sources")]
     _sources: Vec<serde::de::IgnoredAny>,
@@ -411,6 +459,79 @@ pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Ve
             None => {}
         }
     }
+    let notification_nodes = root
+        .get("notifications")
+        .and_then(|n| n.as_seq())
+        .unwrap_or_default();
+    let mut receiver_names = BTreeSet::new();
+    for (i, receiver) in top.notifications.iter().enumerate() {
+        let node = notification_nodes.get(i);
+        let at = |field: &str| {
+            node.and_then(|n| n.get(field).or(Some(n)))
+                .map_or(root.mark, |n| n.mark)
+        };
+        let mut fail = |field: &str, message: String| {
+            errors.push(Diagnostic::new(&file, at(field), message));
+        };
+        if !receiver_names.insert(receiver.name.clone()) {
+            fail(
+                "name",
+                format!("notifications: the name `{}` is used twice", receiver.name),
+            );
+        }
+        if !["webhook", "slack", "alertmanager"].contains(&receiver.provider.as_str()) {
+            fail(
+                "provider",
+                format!(
+                    "notifications: provider `{}` is not webhook, slack or alertmanager",
+                    receiver.provider
+                ),
+            );
+        }
+        if receiver.url.is_some() == receiver.url_file.is_some() {
+            fail(
+                "url",
+                format!(
+                    "notification `{}` needs exactly one of `url`, `urlFile`",
+                    receiver.name
+                ),
+            );
+        }
+        if let Some(url) = &receiver.url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                fail(
+                    "url",
+                    format!(
+                        "notification `{}`: url must be http:// or https://",
+                        receiver.name
+                    ),
+                );
+            }
+        }
+        for event in &receiver.events {
+            if !NOTIFICATION_EVENTS.contains(&event.as_str()) {
+                let hint = crate::model::suggest::hint(event, &NOTIFICATION_EVENTS);
+                fail(
+                    "events",
+                    format!("notifications: unknown event `{event}`{hint}"),
+                );
+            }
+        }
+        for source in &receiver.sources {
+            if !names.contains(source) {
+                fail(
+                    "sources",
+                    format!("notifications: no source is named `{source}`"),
+                );
+            }
+        }
+        if receiver.max_per_minute == Some(0) {
+            fail(
+                "maxPerMinute",
+                "notifications: maxPerMinute must be at least 1".into(),
+            );
+        }
+    }
     if source_nodes.is_empty() && errors.is_empty() {
         errors.push(Diagnostic::new(
             &file,
@@ -440,6 +561,8 @@ pub fn parse(file: &str, text: &str, overrides: &Overrides) -> Result<Config, Ve
         leader_election: top.leader_election,
         audit_verify_interval,
         http,
+        notifications: top.notifications,
+        external_url: top.external_url,
     })
 }
 
@@ -586,5 +709,32 @@ sources:
         let config = parse("a.yaml", EXAMPLE, &overrides).expect("valid");
         assert_eq!(config.database, "postgres://x@y/z");
         assert_eq!(config.listen.port(), 9999);
+    }
+
+    #[test]
+    fn notification_receivers_are_checked_and_located() {
+        let base = "sources:\n  - name: main\n    directory: {path: config}\nnotifications:\n";
+        let config = parse_ok(&format!(
+            "{base}  - name: hook\n    provider: webhook\n    url: https://hooks.example.com/x\n    events: [drift-detected]\n    sources: [main]\n"
+        ));
+        assert_eq!(config.notifications.len(), 1);
+        assert_eq!(config.notifications[0].events, ["drift-detected"]);
+        let found = errors(&format!(
+            "{base}  - name: a\n    provider: pager\n    url: https://x\n\
+             \x20 - name: b\n    provider: slack\n    url: https://x\n    urlFile: /f\n\
+             \x20 - name: c\n    provider: webhook\n    url: ftp://x\n    events: [drift-detcted]\n    sources: [nope]\n\
+             \x20 - name: c\n    provider: alertmanager\n    url: http://am:9093\n    maxPerMinute: 0\n"
+        ));
+        for expected in [
+            "accord.yaml:6:15: notifications: provider `pager` is not webhook, slack or alertmanager",
+            "accord.yaml:10:10: notification `b` needs exactly one of `url`, `urlFile`",
+            "accord.yaml:14:10: notification `c`: url must be http:// or https://",
+            "accord.yaml:15:13: notifications: unknown event `drift-detcted` (did you mean `drift-detected`?)",
+            "accord.yaml:16:14: notifications: no source is named `nope`",
+            "accord.yaml:17:11: notifications: the name `c` is used twice",
+            "accord.yaml:20:19: notifications: maxPerMinute must be at least 1",
+        ] {
+            assert!(found.iter().any(|e| e == expected), "missing {expected}: {found:#?}");
+        }
     }
 }

@@ -49,6 +49,15 @@ pub struct RouteLabel {
     pub route: String,
 }
 
+/// A notification's fate: `delivered`, `failed` (an attempt; it is
+/// retried), `refused` (dropped: the receiver said no for good),
+/// `rate_limited` or `queue_full` (dropped before an attempt).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    pub provider: String,
+    pub outcome: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConnectionLabel {
     /// `idle` or `active`.
@@ -70,6 +79,7 @@ pub struct Metrics {
     /// Set from the database pool when `/metrics` is read.
     pub db_connections: Family<ConnectionLabel, Gauge>,
     pub resource_version: Family<SourceLabel, Gauge>,
+    pub notifications: Family<NotificationLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -148,8 +158,15 @@ impl Default for Metrics {
             "The resourceVersion a Kubernetes source last applied",
             resource_version.clone(),
         );
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Outbound notifications by provider and outcome (delivered, failed attempt, refused, rate_limited, queue_full)",
+            notifications.clone(),
+        );
         Metrics {
             registry,
+            notifications,
             http_requests,
             http_duration,
             db_connections,

@@ -148,6 +148,7 @@ impl Api {
             shutdown: CancellationToken::new(),
             leadership: None,
             access: Default::default(),
+            notifier: None,
         });
         Api {
             _dir: dir,
@@ -224,6 +225,7 @@ fn source(
         status: RwLock::new(SourceStatus::new(name, "directory", format!("/srv/{name}"))),
         trigger,
         webhook_secret,
+        watcher: None,
     });
     let (worker, syncs) = (handle.clone(), syncs.clone());
     tokio::spawn(async move {

@@ -100,6 +100,7 @@ impl Harness {
             status: RwLock::new(SourceStatus::new(SOURCE, "kubernetes", "test".into())),
             trigger,
             webhook_secret: None,
+            watcher: None,
         });
         let state = Arc::new(State {
             sources: vec![source_handle.clone()],
@@ -110,6 +111,7 @@ impl Harness {
             shutdown: CancellationToken::new(),
             leadership: Some(Arc::new(Leadership::fixed("replica-1", leading))),
             access: Default::default(),
+            notifier: None,
         });
         let config = SourceConfig {
             name: SOURCE.into(),

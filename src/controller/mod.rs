@@ -2,6 +2,7 @@
 //! server, and a graceful shutdown that lets an in-flight sync finish.
 
 pub mod leader;
+pub mod notifications;
 pub mod report;
 pub mod state;
 pub mod worker;
@@ -82,6 +83,58 @@ fn identity() -> String {
 const DEBOUNCE: Duration = Duration::from_millis(750);
 /// The longest a folder that keeps changing waits for a quiet moment.
 const MAX_SETTLE: Duration = Duration::from_secs(30);
+
+/// The notification receivers, their secrets read now; none configured: none.
+fn start_notifier(
+    config: &Config,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<Option<Arc<notifications::Notifier>>, RunError> {
+    use notifications::conditions::{EventKind, Filter};
+    use notifications::providers::Provider;
+    if config.notifications.is_empty() {
+        return Ok(None);
+    }
+    let mut receivers = Vec::new();
+    for receiver in &config.notifications {
+        let url = match (&receiver.url, &receiver.url_file) {
+            (Some(url), _) => url.clone(),
+            (None, Some(file)) => read_secret("a notification URL", file)?,
+            (None, None) => String::new(),
+        };
+        let secret = receiver
+            .secret_file
+            .as_deref()
+            .map(|p| read_secret("a notification secret", p))
+            .transpose()?;
+        let provider = match receiver.provider.as_str() {
+            "slack" => Provider::Slack,
+            "alertmanager" => Provider::Alertmanager,
+            _ => Provider::Webhook,
+        };
+        receivers.push(notifications::ReceiverConfig {
+            name: receiver.name.clone(),
+            provider,
+            url,
+            secret,
+            filter: Filter {
+                kinds: receiver
+                    .events
+                    .iter()
+                    .filter_map(|e| EventKind::parse(e))
+                    .collect(),
+                sources: receiver.sources.iter().cloned().collect(),
+            },
+            max_per_minute: receiver.max_per_minute.unwrap_or(30),
+        });
+    }
+    Ok(Some(notifications::Notifier::start(
+        receivers,
+        config.external_url.clone(),
+        metrics.notifications.clone(),
+        shutdown.clone(),
+    )))
+}
 
 fn read_secret(what: &'static str, path: &Path) -> Result<String, RunError> {
     std::fs::read_to_string(path)
@@ -239,6 +292,8 @@ pub async fn start(
     } else {
         None
     };
+    let metrics = Metrics::default();
+    let notifier = start_notifier(config, &metrics, &shutdown)?;
     let mut feeds: Vec<(usize, Feeds)> = Vec::new();
     let mut handles = Vec::new();
     let mut workers = Vec::new();
@@ -313,6 +368,7 @@ pub async fn start(
             )),
             trigger,
             webhook_secret: secret,
+            watcher: notifier.clone().map(notifications::Watcher::new),
         });
         handles.push(handle.clone());
         workers.push((handle, any, source.clone(), requests));
@@ -325,11 +381,12 @@ pub async fn start(
         sources: handles,
         history: Default::default(),
         store,
-        metrics: Metrics::default(),
+        metrics,
         api_token,
         shutdown: shutdown.clone(),
         leadership: leadership.clone(),
         access: Default::default(),
+        notifier,
     });
     let mut campaign_task = None;
     if let (Some(election), Some(leadership), Some(client)) =
@@ -433,6 +490,9 @@ async fn watch_history(state: Arc<State>, interval: Duration) {
                 history.verified_at = Some(chrono::Utc::now());
                 history.sync_runs += report.sync_runs;
                 history.audit_rows += report.audit_rows;
+                if let Some(notifier) = &state.notifier {
+                    notifier.observe_history(&history);
+                }
                 reported = problem;
             }
             Err(error) => tracing::warn!(%error, "cannot verify the history's hash chain"),

@@ -141,6 +141,8 @@ pub struct SourceHandle {
     pub status: RwLock<SourceStatus>,
     pub trigger: mpsc::Sender<SyncRequest>,
     pub webhook_secret: Option<String>,
+    /// Turns each new status into notifications, when receivers are configured.
+    pub watcher: Option<Arc<super::notifications::Watcher>>,
 }
 
 impl SourceHandle {
@@ -152,7 +154,12 @@ impl SourceHandle {
     }
 
     pub fn update(&self, change: impl FnOnce(&mut SourceStatus)) {
-        change(&mut self.status.write().unwrap_or_else(|e| e.into_inner()));
+        let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
+        change(&mut status);
+        // Under the lock, so two updates are told in the order they were made.
+        if let Some(watcher) = &self.watcher {
+            watcher.notifier.observe_source(&watcher.tracker, &status);
+        }
     }
 
     /// Asks for a sync without waiting; a sync already queued covers this one.
@@ -205,6 +212,8 @@ pub struct State {
     pub leadership: Option<Arc<Leadership>>,
     /// The access index of the live database, for the access queries.
     pub access: AccessCache,
+    /// Outbound notifications, when receivers are configured.
+    pub notifier: Option<Arc<super::notifications::Notifier>>,
 }
 
 /// The access index of every row of the database, rebuilt when it is older

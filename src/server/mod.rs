@@ -333,6 +333,9 @@ struct StatusBody {
     sources: Vec<SourceStatus>,
     /// The history's hash chain, as last verified.
     audit_chain: HistoryStatus,
+    /// Each notification receiver's deliveries and last failure (empty when
+    /// none is configured).
+    notifications: Vec<crate::controller::notifications::ReceiverStatus>,
 }
 
 /// Every source's state.
@@ -342,6 +345,11 @@ async fn status(Extract(state): Extract<Arc<State>>) -> Json<StatusBody> {
     Json(StatusBody {
         sources: state.statuses(),
         audit_chain: state.history(),
+        notifications: state
+            .notifier
+            .as_ref()
+            .map(|n| n.statuses())
+            .unwrap_or_default(),
     })
 }
 
