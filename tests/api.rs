@@ -801,3 +801,74 @@ async fn http_metrics_are_labelled_by_route_template_and_sample_the_pool_at_scra
         "{text}"
     );
 }
+
+// ---- pages --------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_show_what_users_wrote_as_text_and_forbid_inline_script() {
+    let api = Api::new(Backend::Sqlite).await;
+    let hostile = "<script>alert(1)</script>\"><img src=x onerror=alert(2)>";
+    let local = api.state.source(LOCAL).expect("local").clone();
+    local.update(|s| {
+        s.message = format!("commit: {hostile}");
+        s.last_attempted_revision = Some(format!("{hostile}-rev"));
+        s.errors = vec![format!("{hostile}.yaml:1:1: unknown field")];
+        s.drift[0].id = hostile.into();
+        s.drift[0].diff = format!("-id: a\n+id: {hostile}\n");
+    });
+    for (path, status) in [
+        ("/", 200),
+        ("/sources/local", 200),
+        ("/sources/nope", 404),
+        ("/sources/%3Cscript%3E", 404),
+    ] {
+        let answer = api.get(path).await;
+        assert_eq!(answer.status.as_u16(), status, "{path}");
+        assert!(
+            answer.header("content-type").starts_with("text/html"),
+            "{path}"
+        );
+        let csp = answer.header("content-security-policy");
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(answer.header("x-content-type-options"), "nosniff");
+        let body = String::from_utf8_lossy(&answer.body);
+        // No markup from a user survives: only the page's own script tag.
+        assert_eq!(body.matches("<script").count(), 1, "{path}: {body}");
+        assert!(!body.contains("<img"), "{path}: {body}");
+        assert!(
+            !body.contains("onerror=alert") || body.contains("onerror=alert(2)&gt;"),
+            "{path}"
+        );
+        assert!(
+            !body.contains(" style="),
+            "{path}: inline styles are refused by the policy"
+        );
+        if status == 200 {
+            assert!(
+                body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+                "{path}: {body}"
+            );
+        }
+    }
+    let overview = String::from_utf8_lossy(&api.get("/").await.body).into_owned();
+    assert!(overview.contains("data-state=\"OutOfSync\""), "{overview}");
+    assert!(overview.contains("href=\"/sources/local\""), "{overview}");
+    let page = String::from_utf8_lossy(&api.get("/sources/local").await.body).into_owned();
+    assert!(page.contains("Approve these deletions"), "{page}");
+    assert!(
+        page.contains("<span class=\"add\">+id: &lt;script&gt;"),
+        "{page}"
+    );
+    for (asset, kind) in [
+        ("/assets/accord.css", "text/css"),
+        ("/assets/accord.js", "text/javascript"),
+    ] {
+        let answer = api.get(asset).await;
+        assert_eq!(answer.status, StatusCode::OK, "{asset}");
+        assert!(answer.header("content-type").starts_with(kind), "{asset}");
+    }
+}

@@ -11,6 +11,7 @@ pub mod doc;
 pub mod hooks;
 pub mod listen;
 mod observe;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State as Extract};
 use axum::http::{header, StatusCode};
 use axum::middleware;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -168,6 +169,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(state: Arc<State>) -> Router {
     let (routes, _) = api().split_for_parts();
     let routes = routes
+        .merge(ui::routes())
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -183,10 +185,14 @@ pub fn router(state: Arc<State>) -> Router {
 /// handler runs (a body over its limit: 413; a body too slow: 408).
 async fn problem_documents(response: Response) -> Response {
     let status = response.status();
+    // A problem already, or a page for people (which says what went wrong itself).
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+        .is_some_and(|v| {
+            v.as_bytes().starts_with(PROBLEM_JSON.as_bytes())
+                || v.as_bytes().starts_with(b"text/html")
+        });
     if is_problem || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
@@ -776,47 +782,9 @@ async fn org_disable(
     set_gitops(&state, &slug, params.app.as_deref(), false).await
 }
 
-/// A small page for people: every source's state, refreshed every 5 seconds.
+/// The overview page for people: every source's state, updated in place.
 #[utoipa::path(get, path = "/", tag = "status",
-    responses((status = 200, description = "The dashboard", body = String, content_type = "text/html")))]
-async fn dashboard(Extract(state): Extract<Arc<State>>) -> Html<String> {
-    let escape = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
-    let mut rows = String::new();
-    for s in state.statuses() {
-        rows.push_str(&format!(
-            "<tr class=\"{state:?}\"><td>{name}</td><td>{kind}</td><td>{state:?}</td><td><code>{rev}</code></td><td>{success}</td><td>{managed}</td><td>{drift}</td><td>{message}</td></tr>\n",
-            name = escape(&s.name),
-            kind = s.kind,
-            state = s.state,
-            rev = escape(s.last_applied_revision.as_deref().unwrap_or("—")),
-            success = s.last_success_at.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_else(|| "never".into()),
-            managed = s.counts.managed,
-            drift = s.drift.len(),
-            message = escape(&s.message),
-        ));
-    }
-    let history = state.history();
-    let chain = match (history.ok, &history.problem) {
-        (Some(false), Some(problem)) => format!(
-            "<p class=\"Error\" role=\"alert\"><strong>Audit history broken:</strong> {}</p>",
-            escape(problem)
-        ),
-        (Some(true), _) => format!(
-            "<p>Audit history verified: {} sync runs, {} audit rows.</p>",
-            history.sync_runs, history.audit_rows
-        ),
-        _ => "<p>Audit history not verified yet.</p>".to_owned(),
-    };
-    Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\"><title>accord</title>\
-<style>body{{font-family:system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}}\
-.Error td:nth-child(3),p.Error{{color:#b00}}.OutOfSync td:nth-child(3){{color:#a60}}.Synced td:nth-child(3){{color:#070}}</style></head>\
-<body><h1>accord</h1>{chain}<table><tr><th>source</th><th>type</th><th>state</th><th>applied revision</th><th>last success</th><th>managed</th><th>open drift</th><th>message</th></tr>\n{rows}</table>\
-<p><a href=\"/api/v1/status\">status</a> · <a href=\"/api/v1/drift\">drift</a> · <a href=\"/api/v1/audit-logs\">audit</a> · <a href=\"/metrics\">metrics</a></p></body></html>"
-    ))
+    responses((status = 200, description = "The overview page", body = String, content_type = "text/html")))]
+async fn dashboard(Extract(state): Extract<Arc<State>>) -> Response {
+    ui::overview(&state)
 }

@@ -1,0 +1,343 @@
+//! The operator's pages, rendered on the server from the same state the API
+//! serves. Markup is built with `maud`, which escapes every value it is
+//! given (ids, messages, file names, diffs, commit ids): nothing a user
+//! wrote becomes markup. Styles and the one script are compiled into the
+//! binary and served from this host; the Content-Security-Policy forbids
+//! anything else, inline script included. The pages work without
+//! JavaScript; the script adds live updates, relative times and the buttons
+//! that need the API token (kept in the tab's session storage, sent as a
+//! Bearer header; no cookies).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State as Extract};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use maud::{html, Markup, DOCTYPE};
+
+use crate::controller::state::{OpenItem, SourceStatus, State, SyncState};
+
+const CSS: &str = include_str!("accord.css");
+const JS: &str = include_str!("accord.js");
+
+/// Only this host's own styles and script; no framing, no plugins, no
+/// inline script.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The pages and their assets.
+pub fn routes() -> Router<Arc<State>> {
+    Router::new()
+        .route("/sources/{name}", get(source_page))
+        .route(
+            "/assets/accord.css",
+            get(|| async { asset(CSS, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/assets/accord.js",
+            get(|| async { asset(JS, "text/javascript; charset=utf-8") }),
+        )
+}
+
+fn asset(body: &'static str, kind: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// An HTML page with the security headers every page carries.
+pub fn page(status: StatusCode, markup: Markup) -> Response {
+    let mut response = (status, markup.into_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+fn layout(title: &str, current: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                title { (title) " · accord" }
+                link rel="stylesheet" href="/assets/accord.css";
+                script src="/assets/accord.js" defer {}
+            }
+            body {
+                a class="skip" href="#main" { "Skip to content" }
+                header {
+                    nav aria-label="Main" {
+                        a class="brand" href="/" { "accord" }
+                        @for (href, label) in [("/", "Overview"), ("/api/v1/audit-logs", "Audit (JSON)"), ("/api/v1/openapi.json", "API")] {
+                            @if href == current {
+                                a href=(href) aria-current="page" { (label) }
+                            } @else {
+                                a href=(href) { (label) }
+                            }
+                        }
+                        button type="button" id="token-button" class="token" hidden { "API token" }
+                    }
+                }
+                main id="main" tabindex="-1" { (body) }
+            }
+        }
+    }
+}
+
+/// A state as colour and text: colour is never the only signal.
+fn state_badge(state: SyncState) -> Markup {
+    let (class, symbol) = match state {
+        SyncState::Synced => ("synced", "✓"),
+        SyncState::OutOfSync => ("outofsync", "≠"),
+        SyncState::Progressing => ("progressing", "…"),
+        SyncState::Error => ("error", "✕"),
+        SyncState::Suspended => ("suspended", "‖"),
+    };
+    html! {
+        span class={ "badge " (class) } data-state=(format!("{state:?}")) {
+            span aria-hidden="true" { (symbol) " " }
+            (format!("{state:?}"))
+        }
+    }
+}
+
+/// A time as the absolute UTC instant; the script adds "3 minutes ago".
+fn time(at: Option<DateTime<Utc>>) -> Markup {
+    match at {
+        Some(at) => html! {
+            time datetime=(at.to_rfc3339()) title=(at.to_rfc3339()) {
+                (at.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            }
+        },
+        None => html! { span class="muted" { "never" } },
+    }
+}
+
+/// A revision: the short form shown, the whole one on hover and in a
+/// selectable code element for copying.
+fn revision(rev: Option<&str>) -> Markup {
+    match rev {
+        Some(rev) => {
+            let short: String = rev.chars().take(12).collect();
+            html! { code class="rev" title=(rev) data-full=(rev) { (short) } }
+        }
+        None => html! { span class="muted" { "—" } },
+    }
+}
+
+/// A unified diff with each line marked added, removed or context, as
+/// text (escaped) inside a `pre`.
+pub fn diff(text: &str) -> Markup {
+    html! {
+        pre class="diff" {
+            @for line in text.lines() {
+                @let class = if line.starts_with('+') { "add" } else if line.starts_with('-') { "del" } else { "ctx" };
+                span class=(class) { (line) } "\n"
+            }
+        }
+    }
+}
+
+fn items_table(items: &[OpenItem], caption: &str, empty: &str) -> Markup {
+    html! {
+        @if items.is_empty() {
+            p class="muted" { (empty) }
+        } @else {
+            table {
+                caption { (caption) }
+                thead { tr { th scope="col" { "Object" } th scope="col" { "Note" } th scope="col" { "Diff" } } }
+                tbody {
+                    @for item in items {
+                        tr {
+                            td { (item.kind) " " code { (item.app) "/" (item.id) } }
+                            td { (item.note) }
+                            td {
+                                details {
+                                    summary { "diff" }
+                                    (diff(&item.diff))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /`: every source's state, the history's chain and the
+/// notification receivers, refreshed in place by the script.
+pub fn overview(state: &State) -> Response {
+    let statuses = state.statuses();
+    let history = state.history();
+    let receivers = state
+        .notifier
+        .as_ref()
+        .map(|n| n.statuses())
+        .unwrap_or_default();
+    let body = html! {
+        h1 { "Sources" }
+        @match (history.ok, &history.problem) {
+            (Some(false), problem) => p class="alert error" role="alert" {
+                strong { "The audit history is broken: " }
+                (problem.as_deref().unwrap_or("a row was changed"))
+            },
+            (Some(true), _) => p class="muted" id="chain" {
+                "Audit history verified: " (history.sync_runs) " sync runs, " (history.audit_rows) " audit rows."
+            },
+            _ => p class="muted" id="chain" { "Audit history not verified yet." },
+        }
+        div class="scroll" {
+            table id="sources" data-live="/api/v1/status" {
+                caption class="visually-hidden" { "Every source's state" }
+                thead {
+                    tr {
+                        th scope="col" { "Source" }
+                        th scope="col" { "State" }
+                        th scope="col" { "Applied" }
+                        th scope="col" { "Attempted" }
+                        th scope="col" { "Last attempt" }
+                        th scope="col" { "Last success" }
+                        th scope="col" { "Managed" }
+                        th scope="col" { "Drift" }
+                        th scope="col" { "Conflicts" }
+                        th scope="col" { "Message" }
+                    }
+                }
+                tbody {
+                    @for s in &statuses {
+                        (source_row(s))
+                    }
+                }
+            }
+        }
+        @for s in statuses.iter().filter(|s| !s.errors.is_empty()) {
+            section class="errors" aria-labelledby=(format!("errors-{}", s.name)) {
+                h2 id=(format!("errors-{}", s.name)) { "Errors of " (s.name) }
+                ul { @for error in &s.errors { li { code { (error) } } } }
+            }
+        }
+        @if !receivers.is_empty() {
+            h2 { "Notifications" }
+            table {
+                thead { tr { th scope="col" { "Receiver" } th scope="col" { "Delivered" } th scope="col" { "Pending" } th scope="col" { "Dropped" } th scope="col" { "Last error" } } }
+                tbody {
+                    @for r in &receivers {
+                        tr {
+                            td { (r.name) " " span class="muted" { "(" (r.provider) ")" } }
+                            td { (r.delivered) }
+                            td { (r.pending) }
+                            td { (r.dropped) }
+                            td { @if let Some(error) = &r.last_error { span class="error-text" { (error) } " " (time(r.last_error_at)) } }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page(StatusCode::OK, layout("Overview", "/", body))
+}
+
+fn source_row(s: &SourceStatus) -> Markup {
+    html! {
+        tr data-source=(s.name) {
+            th scope="row" { a href=(format!("/sources/{}", urlencode(&s.name))) { (s.name) } " " span class="muted" { (s.kind) } }
+            td data-field="state" { (state_badge(s.state)) }
+            td data-field="applied" { (revision(s.last_applied_revision.as_deref())) }
+            td data-field="attempted" { (revision(s.last_attempted_revision.as_deref())) }
+            td data-field="attempt" { (time(s.last_attempt_at)) }
+            td data-field="success" { (time(s.last_success_at)) }
+            td data-field="managed" { (s.counts.managed) }
+            td data-field="drift" { (s.drift.len()) }
+            td data-field="conflicts" { (s.conflicts.len()) }
+            td data-field="message" { (s.message) }
+        }
+    }
+}
+
+/// Percent-encodes a path segment (source names are ids, but nothing here
+/// trusts that).
+fn urlencode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// `GET /sources/{name}`: one source, its open drift and conflicts with
+/// their diffs, and the buttons to sync it or approve refused deletions.
+async fn source_page(Extract(state): Extract<Arc<State>>, Path(name): Path<String>) -> Response {
+    let Some(handle) = state.source(&name) else {
+        let body = html! {
+            h1 { "No such source" }
+            p { "No source is named " code { (name) } ". " a href="/" { "Back to the overview" } }
+        };
+        return page(StatusCode::NOT_FOUND, layout("Not found", "", body));
+    };
+    let s = handle.status();
+    let body = html! {
+        h1 { "Source " (s.name) " " (state_badge(s.state)) }
+        p { (s.kind) " · " code { (s.location) } }
+        p data-field="message" { (s.message) }
+        dl class="facts" {
+            dt { "Applied revision" } dd { (revision(s.last_applied_revision.as_deref())) }
+            dt { "Attempted revision" } dd { (revision(s.last_attempted_revision.as_deref())) }
+            dt { "Last attempt" } dd { (time(s.last_attempt_at)) }
+            dt { "Last success" } dd { (time(s.last_success_at)) }
+            dt { "Managed objects" } dd { (s.counts.managed) }
+            dt { "Syncs since start" } dd { (s.attempts) }
+        }
+        div class="actions" {
+            button type="button" class="needs-token" data-post=(format!("/api/v1/sources/{}/sync", urlencode(&s.name))) { "Sync now" }
+            @if let Some(refused) = &s.deletion_refused {
+                div class="alert error" role="alert" {
+                    p { strong { "Deletions refused: " } (refused.message) }
+                    button type="button" class="needs-token" data-post=(format!("/api/v1/sources/{}/approve-deletions", urlencode(&s.name))) data-body=(serde_json::json!({"set": refused.set}).to_string()) data-confirm=(format!("Approve deleting these {} rows of source {}?", refused.deletes, s.name)) { "Approve these deletions" }
+                }
+            }
+            output class="result" aria-live="polite" {}
+        }
+        @if !s.errors.is_empty() {
+            h2 { "Errors of the attempted revision" }
+            ul { @for error in &s.errors { li { code { (error) } } } }
+        }
+        h2 { "Open drift" }
+        (items_table(&s.drift, "Objects edited by hand and left in place (report mode)", "No open drift."))
+        h2 { "Conflicts" }
+        (items_table(&s.conflicts, "Keys this source declares that another source (or nobody) owns", "No conflicts."))
+        p { a href=(format!("/api/v1/audit-logs?source={}", urlencode(&s.name))) { "This source's audit log (JSON)" } }
+    };
+    page(
+        StatusCode::OK,
+        layout(&format!("Source {}", s.name), "", body),
+    )
+}
