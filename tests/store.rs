@@ -734,9 +734,8 @@ both_backends!(
         let query = |source: Option<&str>, kind: Option<Kind>, limit: u32| AuditQuery {
             source: source.map(str::to_owned),
             kind,
-            since: None,
-            seq: None,
             limit,
+            ..AuditQuery::default()
         };
         assert_eq!(
             store

@@ -259,6 +259,16 @@ pub struct AuditQuery {
     /// Only the entry with this `seq`.
     pub seq: Option<i64>,
     pub limit: u32,
+    /// Entries older than this `seq`: the next page, found by key rather
+    /// than by offset, so a page deep in a long log costs what the first does.
+    pub before: Option<i64>,
+    pub until: Option<DateTime<Utc>>,
+    pub app: Option<String>,
+    /// The object's id (an organization's slug).
+    pub id: Option<String>,
+    pub actor: Option<String>,
+    /// `create`, `update`, `delete`, `drift_corrected`, …
+    pub action: Option<String>,
 }
 
 /// The database accord reconciles.

@@ -82,6 +82,22 @@ macro_rules! sql_store {
                 if let Some(seq) = query.seq {
                     qb.push(" AND seq = ").push_bind(seq);
                 }
+                if let Some(before) = query.before {
+                    qb.push(" AND seq < ").push_bind(before);
+                }
+                if let Some(until) = query.until {
+                    qb.push(" AND at < ").push_bind(until);
+                }
+                for (column, value) in [
+                    ("app", &query.app),
+                    ("object_id", &query.id),
+                    ("actor", &query.actor),
+                    ("action", &query.action),
+                ] {
+                    if let Some(value) = value {
+                        qb.push(" AND ").push(column).push(" = ").push_bind(value.as_str());
+                    }
+                }
                 qb.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(query.limit));
                 let rows: Vec<AuditTuple> = qb.build_query_as().fetch_all(&self.pool).await?;
                 let json = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());

@@ -20,6 +20,8 @@ use maud::{html, Markup, DOCTYPE};
 
 use crate::controller::state::{OpenItem, SourceStatus, State, SyncState};
 
+mod audit;
+
 const CSS: &str = include_str!("accord.css");
 const JS: &str = include_str!("accord.js");
 
@@ -31,6 +33,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 pub fn routes() -> Router<Arc<State>> {
     Router::new()
         .route("/sources/{name}", get(source_page))
+        .route("/audit", get(audit::audit_page))
         .route(
             "/assets/accord.css",
             get(|| async { asset(CSS, "text/css; charset=utf-8") }),
@@ -75,7 +78,7 @@ pub fn page(status: StatusCode, markup: Markup) -> Response {
     response
 }
 
-fn layout(title: &str, current: &str, body: Markup) -> Markup {
+pub(super) fn layout(title: &str, current: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -92,7 +95,7 @@ fn layout(title: &str, current: &str, body: Markup) -> Markup {
                 header {
                     nav aria-label="Main" {
                         a class="brand" href="/" { "accord" }
-                        @for (href, label) in [("/", "Overview"), ("/api/v1/audit-logs", "Audit (JSON)"), ("/api/v1/openapi.json", "API")] {
+                        @for (href, label) in [("/", "Overview"), ("/audit", "Audit"), ("/api/v1/openapi.json", "API")] {
                             @if href == current {
                                 a href=(href) aria-current="page" { (label) }
                             } @else {
@@ -126,7 +129,7 @@ fn state_badge(state: SyncState) -> Markup {
 }
 
 /// A time as the absolute UTC instant; the script adds "3 minutes ago".
-fn time(at: Option<DateTime<Utc>>) -> Markup {
+pub(super) fn time(at: Option<DateTime<Utc>>) -> Markup {
     match at {
         Some(at) => html! {
             time datetime=(at.to_rfc3339()) title=(at.to_rfc3339()) {
@@ -139,7 +142,7 @@ fn time(at: Option<DateTime<Utc>>) -> Markup {
 
 /// A revision: the short form shown, the whole one on hover and in a
 /// selectable code element for copying.
-fn revision(rev: Option<&str>) -> Markup {
+pub(super) fn revision(rev: Option<&str>) -> Markup {
     match rev {
         Some(rev) => {
             let short: String = rev.chars().take(12).collect();
@@ -281,7 +284,7 @@ fn source_row(s: &SourceStatus) -> Markup {
 
 /// Percent-encodes a path segment (source names are ids, but nothing here
 /// trusts that).
-fn urlencode(text: &str) -> String {
+pub(super) fn urlencode(text: &str) -> String {
     let mut out = String::new();
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
@@ -334,7 +337,7 @@ async fn source_page(Extract(state): Extract<Arc<State>>, Path(name): Path<Strin
         (items_table(&s.drift, "Objects edited by hand and left in place (report mode)", "No open drift."))
         h2 { "Conflicts" }
         (items_table(&s.conflicts, "Keys this source declares that another source (or nobody) owns", "No conflicts."))
-        p { a href=(format!("/api/v1/audit-logs?source={}", urlencode(&s.name))) { "This source's audit log (JSON)" } }
+        p { a href=(format!("/audit?source={}", urlencode(&s.name))) { "This source's audit log" } }
     };
     page(
         StatusCode::OK,
