@@ -821,6 +821,15 @@ async fn pages_show_what_users_wrote_as_text_and_forbid_inline_script() {
         ("/sources/local", 200),
         ("/sources/nope", 404),
         ("/sources/%3Cscript%3E", 404),
+        ("/audit", 200),
+        ("/organizations", 200),
+        ("/organizations/acme", 200),
+        ("/organizations/%3Cimg%3E", 404),
+        ("/access", 200),
+        ("/access?slug=s1&permission=svc:read", 200),
+        ("/access?permission=svc:read", 200),
+        ("/access?user=u1", 200),
+        ("/access?contact=*@x.com&permission=svc:read", 400),
     ] {
         let answer = api.get(path).await;
         assert_eq!(answer.status.as_u16(), status, "{path}");
@@ -847,7 +856,7 @@ async fn pages_show_what_users_wrote_as_text_and_forbid_inline_script() {
             !body.contains(" style="),
             "{path}: inline styles are refused by the policy"
         );
-        if status == 200 {
+        if path == "/" || path == "/sources/local" {
             assert!(
                 body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
                 "{path}: {body}"
@@ -862,6 +871,22 @@ async fn pages_show_what_users_wrote_as_text_and_forbid_inline_script() {
     assert!(
         page.contains("<span class=\"add\">+id: &lt;script&gt;"),
         "{page}"
+    );
+    let org = String::from_utf8_lossy(&api.get("/organizations/acme").await.body).into_owned();
+    assert!(
+        org.contains("Suspend GitOps") && org.contains("data-confirm="),
+        "{org}"
+    );
+    assert!(
+        org.contains("/api/v1/organizations/acme/gitops/disable?app=unnamed"),
+        "{org}"
+    );
+    let denied =
+        String::from_utf8_lossy(&api.get("/access?slug=s1&permission=svc:read").await.body)
+            .into_owned();
+    assert!(
+        denied.contains("✕ denied") && denied.contains("to roles <code>svc:reader</code>"),
+        "{denied}"
     );
     for (asset, kind) in [
         ("/assets/accord.css", "text/css"),

@@ -320,6 +320,12 @@ pub trait Store: Send + Sync {
         enabled: bool,
     ) -> impl Future<Output = Result<Vec<OrgSwitch>, StoreError>> + Send;
 
+    /// Every organization's switch and owner, by app and slug, `limit` at most.
+    fn organizations(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<OrgSwitch>, StoreError>> + Send;
+
     /// The organization's switch in every app it exists in.
     fn gitops(
         &self,
@@ -608,6 +614,13 @@ impl Store for AnyStore {
         match self {
             AnyStore::Sqlite(s) => s.set_gitops(slug, app, enabled).await,
             AnyStore::Postgres(s) => s.set_gitops(slug, app, enabled).await,
+        }
+    }
+
+    async fn organizations(&self, limit: u32) -> Result<Vec<OrgSwitch>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.organizations(limit).await,
+            AnyStore::Postgres(s) => s.organizations(limit).await,
         }
     }
 

@@ -130,6 +130,15 @@ macro_rules! sql_store {
                 self.gitops(slug, app).await
             }
 
+            async fn organizations(&self, limit: u32) -> Result<Vec<OrgSwitch>, StoreError> {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT app, slug, gitops, managed_by FROM organizations ORDER BY app, slug LIMIT ",
+                );
+                qb.push_bind(i64::from(limit));
+                let rows: Vec<OrgSwitchRow> = qb.build_query_as().fetch_all(&self.pool).await?;
+                Ok(switches(rows))
+            }
+
             async fn gitops(&self, slug: &str, app: Option<&str>) -> Result<Vec<OrgSwitch>, StoreError> {
                 let mut qb = QueryBuilder::<$db>::new(
                     "SELECT app, slug, gitops, managed_by FROM organizations WHERE slug = ",

@@ -20,7 +20,9 @@ use maud::{html, Markup, DOCTYPE};
 
 use crate::controller::state::{OpenItem, SourceStatus, State, SyncState};
 
+mod access;
 mod audit;
+mod orgs;
 
 const CSS: &str = include_str!("accord.css");
 const JS: &str = include_str!("accord.js");
@@ -34,6 +36,9 @@ pub fn routes() -> Router<Arc<State>> {
     Router::new()
         .route("/sources/{name}", get(source_page))
         .route("/audit", get(audit::audit_page))
+        .route("/access", get(access::access_page))
+        .route("/organizations", get(orgs::list))
+        .route("/organizations/{slug}", get(orgs::one))
         .route(
             "/assets/accord.css",
             get(|| async { asset(CSS, "text/css; charset=utf-8") }),
@@ -95,7 +100,7 @@ pub(super) fn layout(title: &str, current: &str, body: Markup) -> Markup {
                 header {
                     nav aria-label="Main" {
                         a class="brand" href="/" { "accord" }
-                        @for (href, label) in [("/", "Overview"), ("/audit", "Audit"), ("/api/v1/openapi.json", "API")] {
+                        @for (href, label) in [("/", "Overview"), ("/audit", "Audit"), ("/organizations", "Organizations"), ("/access", "Access"), ("/api/v1/openapi.json", "API")] {
                             @if href == current {
                                 a href=(href) aria-current="page" { (label) }
                             } @else {
