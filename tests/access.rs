@@ -414,3 +414,62 @@ fn an_enrollment_of_every_app_holds_in_each_and_survives_export() {
     let out = accord(&["can", "user:root", "report-svc:audit", "--database", &db]);
     assert_eq!(code(&out), 0, "{}", text(&out));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accord_ui_browses_a_database_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}", dir.path().join("a.db").display());
+    assert_eq!(
+        code(&accord(&[
+            "apply",
+            "--source",
+            "examples/config",
+            "--database",
+            &db
+        ])),
+        0
+    );
+    let ui =
+        common::controller::Controller::start_with(dir.path(), &["ui", "--database", &db]).await;
+    for (path, status) in [
+        ("/", 200),
+        ("/organizations", 200),
+        ("/organizations/platform", 200),
+        ("/audit?kind=Permit", 200),
+        (
+            "/access?contact=hana@mycompany.com&permission=payment-svc:payment:process",
+            200,
+        ),
+    ] {
+        let response = reqwest::get(format!("{}{path}", ui.url))
+            .await
+            .expect("get");
+        assert_eq!(response.status().as_u16(), status, "{path}");
+        let body = response.text().await.expect("body");
+        if path.starts_with("/access") {
+            assert!(body.contains("✓ allowed"), "{body}");
+        }
+    }
+    let (status, problem) = ui
+        .post("/api/v1/organizations/platform/gitops/disable", None)
+        .await;
+    assert_eq!(status, 403, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("only reads"));
+    let gitops = Command::new("sqlite3")
+        .arg(dir.path().join("a.db"))
+        .arg("SELECT gitops FROM organizations WHERE slug = 'platform'")
+        .output()
+        .expect("sqlite3");
+    assert_eq!(String::from_utf8_lossy(&gitops.stdout).trim(), "1");
+    // No database there: refused, and none is created.
+    let missing = dir.path().join("missing.db");
+    let out = accord(&[
+        "ui",
+        "--database",
+        &format!("sqlite://{}", missing.display()),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code(&out), 1);
+    assert!(!missing.exists());
+}

@@ -149,6 +149,7 @@ impl Api {
             leadership: None,
             access: Default::default(),
             notifier: None,
+            read_only: false,
         });
         Api {
             _dir: dir,

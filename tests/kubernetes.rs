@@ -112,6 +112,7 @@ impl Harness {
             leadership: Some(Arc::new(Leadership::fixed("replica-1", leading))),
             access: Default::default(),
             notifier: None,
+            read_only: false,
         });
         let config = SourceConfig {
             name: SOURCE.into(),

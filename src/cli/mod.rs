@@ -87,6 +87,9 @@ pub enum Command {
     /// Print the OpenAPI 3.1 document of the HTTP API `accord run` serves
     /// (the same as its `GET /api/v1/openapi.json`).
     Openapi,
+    /// Browse a database in the operator's pages, read-only, without
+    /// running the controller.
+    Ui(UiArgs),
     /// Can a subject do something? Exit 0 allowed, 2 denied, 1 error.
     Can(access::CanArgs),
     /// Every subject that holds a permission, and how, by app.
@@ -96,6 +99,16 @@ pub enum Command {
     /// Print the JSON Schema of the YAML files a source holds, for editors
     /// (`schema/accord.schema.json` holds it).
     Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    /// The database to browse: sqlite://PATH or postgres://USER@HOST:PORT/DB.
+    #[arg(long, env = "ACCORD_DATABASE_URL")]
+    pub database: String,
+    /// Address to serve the pages on (port 0: any free port, logged).
+    #[arg(long, env = "ACCORD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
 }
 
 #[derive(Debug, Args)]
@@ -356,7 +369,7 @@ pub fn run(cli: Cli, default_actor: &str) -> u8 {
     // The controller says where it listens and what it applies; a command
     // run by hand prints its own results and logs only what went wrong.
     let default_level = match cli.command {
-        Command::Run(_) => "info",
+        Command::Run(_) | Command::Ui(_) => "info",
         _ => "warn",
     };
     let filter =
@@ -405,6 +418,7 @@ pub fn run(cli: Cli, default_actor: &str) -> u8 {
                 CrdFormat::Json => resources::crds_json() + "\n",
             })
         }
+        Command::Ui(args) => runtime.block_on(ui(&args)),
         Command::Can(args) => runtime.block_on(access::can(&args, style)),
         Command::WhoCan(args) => runtime.block_on(access::who_can(&args, style)),
         Command::Access(args) => runtime.block_on(access::access(&args, style)),
@@ -761,4 +775,68 @@ async fn serve_controller(
     shutdown.cancel();
     running.stopped().await;
     served.map_err(RunError::Serve)
+}
+
+/// `accord ui`: the operator's pages over a database, read-only, until
+/// interrupted.
+async fn ui(args: &UiArgs) -> u8 {
+    let address: std::net::SocketAddr = match args.listen.parse() {
+        Ok(address) => address,
+        Err(_) => {
+            eprintln!(
+                "error: --listen `{}` is not an address like 127.0.0.1:8080",
+                args.listen
+            );
+            return ERROR;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("error: cannot listen on {address}: {}", sync::explain(&e));
+            return ERROR;
+        }
+    };
+    let store = match AnyStore::connect_existing(&args.database).await {
+        Ok(store) => std::sync::Arc::new(store),
+        Err(e) => {
+            eprintln!("error: {}", sync::explain(&e));
+            return ERROR;
+        }
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let state = std::sync::Arc::new(crate::controller::state::State::browse(
+        store.clone(),
+        shutdown.clone(),
+    ));
+    let bound = listener.local_addr().unwrap_or(address);
+    tracing::info!(address = %bound, "accord ui is read-only: listening on http://{bound}");
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+            shutdown.cancel();
+        });
+    }
+    let router = crate::server::router(state);
+    let served = crate::server::listen::serve(
+        listener,
+        router,
+        crate::config::HttpLimits::default(),
+        shutdown,
+    )
+    .await;
+    store.close().await;
+    match served {
+        Ok(()) => OK,
+        Err(e) => {
+            eprintln!("error: {}", sync::explain(&e));
+            ERROR
+        }
+    }
 }

@@ -387,6 +387,7 @@ pub async fn start(
         leadership: leadership.clone(),
         access: Default::default(),
         notifier,
+        read_only: false,
     });
     let mut campaign_task = None;
     if let (Some(election), Some(leadership), Some(client)) =

@@ -214,6 +214,8 @@ pub struct State {
     pub access: AccessCache,
     /// Outbound notifications, when receivers are configured.
     pub notifier: Option<Arc<super::notifications::Notifier>>,
+    /// `accord ui`: pages and reads only; every mutating call is refused.
+    pub read_only: bool,
 }
 
 /// The access index of every row of the database, rebuilt when it is older
@@ -261,6 +263,23 @@ impl AccessCache {
 }
 
 impl State {
+    /// The state `accord ui` serves: a database to browse, no sources, no
+    /// controller, nothing it may change.
+    pub fn browse(store: Arc<AnyStore>, shutdown: CancellationToken) -> State {
+        State {
+            sources: Vec::new(),
+            history: Default::default(),
+            store,
+            metrics: Metrics::default(),
+            api_token: None,
+            shutdown,
+            leadership: None,
+            access: Default::default(),
+            notifier: None,
+            read_only: true,
+        }
+    }
+
     pub fn source(&self, name: &str) -> Option<&Arc<SourceHandle>> {
         self.sources.iter().find(|s| s.name == name)
     }

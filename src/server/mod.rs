@@ -103,6 +103,13 @@ impl FromRequestParts<Arc<State>> for Authorized {
         parts: &mut axum::http::request::Parts,
         state: &Arc<State>,
     ) -> Result<Self, Response> {
+        if state.read_only {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "this is `accord ui`, which only reads the database; changes go through `accord run`",
+            )
+            .into_response());
+        }
         let Some(token) = &state.api_token else {
             return Ok(Authorized);
         };
