@@ -209,6 +209,9 @@ pub fn overview(state: &State) -> Response {
         .unwrap_or_default();
     let body = html! {
         h1 { "Sources" }
+        @if state.read_only {
+            p class="muted" { "This is " code { "accord ui" } ": it reads the database only. Sources, their states and drift live in " code { "accord run" } "; the audit log, organizations and access are here." }
+        }
         @match (history.ok, &history.problem) {
             (Some(false), problem) => p class="alert error" role="alert" {
                 strong { "The audit history is broken: " }
