@@ -392,19 +392,29 @@ impl Access {
     }
 
     /// The holders of `permission` per app: what an exhaustive access test
-    /// compares and a preview diffs.
+    /// compares and a preview diffs. `who_can` without the paths, which a
+    /// check of a thousand holder sets would build and throw away.
     pub fn holders(
         &self,
         permission: &str,
         app: Option<&str>,
     ) -> BTreeMap<String, BTreeSet<Holder>> {
         let mut holders: BTreeMap<String, BTreeSet<Holder>> = BTreeMap::new();
-        for holding in self.who_can(permission, app) {
-            holders
-                .entry(holding.path.app)
-                .or_default()
-                .insert(holding.holder);
+        for n in self.permits_of(permission, app) {
+            let permit = self.permits[n as usize].permit();
+            let set = holders.entry(permit.app.clone()).or_default();
+            set.extend(permit.slugs.iter().map(|slug| Holder::Slug(slug.clone())));
+            for pattern in &permit.roles {
+                for g in self.grants_matching(&permit.app, pattern) {
+                    let holder = &self.grants[g as usize].holder;
+                    if !set.contains(holder) {
+                        set.insert(holder.clone());
+                    }
+                }
+            }
         }
+        // Permits whose roles nobody has make no holders: no entry, as in who_can.
+        holders.retain(|_, set| !set.is_empty());
         holders
     }
 

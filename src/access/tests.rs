@@ -398,6 +398,14 @@ proptest! {
                         .iter()
                         .any(|h| h.holder.covers(who));
                     prop_assert_eq!(covered, expected, "who-can {} in {} covers {}", permission, app, who);
+                    // holders is who-can's set of holders.
+                    let holders: BTreeSet<Holder> = access
+                        .who_can(permission, Some(app))
+                        .into_iter()
+                        .map(|h| h.holder)
+                        .collect();
+                    let listed = access.holders(permission, Some(app)).remove(app).unwrap_or_default();
+                    prop_assert_eq!(listed, holders, "holders of {} in {}", permission, app);
                     // access lists the permission exactly when it can.
                     let listed = access
                         .access(who, Some(app))

@@ -7,7 +7,9 @@ use clap::Args;
 
 use super::state::{load_or_report, StateArgs};
 use super::{output, OutputFormat, Style, ERROR, OK, PENDING};
-use crate::access::{Access, Decision, GrantRef, Path, PermitRef, Subject, SubjectAccess, WhoCan};
+use crate::access::{
+    Access, Decision, GrantRef, Holding, Path, PermitRef, Subject, SubjectAccess, WhoCan,
+};
 
 #[derive(Debug, Args)]
 pub struct CanArgs {
@@ -269,18 +271,22 @@ pub fn who_can_text(who: &WhoCan, style: Style) -> String {
     for (app, holdings) in &who.apps {
         let _ = writeln!(out, "{}", style.paint("1", &format!("app {app}:")));
         for holding in holdings {
-            let how = match &holding.path.grant {
-                Some(grant) => format!("role {} ({})", grant.role, grant_source(grant)),
-                None => "named by".to_owned(),
-            };
-            let _ = writeln!(
-                out,
-                "  {}  {how} → permit {} ({})",
-                holding.holder, holding.path.permit.id, holding.path.permit.place
-            );
+            let _ = writeln!(out, "  {}", holding_text(holding));
         }
     }
     out
+}
+
+/// One holder and how it holds the permission, on one line.
+pub(super) fn holding_text(holding: &Holding) -> String {
+    let how = match &holding.path.grant {
+        Some(grant) => format!("role {} ({})", grant.role, grant_source(grant)),
+        None => "named by".to_owned(),
+    };
+    format!(
+        "{}  {how} → permit {} ({})",
+        holding.holder, holding.path.permit.id, holding.path.permit.place
+    )
 }
 
 pub fn access_text(held: &SubjectAccess, style: Style) -> String {

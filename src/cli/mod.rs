@@ -2,6 +2,7 @@
 //! (validate 0/1; plan 0 nothing to do, 2 pending, 1 error; apply 0/1, 3 refused).
 
 mod access;
+mod access_test;
 mod export;
 mod output;
 mod remote;
@@ -99,6 +100,9 @@ pub enum Command {
     /// Print the JSON Schema of the YAML files a source holds, for editors
     /// (`schema/accord.schema.json` holds it).
     Schema,
+    /// Check access tests (who can, who cannot, exactly who holds) against
+    /// a state. Exit 0 when every assertion holds, 1 otherwise.
+    Test(access_test::TestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -422,6 +426,7 @@ pub fn run(cli: Cli, default_actor: &str) -> u8 {
         Command::Can(args) => runtime.block_on(access::can(&args, style)),
         Command::WhoCan(args) => runtime.block_on(access::who_can(&args, style)),
         Command::Access(args) => runtime.block_on(access::access(&args, style)),
+        Command::Test(args) => runtime.block_on(access_test::test(&args, style)),
         Command::Openapi => match crate::server::openapi().to_pretty_json() {
             Ok(json) => print(&(json + "\n")),
             Err(e) => {
