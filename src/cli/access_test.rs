@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::Args;
+use rayon::prelude::*;
 use serde_json::json;
 
 use super::access::{can_text, holding_text};
@@ -72,7 +73,7 @@ pub async fn test(args: &TestArgs, style: Style) -> u8 {
     }
     // The process ends here; freeing a large state object by object is
     // wasted time.
-    std::mem::forget((state, access));
+    std::mem::forget((state, access, assertions, outcomes));
     if failed == 0 {
         OK
     } else {
@@ -87,10 +88,14 @@ fn read_tests(paths: &[PathBuf], max_file_size: u64) -> Result<Vec<Assertion>, T
         let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         return Err(TestsError::None(shown.join(", ")));
     }
+    let parsed: Vec<_> = snapshot
+        .files
+        .par_iter()
+        .map(|file| check::parse(&file.path, &file.bytes))
+        .collect();
     let mut errors = snapshot.problems;
     let mut assertions = Vec::new();
-    for file in &snapshot.files {
-        let (parsed, diagnostics) = check::parse(&file.path, &file.bytes);
+    for (parsed, diagnostics) in parsed {
         assertions.extend(parsed);
         errors.extend(diagnostics);
     }
