@@ -8,8 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Each module with the modules it may use.
-const ALLOWED: [(&str, &[&str]); 14] = [
+const ALLOWED: [(&str, &[&str]); 15] = [
     ("model", &[]),
+    ("access", &["model"]),
     ("redact", &[]),
     ("policy", &[]),
     ("metrics", &[]),
@@ -40,6 +41,7 @@ const ALLOWED: [(&str, &[&str]); 14] = [
     (
         "cli",
         &[
+            "access",
             "config",
             "controller",
             "model",
