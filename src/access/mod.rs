@@ -6,6 +6,7 @@
 
 pub mod check;
 mod index;
+pub mod lint;
 mod subject;
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 mod access;
 mod access_test;
 mod export;
+mod lint;
 mod output;
 mod remote;
 mod schema;
@@ -64,6 +65,9 @@ pub enum ColorChoice {
 pub enum Command {
     /// Check files or folders of YAML; print every error as FILE:LINE:COLUMN: message.
     Validate(ValidateArgs),
+    /// Find grants that cannot take effect or are wider than meant; print
+    /// each as FILE:LINE:COLUMN: severity[rule]: message (exit 1 on an error).
+    Lint(lint::LintArgs),
     /// Show what apply would change (exit 0 nothing, 2 changes or drift pending, 1 error).
     Plan(PlanArgs),
     /// Apply the source to the database in one transaction, with an audit trail.
@@ -407,6 +411,7 @@ pub fn run(cli: Cli, default_actor: &str) -> u8 {
     };
     match cli.command {
         Command::Validate(args) => validate(&args),
+        Command::Lint(args) => lint::lint(&args, style),
         Command::Plan(args) => runtime.block_on(plan(&args, style)),
         Command::Apply(args) => runtime.block_on(apply(&args, style, default_actor)),
         Command::Audit(args) => runtime.block_on(audit(&args, style)),
