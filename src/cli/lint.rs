@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
-use serde_json::json;
+use serde::Serialize;
 
 use super::output::{self, Style};
 use super::{LimitArgs, OutputFormat, ERROR, OK};
@@ -131,17 +131,25 @@ pub fn lint(args: &LintArgs, style: Style) -> u8 {
             printed
         }
         OutputFormat::Json => {
-            let document = json!({
-                "findings": findings,
-                "summary": {
-                    "errors": errors,
-                    "warnings": warnings,
-                    "objects": desired.len(),
-                    "files": snapshot.files.len(),
-                    "failed": failed,
+            // Written straight from the findings: a tree may have tens of
+            // thousands, and a JSON value of each would double the work.
+            let report = Report {
+                findings: &findings,
+                summary: Summary {
+                    errors,
+                    warnings,
+                    objects: desired.len(),
+                    files: snapshot.files.len(),
+                    failed,
                 },
-            });
-            super::print(&(document.to_string() + "\n"))
+            };
+            match serde_json::to_string(&report) {
+                Ok(json) => super::print(&(json + "\n")),
+                Err(e) => {
+                    eprintln!("error: cannot write the findings as JSON: {e}");
+                    ERROR
+                }
+            }
         }
     };
     // The process ends here; freeing 100k objects one by one is wasted time.
@@ -151,6 +159,22 @@ pub fn lint(args: &LintArgs, style: Style) -> u8 {
     } else {
         OK
     }
+}
+
+/// What `--output json` prints.
+#[derive(Serialize)]
+struct Report<'a> {
+    findings: &'a [Finding],
+    summary: Summary,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    errors: usize,
+    warnings: usize,
+    objects: usize,
+    files: usize,
+    failed: bool,
 }
 
 /// `FILE:LINE:COL: severity[rule]: message`, the severity colored on a terminal.
