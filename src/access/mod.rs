@@ -4,6 +4,7 @@
 //! preview. Pure: it takes objects with the place each was declared, and
 //! answers from an index built once. No I/O here.
 
+pub mod impact;
 mod index;
 mod subject;
 

@@ -2,7 +2,9 @@
 //! (validate 0/1; plan 0 nothing to do, 2 pending, 1 error; apply 0/1, 3 refused).
 
 mod access;
+mod diff;
 mod export;
+mod markdown;
 mod output;
 mod remote;
 pub mod state;
@@ -92,6 +94,10 @@ pub enum Command {
     WhoCan(access::WhoCanArgs),
     /// Every permission a subject holds, by app, and through what.
     Access(access::AccessArgs),
+    /// Preview a change between two revisions (or folders): objects
+    /// created, updated and deleted, and who gains or loses which
+    /// permission. No database. Exit 0, or 1 on error.
+    Diff(diff::DiffArgs),
 }
 
 #[derive(Debug, Args)]
@@ -252,8 +258,9 @@ pub struct PlanArgs {
     pub source_name: String,
     #[command(flatten)]
     pub database: DatabaseArgs,
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
+    /// `markdown`: a pull-request comment, with the access impact.
+    #[arg(long, value_enum, default_value_t = diff::ReportFormat::Text)]
+    pub output: diff::ReportFormat,
     /// Leave managed rows that are no longer declared in place.
     #[arg(long)]
     pub no_prune: bool,
@@ -404,6 +411,7 @@ pub fn run(cli: Cli, default_actor: &str) -> u8 {
         Command::Can(args) => runtime.block_on(access::can(&args, style)),
         Command::WhoCan(args) => runtime.block_on(access::who_can(&args, style)),
         Command::Access(args) => runtime.block_on(access::access(&args, style)),
+        Command::Diff(args) => diff::diff(&args, style),
         Command::Openapi => match crate::server::openapi().to_pretty_json() {
             Ok(json) => print(&(json + "\n")),
             Err(e) => {
@@ -543,8 +551,11 @@ async fn plan(args: &PlanArgs, style: Style) -> u8 {
     };
     let planned = &synced.planned;
     match args.output {
-        OutputFormat::Text => output::print_plan(planned, &args.source_name, style),
-        OutputFormat::Json => output::print_plan_json(planned),
+        diff::ReportFormat::Text => output::print_plan(planned, &args.source_name, style),
+        diff::ReportFormat::Json => output::print_plan_json(planned),
+        diff::ReportFormat::Markdown => {
+            print(&diff::plan_markdown(planned, &args.source_name, "plan"));
+        }
     }
     let code = if planned.plan.is_pending() {
         PENDING
@@ -572,7 +583,7 @@ async fn apply(args: &ApplyArgs, style: Style, default_actor: &str) -> u8 {
     let planned = &synced.planned;
     let code = match &synced.outcome {
         sync::Outcome::Refused(refusal) => {
-            if args.plan.output == OutputFormat::Text {
+            if args.plan.output == diff::ReportFormat::Text {
                 output::print_summary(&planned.plan.summary(), "would");
             }
             eprintln!("error: {refusal}; pass --force if that is intended");
@@ -580,11 +591,20 @@ async fn apply(args: &ApplyArgs, style: Style, default_actor: &str) -> u8 {
         }
         outcome => {
             match (args.plan.output, outcome.record()) {
-                (OutputFormat::Text, Some(record)) => {
+                (diff::ReportFormat::Text, Some(record)) => {
                     output::print_applied(planned, record, settings.drift, style)
                 }
-                (OutputFormat::Text, None) => output::print_summary(&planned.plan.summary(), "to"),
-                (OutputFormat::Json, _) => output::print_plan_json(planned),
+                (diff::ReportFormat::Text, None) => {
+                    output::print_summary(&planned.plan.summary(), "to")
+                }
+                (diff::ReportFormat::Json, _) => output::print_plan_json(planned),
+                (diff::ReportFormat::Markdown, _) => {
+                    print(&diff::plan_markdown(
+                        planned,
+                        &args.plan.source_name,
+                        "apply",
+                    ));
+                }
             }
             OK
         }
