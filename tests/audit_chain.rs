@@ -41,7 +41,7 @@ fn examples() -> String {
         .to_string()
 }
 
-/// A database holding two sync runs: the examples' 20 creates, then one
+/// A database holding two sync runs: the examples' 21 creates, then one
 /// permit edited by hand and put back (one more audit row).
 async fn history(backend: Backend) -> TestDb {
     let db = TestDb::new(backend).await;
@@ -51,7 +51,7 @@ async fn history(backend: Backend) -> TestDb {
         .await
         .expect("edit");
     assert_eq!(apply().code, 0);
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log").await, 21);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log").await, 22);
     assert_eq!(db.scalar("SELECT COUNT(*) FROM sync_runs").await, 2);
     db
 }
@@ -112,14 +112,14 @@ both_backends!(a_clean_history_verifies, |backend| async move {
     let run = verify(&db);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
-        run.stdout.contains("2 sync run(s), 21 audit row(s)"),
+        run.stdout.contains("2 sync run(s), 22 audit row(s)"),
         "{}",
         run.stdout
     );
     let json = accord(&["audit", "verify", "--database", &db.url, "--output", "json"]);
     let report: Value = serde_json::from_str(&json.stdout).expect("json");
     assert_eq!(report["ok"], true);
-    assert_eq!(report["head"]["auditLog"]["id"], 21);
+    assert_eq!(report["head"]["auditLog"]["id"], 22);
 });
 
 both_backends!(
@@ -158,7 +158,7 @@ both_backends!(
 
         let db = history(backend).await;
         drop_guards(&db).await;
-        db.exec("DELETE FROM audit_log WHERE seq = 21")
+        db.exec("DELETE FROM audit_log WHERE seq = 22")
             .await
             .expect("delete");
         assert_broken(
@@ -175,15 +175,15 @@ both_backends!(
         // Without hashes, as anyone who does not know the chain would.
         let db = history(backend).await;
         db.exec(&forged(None, None)).await.expect("forge");
-        assert_broken(&db, "forged insert", "audit_log row 22 was inserted");
+        assert_broken(&db, "forged insert", "audit_log row 23 was inserted");
 
         // With the hashes of the newest genuine row copied.
         let db = history(backend).await;
-        db.exec(&forged(None, Some(21))).await.expect("forge");
+        db.exec(&forged(None, Some(22))).await.expect("forge");
         assert_broken(
             &db,
             "forged insert with hashes",
-            "audit_log row 22 was edited",
+            "audit_log row 23 was edited",
         );
     }
 );
@@ -235,12 +235,12 @@ both_backends!(
         .expect("config");
         let accord = Controller::start(dir.path(), &config).await;
         let status = wait_for_chain(&accord, |c| c["ok"] == true).await;
-        assert_eq!(status["auditRows"], 21, "{status:#}");
+        assert_eq!(status["auditRows"], 22, "{status:#}");
         assert_eq!(metric(&accord).await, Some(1.0));
 
         // Rows verified at start are removed: the next check finds it.
         drop_guards(&db).await;
-        db.exec("DELETE FROM audit_log WHERE seq = 21; DELETE FROM sync_runs WHERE id = 2")
+        db.exec("DELETE FROM audit_log WHERE seq = 22; DELETE FROM sync_runs WHERE id = 2")
             .await
             .expect("delete");
         let status = wait_for_chain(&accord, |c| c["ok"] == false).await;
@@ -259,7 +259,7 @@ both_backends!(
             .text()
             .await
             .expect("text");
-        assert!(page.contains("Audit history broken"), "{page}");
+        assert!(page.contains("The audit history is broken"), "{page}");
     }
 );
 

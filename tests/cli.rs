@@ -152,7 +152,7 @@ both_backends!(plan_apply_export_round_trip, |backend| async move {
     let plan = ws.run("plan", &["--output", "json"]);
     assert_eq!(plan.code, 2, "changes pending: {}", plan.stderr);
     let plan = json(&plan.stdout);
-    assert_eq!(plan["summary"]["create"], 20);
+    assert_eq!(plan["summary"]["create"], 21);
     for field in ["update", "delete", "drift", "conflict", "suspended"] {
         assert_eq!(plan["summary"][field], 0, "{field}");
     }
@@ -166,8 +166,8 @@ both_backends!(plan_apply_export_round_trip, |backend| async move {
 
     let apply = ws.run("apply", &["--actor", "ci-bot"]);
     assert_eq!(apply.code, 0, "{}", apply.stderr);
-    assert!(apply.stdout.contains("20 created"), "{}", apply.stdout);
-    assert_eq!(ws.count("permits").await, 9);
+    assert!(apply.stdout.contains("21 created"), "{}", apply.stdout);
+    assert_eq!(ws.count("permits").await, 10);
 
     let again = ws.run("plan", &[]);
     assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
@@ -283,7 +283,7 @@ both_backends!(
         let refused = ws.run("apply", &[]);
         assert_eq!(refused.code, 3, "{}{}", refused.stdout, refused.stderr);
         assert!(
-            refused.stderr.contains("refusing to delete all 20 rows"),
+            refused.stderr.contains("refusing to delete all 21 rows"),
             "{}",
             refused.stderr
         );
@@ -298,7 +298,7 @@ both_backends!(
         let refused = ws.run("apply", &[]);
         assert_eq!(refused.code, 3);
         assert!(
-            refused.stderr.contains("refusing to delete 8 of 20 rows"),
+            refused.stderr.contains("refusing to delete 8 of 21 rows"),
             "{}",
             refused.stderr
         );
@@ -306,7 +306,7 @@ both_backends!(
         assert_eq!(ws.fingerprint().await, before);
         let allowed = ws.run("apply", &["--max-delete-percent", "50"]);
         assert_eq!(allowed.code, 0, "{}", allowed.stderr);
-        assert_eq!(ws.count("ledger").await, 12);
+        assert_eq!(ws.count("ledger").await, 13);
 
         std::fs::remove_dir_all(ws.path("config")).expect("rm");
         std::fs::create_dir(ws.path("config")).expect("mkdir");

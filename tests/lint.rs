@@ -224,7 +224,7 @@ fn the_bundled_examples_are_clean() {
     assert_eq!(run.stdout, "", "{}", run.stdout);
     assert!(
         run.stderr
-            .starts_with("lint: 0 errors and 0 warnings in 20 objects"),
+            .starts_with("lint: 0 errors and 0 warnings in 21 objects"),
         "{}",
         run.stderr
     );

@@ -81,7 +81,7 @@ fn the_walkthrough_prints_what_it_says() {
     assert_eq!(run(&["validate", "examples/config"]).status.code(), Some(0));
     let plan = run(&["plan", "--source", "examples/config"]);
     assert_eq!(plan.status.code(), Some(2));
-    assert!(text(&plan).contains("20 to create"), "{}", text(&plan));
+    assert!(text(&plan).contains("21 to create"), "{}", text(&plan));
     assert_eq!(
         run(&["apply", "--source", "examples/config"]).status.code(),
         Some(0)

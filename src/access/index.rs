@@ -332,23 +332,47 @@ impl Access {
     /// Every holder of `permission` (in `app`, or in any app), with each way
     /// it holds it; sorted by app, then holder.
     pub fn who_can(&self, permission: &str, app: Option<&str>) -> Vec<Holding> {
+        self.holdings(permission, app, |_| true)
+    }
+
+    /// Every way `holder` holds `permission` (in `app`, or in any app):
+    /// its paths of `who_can`, made for it alone.
+    pub fn ways(&self, holder: &Holder, permission: &str, app: Option<&str>) -> Vec<Path> {
+        self.holdings(permission, app, |h| h == holder)
+            .into_iter()
+            .map(|h| h.path)
+            .collect()
+    }
+
+    /// The holdings of `permission` whose holder `keep` keeps, sorted.
+    fn holdings(
+        &self,
+        permission: &str,
+        app: Option<&str>,
+        keep: impl Fn(&Holder) -> bool,
+    ) -> Vec<Holding> {
         let mut holdings = Vec::new();
         for n in self.permits_of(permission, app) {
             let entry = &self.permits[n as usize];
             let permit = entry.permit();
             for slug in &permit.slugs {
-                holdings.push(Holding {
-                    holder: Holder::Slug(slug.clone()),
-                    path: self.path(entry, Some(slug), None, None),
-                });
+                let holder = Holder::Slug(slug.clone());
+                if keep(&holder) {
+                    holdings.push(Holding {
+                        holder,
+                        path: self.path(entry, Some(slug), None, None),
+                    });
+                }
             }
             for pattern in &permit.roles {
                 for g in self.grants_matching(&permit.app, pattern) {
                     let grant = &self.grants[g as usize];
-                    holdings.push(Holding {
-                        holder: grant.holder.clone(),
-                        path: self.path(entry, None, Some(pattern), Some(grant)),
-                    });
+                    if keep(&grant.holder) {
+                        holdings.push(Holding {
+                            holder: grant.holder.clone(),
+                            path: self.path(entry, None, Some(pattern), Some(grant)),
+                        });
+                    }
                 }
             }
         }
@@ -392,8 +416,8 @@ impl Access {
     }
 
     /// The holders of `permission` per app: what an exhaustive access test
-    /// compares and a preview diffs. `who_can` without the paths, which a
-    /// check of a thousand holder sets would build and throw away.
+    /// compares and a preview diffs. No path is made (`ways` makes those of
+    /// one holder).
     pub fn holders(
         &self,
         permission: &str,
@@ -402,14 +426,11 @@ impl Access {
         let mut holders: BTreeMap<String, BTreeSet<Holder>> = BTreeMap::new();
         for n in self.permits_of(permission, app) {
             let permit = self.permits[n as usize].permit();
-            let set = holders.entry(permit.app.clone()).or_default();
-            set.extend(permit.slugs.iter().map(|slug| Holder::Slug(slug.clone())));
+            let of_app = holders.entry(permit.app.clone()).or_default();
+            of_app.extend(permit.slugs.iter().map(|slug| Holder::Slug(slug.clone())));
             for pattern in &permit.roles {
                 for g in self.grants_matching(&permit.app, pattern) {
-                    let holder = &self.grants[g as usize].holder;
-                    if !set.contains(holder) {
-                        set.insert(holder.clone());
-                    }
+                    of_app.insert(self.grants[g as usize].holder.clone());
                 }
             }
         }

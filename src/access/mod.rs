@@ -5,6 +5,7 @@
 //! answers from an index built once. No I/O here.
 
 pub mod check;
+pub mod impact;
 mod index;
 pub mod lint;
 mod subject;

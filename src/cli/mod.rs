@@ -3,8 +3,10 @@
 
 mod access;
 mod access_test;
+mod diff;
 mod export;
 mod lint;
+mod markdown;
 mod output;
 mod remote;
 mod schema;
@@ -107,6 +109,10 @@ pub enum Command {
     /// Check access tests (who can, who cannot, exactly who holds) against
     /// a state. Exit 0 when every assertion holds, 1 otherwise.
     Test(access_test::TestArgs),
+    /// Preview a change between two revisions (or folders): objects
+    /// created, updated and deleted, and who gains or loses which
+    /// permission. No database. Exit 0, or 1 on error.
+    Diff(diff::DiffArgs),
 }
 
 #[derive(Debug, Args)]
@@ -277,8 +283,9 @@ pub struct PlanArgs {
     pub source_name: String,
     #[command(flatten)]
     pub database: DatabaseArgs,
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
+    /// `markdown`: a pull-request comment, with the access impact.
+    #[arg(long, value_enum, default_value_t = diff::ReportFormat::Text)]
+    pub output: diff::ReportFormat,
     /// Leave managed rows that are no longer declared in place.
     #[arg(long)]
     pub no_prune: bool,
@@ -432,6 +439,7 @@ pub fn run(cli: Cli, default_actor: &str) -> u8 {
         Command::WhoCan(args) => runtime.block_on(access::who_can(&args, style)),
         Command::Access(args) => runtime.block_on(access::access(&args, style)),
         Command::Test(args) => runtime.block_on(access_test::test(&args, style)),
+        Command::Diff(args) => diff::diff(&args, style),
         Command::Openapi => match crate::server::openapi().to_pretty_json() {
             Ok(json) => print(&(json + "\n")),
             Err(e) => {
@@ -572,8 +580,11 @@ async fn plan(args: &PlanArgs, style: Style) -> u8 {
     };
     let planned = &synced.planned;
     match args.output {
-        OutputFormat::Text => output::print_plan(planned, &args.source_name, style),
-        OutputFormat::Json => output::print_plan_json(planned),
+        diff::ReportFormat::Text => output::print_plan(planned, &args.source_name, style),
+        diff::ReportFormat::Json => output::print_plan_json(planned),
+        diff::ReportFormat::Markdown => {
+            print(&diff::plan_markdown(planned, &args.source_name, "plan"));
+        }
     }
     let code = if planned.plan.is_pending() {
         PENDING
@@ -601,7 +612,7 @@ async fn apply(args: &ApplyArgs, style: Style, default_actor: &str) -> u8 {
     let planned = &synced.planned;
     let code = match &synced.outcome {
         sync::Outcome::Refused(refusal) => {
-            if args.plan.output == OutputFormat::Text {
+            if args.plan.output == diff::ReportFormat::Text {
                 output::print_summary(&planned.plan.summary(), "would");
             }
             eprintln!("error: {refusal}; pass --force if that is intended");
@@ -609,11 +620,20 @@ async fn apply(args: &ApplyArgs, style: Style, default_actor: &str) -> u8 {
         }
         outcome => {
             match (args.plan.output, outcome.record()) {
-                (OutputFormat::Text, Some(record)) => {
+                (diff::ReportFormat::Text, Some(record)) => {
                     output::print_applied(planned, record, settings.drift, style)
                 }
-                (OutputFormat::Text, None) => output::print_summary(&planned.plan.summary(), "to"),
-                (OutputFormat::Json, _) => output::print_plan_json(planned),
+                (diff::ReportFormat::Text, None) => {
+                    output::print_summary(&planned.plan.summary(), "to")
+                }
+                (diff::ReportFormat::Json, _) => output::print_plan_json(planned),
+                (diff::ReportFormat::Markdown, _) => {
+                    print(&diff::plan_markdown(
+                        planned,
+                        &args.plan.source_name,
+                        "apply",
+                    ));
+                }
             }
             OK
         }

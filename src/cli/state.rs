@@ -190,15 +190,18 @@ pub fn read_revision(
             path: repo.to_owned(),
             source,
         })?;
-    let prefix = path
-        .map(|p| p.trim_matches('/'))
-        .filter(|p| !p.is_empty() && *p != ".");
     Ok(git::read_tree(
         &repository,
         commit.id(),
-        prefix,
+        tree_prefix(path),
         max_file_size,
     )?)
+}
+
+/// The folder inside a repository that `--path` names; none for its root.
+pub fn tree_prefix(path: Option<&str>) -> Option<&str> {
+    path.map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty() && *p != ".")
 }
 
 /// Reads a state, printing what went wrong: parse errors located, others

@@ -97,6 +97,15 @@ fn parse_files(
             (declarations, diagnostics)
         })
         .collect();
+    assemble(parsed)
+}
+
+/// Puts files parsed one by one (`parse_file`) together into one state,
+/// checking keys across them: either the whole state, or every error,
+/// sorted by place.
+pub fn assemble(
+    parsed: Vec<(Vec<Declaration>, Vec<Diagnostic>)>,
+) -> Result<DesiredState, Vec<Diagnostic>> {
     let mut errors = Vec::new();
     let mut state = DesiredState::default();
     state

@@ -346,6 +346,87 @@ pub fn read_tree(
     prefix: Option<&str>,
     max_file_size: u64,
 ) -> Result<Snapshot, SourceError> {
+    read_trees(repo, &[commit], prefix, max_file_size)
+        .pop()
+        .unwrap_or_else(|| Err(git_error(git2::Error::from_str("no commit to read"))))
+}
+
+/// `read_tree` for several commits at once (the two sides of a diff): a
+/// blob that several trees hold (most of them, between two commits of one
+/// branch) is read once, and the blobs are read in parallel. One result
+/// per commit, in order.
+pub fn read_trees(
+    repo: &Repository,
+    commits: &[Oid],
+    prefix: Option<&str>,
+    max_file_size: u64,
+) -> Vec<Result<Snapshot, SourceError>> {
+    let walked: Vec<Result<Walked, SourceError>> = commits
+        .iter()
+        .map(|&commit| walk(repo, commit, prefix))
+        .collect();
+    let mut ids: Vec<Oid> = walked
+        .iter()
+        .flatten()
+        .flat_map(|w| w.blobs.iter().map(|(_, id)| *id))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let read = match read_blobs(repo, &ids, max_file_size) {
+        Ok(read) => read,
+        Err(e) => {
+            return walked
+                .into_iter()
+                .map(|_| {
+                    Err(git_error(git2::Error::new(
+                        e.code(),
+                        e.class(),
+                        e.message(),
+                    )))
+                })
+                .collect();
+        }
+    };
+    walked
+        .into_iter()
+        .map(|walked| {
+            let walked = walked?;
+            let mut snapshot = Snapshot {
+                revision: walked.revision,
+                problems: walked.problems,
+                ..Snapshot::default()
+            };
+            for (path, id) in walked.blobs {
+                let at = ids.binary_search(&id).unwrap_or_default();
+                match &read[at] {
+                    Blob::Bytes(bytes) => snapshot.files.push(SourceFile {
+                        path,
+                        bytes: bytes.clone(),
+                    }),
+                    Blob::TooLarge(size) => snapshot.problems.push(Diagnostic::new(
+                        &path,
+                        Mark::START,
+                        format!(
+                            "file is {size} bytes, over the {max_file_size} byte limit (maxFileSize)"
+                        ),
+                    )),
+                }
+            }
+            snapshot.files.sort_by(|a, b| a.path.cmp(&b.path));
+            Ok(snapshot)
+        })
+        .collect()
+}
+
+/// A commit's tree walked: its YAML blobs by path, and the entries refused
+/// on sight (symlinks leading out of the tree).
+struct Walked {
+    revision: String,
+    blobs: Vec<(Arc<str>, Oid)>,
+    problems: Vec<Diagnostic>,
+}
+
+fn walk(repo: &Repository, commit: Oid, prefix: Option<&str>) -> Result<Walked, SourceError> {
     let commit = repo.find_commit(commit).map_err(git_error)?;
     let mut tree = commit.tree().map_err(git_error)?;
     if let Some(path) = prefix {
@@ -362,16 +443,15 @@ pub fn read_tree(
                 commit: commit.id().to_string(),
             })?;
     }
-    let odb = repo.odb().map_err(git_error)?;
-    let mut snapshot = Snapshot {
+    let mut walked = Walked {
         revision: commit.id().to_string(),
-        ..Snapshot::default()
+        blobs: Vec::new(),
+        problems: Vec::new(),
     };
     let shown = |dir: &str, name: &str| match prefix {
         Some(p) => format!("{p}/{dir}{name}"),
         None => format!("{dir}{name}"),
     };
-    let mut failure = None;
     tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
         let name = entry.name().unwrap_or_default();
         if name.starts_with('.') {
@@ -381,7 +461,6 @@ pub fn read_tree(
             return TreeWalkResult::Ok;
         }
         let path: Arc<str> = Arc::from(shown(dir, name));
-        let problem = |message: String| Diagnostic::new(&path, Mark::START, message);
         if entry.filemode() == 0o120000 {
             // Symlinks are never followed; one leading out of the tree is an error.
             let target = repo
@@ -389,42 +468,51 @@ pub fn read_tree(
                 .map(|b| String::from_utf8_lossy(b.content()).into_owned())
                 .unwrap_or_default();
             if escapes(dir, &target) {
-                snapshot.problems.push(problem(
-                    "symlink leads out of the source root; it is not followed".into(),
+                walked.problems.push(Diagnostic::new(
+                    &path,
+                    Mark::START,
+                    "symlink leads out of the source root; it is not followed",
                 ));
             }
             return TreeWalkResult::Ok;
         }
-        match odb.read_header(entry.id()) {
-            Ok((size, _)) if size as u64 > max_file_size => {
-                snapshot.problems.push(problem(format!(
-                    "file is {size} bytes, over the {} byte limit (maxFileSize)",
-                    max_file_size
-                )));
-            }
-            Ok(_) => match repo.find_blob(entry.id()) {
-                Ok(blob) => snapshot.files.push(SourceFile {
-                    path,
-                    bytes: blob.content().to_vec(),
-                }),
-                Err(e) => {
-                    failure = Some(git_error(e));
-                    return TreeWalkResult::Abort;
-                }
-            },
-            Err(e) => {
-                failure = Some(git_error(e));
-                return TreeWalkResult::Abort;
-            }
-        }
+        walked.blobs.push((path, entry.id()));
         TreeWalkResult::Ok
     })
     .map_err(git_error)?;
-    if let Some(error) = failure {
-        return Err(error);
-    }
-    snapshot.files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(snapshot)
+    Ok(walked)
+}
+
+enum Blob {
+    Bytes(Vec<u8>),
+    TooLarge(usize),
+}
+
+/// Reads `ids` (sorted), in parallel: each worker opens the repository for
+/// itself, since a libgit2 repository is not to be shared between threads.
+/// A blob over the size limit is not read, only measured.
+fn read_blobs(
+    repo: &Repository,
+    ids: &[Oid],
+    max_file_size: u64,
+) -> Result<Vec<Blob>, git2::Error> {
+    use rayon::prelude::*;
+    let path = repo.path().to_owned();
+    ids.par_iter()
+        .map_init(
+            || Repository::open(&path),
+            |opened, &id| {
+                let repo = opened
+                    .as_ref()
+                    .map_err(|e| git2::Error::new(e.code(), e.class(), e.message()))?;
+                let (size, _) = repo.odb()?.read_header(id)?;
+                if size as u64 > max_file_size {
+                    return Ok(Blob::TooLarge(size));
+                }
+                Ok(Blob::Bytes(repo.find_blob(id)?.content().to_vec()))
+            },
+        )
+        .collect()
 }
 
 fn git_error(e: git2::Error) -> SourceError {
