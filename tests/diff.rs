@@ -327,6 +327,39 @@ fn two_revisions_are_read_from_the_repository_without_a_checkout() {
         "{}",
         missing.stderr
     );
+    let nowhere = accord(
+        repo,
+        &[
+            "diff", "--repo", ".", "--path", "nowhere", "--base", "main", "--head", "HEAD",
+        ],
+    );
+    assert_eq!(nowhere.code, 1);
+    assert!(
+        nowhere.stderr.contains("the head `HEAD`"),
+        "{}",
+        nowhere.stderr
+    );
+
+    // A revision with errors: each located, under a line naming the side.
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-q", "-m", "broken"]);
+    let broken = accord(
+        repo,
+        &[
+            "diff", "--repo", ".", "--path", "config", "--base", "main", "--head", "HEAD",
+        ],
+    );
+    assert_eq!(broken.code, 1, "{}", broken.stdout);
+    assert!(
+        broken.stderr.contains("the head `HEAD` is not valid"),
+        "{}",
+        broken.stderr
+    );
+    assert!(
+        broken.stderr.contains("config/broken.yaml:"),
+        "{}",
+        broken.stderr
+    );
 }
 
 #[test]

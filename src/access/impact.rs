@@ -10,7 +10,7 @@
 //! state costs two scans of each side, not every permission's holders
 //! twice. Pure: no I/O.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -195,32 +195,31 @@ pub fn concerns(change: &ObjectChange, app: &str) -> bool {
 }
 
 /// The access a change gives and takes away.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+///
+/// Holders are kept; the ways they hold (or held) a permission are made
+/// when asked (`ways`), from the index of what bears on it on each side:
+/// a change that rewrites a popular role moves thousands of holders of
+/// each of its permissions, and a report shows a few of them.
+#[derive(Debug, Default)]
 pub struct Impact {
     /// Every permission whose holders change, sorted by app and permission.
     pub permissions: Vec<PermissionImpact>,
     /// Every role a holder gains or loses (through an enrollment or an
     /// organization membership), sorted by app, role and holder.
     pub roles: Vec<RoleImpact>,
+    before: Access,
+    after: Access,
 }
 
 /// Who gains and who loses one permission in one app.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PermissionImpact {
     pub app: String,
     pub permission_id: String,
-    /// Holders after and not before, with every way they hold it after.
-    pub gained: Vec<HolderChange>,
-    /// Holders before and not after, with every way they held it before.
-    pub lost: Vec<HolderChange>,
-}
-
-/// A holder that gains or loses a permission, and how it holds (or held) it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct HolderChange {
-    pub holder: Holder,
-    pub paths: Vec<Path>,
+    /// Holders after and not before, sorted.
+    pub gained: Vec<Holder>,
+    /// Holders before and not after, sorted.
+    pub lost: Vec<Holder>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -250,7 +249,8 @@ pub enum Warning<'a> {
         holder: &'a Holder,
         app: &'a str,
         permission_id: &'a str,
-        path: Option<&'a Path>,
+        /// The role it gains it through (the first way), if not a slug.
+        role: Option<String>,
     },
     Role {
         holder: &'a Holder,
@@ -280,17 +280,49 @@ impl Impact {
         self.permissions.is_empty() && self.roles.is_empty()
     }
 
+    /// Every way each of `holders` (among those of `permission` that
+    /// changed in `direction`) holds it after a gain, or held it before a
+    /// loss; sorted as `who_can` sorts.
+    pub fn ways(
+        &self,
+        permission: &PermissionImpact,
+        direction: Direction,
+        holders: &[Holder],
+    ) -> BTreeMap<Holder, Vec<Path>> {
+        let access = match direction {
+            Direction::Gained => &self.after,
+            Direction::Lost => &self.before,
+        };
+        let holders: BTreeSet<Holder> = holders.iter().cloned().collect();
+        access.ways(&holders, &permission.permission_id, Some(&permission.app))
+    }
+
     /// Every pattern of contacts that gains a permission or an admin-like
     /// role, in the order of the impact.
     pub fn warnings(&self) -> Vec<Warning<'_>> {
         let mut warnings = Vec::new();
         for permission in &self.permissions {
-            for gain in permission.gained.iter().filter(|g| g.holder.is_pattern()) {
+            let patterns: Vec<Holder> = permission
+                .gained
+                .iter()
+                .filter(|h| h.is_pattern())
+                .cloned()
+                .collect();
+            if patterns.is_empty() {
+                continue;
+            }
+            let ways = self.ways(permission, Direction::Gained, &patterns);
+            for holder in permission.gained.iter().filter(|h| h.is_pattern()) {
+                let role = ways
+                    .get(holder)
+                    .and_then(|paths| paths.first())
+                    .and_then(|path| path.role())
+                    .map(str::to_owned);
                 warnings.push(Warning::Permission {
-                    holder: &gain.holder,
+                    holder,
                     app: &permission.app,
                     permission_id: &permission.permission_id,
-                    path: gain.paths.first(),
+                    role,
                 });
             }
         }
@@ -375,16 +407,8 @@ pub fn impact(head: &KeyMap<Placed>, changes: &[ObjectChange], app: Option<&str>
                 .unwrap_or_default()
         };
         let (was, is) = (holders(&before), holders(&after));
-        let change = |access: &Access, from: &BTreeSet<Holder>, to: &BTreeSet<Holder>| {
-            to.difference(from)
-                .map(|holder| HolderChange {
-                    holder: holder.clone(),
-                    paths: access.ways(holder, permission, Some(app)),
-                })
-                .collect::<Vec<_>>()
-        };
-        let gained = change(&after, &was, &is);
-        let lost = change(&before, &is, &was);
+        let gained: Vec<Holder> = is.difference(&was).cloned().collect();
+        let lost: Vec<Holder> = was.difference(&is).cloned().collect();
         if !gained.is_empty() || !lost.is_empty() {
             permissions.push(PermissionImpact {
                 app: app.clone(),
@@ -425,7 +449,65 @@ pub fn impact(head: &KeyMap<Placed>, changes: &[ObjectChange], app: Option<&str>
             grant: grant.clone(),
         });
     }
-    Impact { permissions, roles }
+    Impact {
+        permissions,
+        roles,
+        before,
+        after,
+    }
+}
+
+/// `--output json`'s form: each holder with every way it holds (or held)
+/// the permission, made one permission at a time as it is written.
+impl Serialize for Impact {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("Impact", 2)?;
+        let permissions: Vec<PermissionJson> = self
+            .permissions
+            .iter()
+            .map(|permission| PermissionJson {
+                impact: self,
+                permission,
+            })
+            .collect();
+        out.serialize_field("permissions", &permissions)?;
+        out.serialize_field("roles", &self.roles)?;
+        out.end()
+    }
+}
+
+struct PermissionJson<'a> {
+    impact: &'a Impact,
+    permission: &'a PermissionImpact,
+}
+
+impl<'a> Serialize for PermissionJson<'a> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        #[derive(Serialize)]
+        struct HolderJson<'a> {
+            holder: &'a Holder,
+            paths: Vec<Path>,
+        }
+        let p: &'a PermissionImpact = self.permission;
+        let changes = |direction, holders: &'a [Holder]| {
+            let mut ways = self.impact.ways(p, direction, holders);
+            holders
+                .iter()
+                .map(|holder| HolderJson {
+                    holder,
+                    paths: ways.remove(holder).unwrap_or_default(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut out = serializer.serialize_struct("PermissionImpact", 4)?;
+        out.serialize_field("app", &p.app)?;
+        out.serialize_field("permissionId", &p.permission_id)?;
+        out.serialize_field("gained", &changes(Direction::Gained, &p.gained))?;
+        out.serialize_field("lost", &changes(Direction::Lost, &p.lost))?;
+        out.end()
+    }
 }
 
 /// A role grant: (app, role, holder).
@@ -726,8 +808,14 @@ mod tests {
         (changes, impact)
     }
 
-    fn holders(changes: &[HolderChange]) -> Vec<String> {
-        changes.iter().map(|c| c.holder.to_string()).collect()
+    fn holders(changes: &[Holder]) -> Vec<String> {
+        changes.iter().map(ToString::to_string).collect()
+    }
+
+    /// The first way the first holder gained `permission` does.
+    fn first_gain(impact: &Impact, permission: &PermissionImpact) -> Path {
+        let ways = impact.ways(permission, Direction::Gained, &permission.gained);
+        ways[&permission.gained[0]][0].clone()
     }
 
     #[test]
@@ -783,7 +871,7 @@ mod tests {
         assert_eq!(refund.permission_id, "pay:refund");
         assert_eq!(holders(&refund.gained), ["contact:*@acme.example.com"]);
         assert!(refund.lost.is_empty());
-        assert_eq!(refund.gained[0].paths[0].role(), Some("pay:processor"));
+        assert_eq!(first_gain(&impact, refund).role(), Some("pay:processor"));
         assert_eq!(impact.roles.len(), 1);
         assert_eq!(impact.roles[0].change, Direction::Gained);
         let warnings = impact.warnings();
@@ -826,9 +914,8 @@ mod tests {
             holders(&impact.permissions[0].gained),
             ["contact:zed@x.com"]
         );
-        let grant = impact.permissions[0].gained[0].paths[0]
+        let grant = first_gain(&impact, &impact.permissions[0])
             .grant
-            .as_ref()
             .expect("through a role");
         assert_eq!(grant.kind, "membership");
         assert_eq!(grant.member_role.as_deref(), Some("admin"));

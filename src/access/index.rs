@@ -335,13 +335,19 @@ impl Access {
         self.holdings(permission, app, |_| true)
     }
 
-    /// Every way `holder` holds `permission` (in `app`, or in any app):
-    /// its paths of `who_can`, made for it alone.
-    pub fn ways(&self, holder: &Holder, permission: &str, app: Option<&str>) -> Vec<Path> {
-        self.holdings(permission, app, |h| h == holder)
-            .into_iter()
-            .map(|h| h.path)
-            .collect()
+    /// Every way each of `holders` holds `permission` (in `app`, or in any
+    /// app): their paths of `who_can`, made for them alone.
+    pub fn ways(
+        &self,
+        holders: &BTreeSet<Holder>,
+        permission: &str,
+        app: Option<&str>,
+    ) -> BTreeMap<Holder, Vec<Path>> {
+        let mut ways: BTreeMap<Holder, Vec<Path>> = BTreeMap::new();
+        for holding in self.holdings(permission, app, |h| holders.contains(h)) {
+            ways.entry(holding.holder).or_default().push(holding.path);
+        }
+        ways
     }
 
     /// The holdings of `permission` whose holder `keep` keeps, sorted.

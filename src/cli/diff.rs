@@ -4,13 +4,14 @@
 //! No database. Also the Markdown of `accord plan --output markdown`, which
 //! shares the comment's shape.
 
-use std::fmt::Write as _;
+use std::io::Write;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
+use serde::Serialize;
 use serde_json::json;
 
 use super::markdown::{self, code, counted, Entry, Report, Section, TEXT};
@@ -20,7 +21,7 @@ use super::{ERROR, OK};
 use crate::access::impact::{self, Direction, Impact, ObjectChange};
 use crate::access::{Place, Placed};
 use crate::model::parse::{assemble, parse_file};
-use crate::model::{Declaration, DesiredState, Diagnostic, Key, KeyMap, Limits, SourceFile};
+use crate::model::{Declaration, Diagnostic, Key, KeyMap, Limits, Origin, SourceFile};
 use crate::plan::Action;
 use crate::source::{directory, git, Snapshot, DEFAULT_MAX_FILE_SIZE};
 use crate::sync::{self, Planned};
@@ -92,19 +93,6 @@ impl Tree {
         }
     }
 
-    fn read(&self, max_file_size: u64) -> Result<Snapshot, StateError> {
-        match self {
-            Tree::Folder(path) => Ok(directory::read_paths(
-                std::slice::from_ref(path),
-                max_file_size,
-            )?),
-            Tree::Revision { repo, rev, path } => {
-                let [read] = read_revisions(repo, [rev], path.as_deref(), max_file_size)?;
-                read
-            }
-        }
-    }
-
     /// A file's name within the tree: the same for the same file on both
     /// sides (two folders show their files under different roots).
     fn relative<'a>(&self, file: &'a SourceFile) -> &'a str {
@@ -119,39 +107,225 @@ impl Tree {
     }
 }
 
-/// Revisions of one repository, read together: each blob once, however
-/// many of them hold it. The repository that cannot be opened fails all;
-/// a revision that is not there, only its side.
-fn read_revisions<const N: usize>(
+/// A side's files, read: the revision, each file's path (in the order of
+/// its parses), and the files that could not be taken.
+struct Files {
+    revision: String,
+    paths: Vec<Arc<str>>,
+    problems: Vec<Diagnostic>,
+}
+
+fn report(side: &str, tree: &Tree, error: &StateError) {
+    eprintln!(
+        "error: the {side} `{}`: {}",
+        tree.name(),
+        sync::explain(error)
+    );
+}
+
+/// Two folders, read at once and parsed.
+fn read_folders(
+    base: &Tree,
+    head: &Tree,
+    max_file_size: u64,
+    limits: Limits,
+) -> Option<([Files; 2], Parses)> {
+    let read = |tree: &Tree| -> Result<Snapshot, StateError> {
+        match tree {
+            Tree::Folder(path) => Ok(directory::read_paths(
+                std::slice::from_ref(path),
+                max_file_size,
+            )?),
+            Tree::Revision { .. } => unreachable!("both sides are folders"),
+        }
+    };
+    let (read_base, read_head) = std::thread::scope(|scope| {
+        let read_base = scope.spawn(|| read(base));
+        let read_head = read(head);
+        let read_base = read_base
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (read_base, read_head)
+    });
+    for (side, tree, read) in [("base", base, &read_base), ("head", head, &read_head)] {
+        if let Err(error) = read {
+            report(side, tree, error);
+        }
+    }
+    let (Ok(mut base_snapshot), Ok(mut head_snapshot)) = (read_base, read_head) else {
+        return None;
+    };
+    let files = |snapshot: &mut Snapshot| {
+        let files = std::mem::take(&mut snapshot.files);
+        let read = Files {
+            revision: std::mem::take(&mut snapshot.revision),
+            paths: files.iter().map(|file| file.path.clone()).collect(),
+            problems: std::mem::take(&mut snapshot.problems),
+        };
+        (read, files)
+    };
+    let (base_files, base_bytes) = files(&mut base_snapshot);
+    let (head_files, head_bytes) = files(&mut head_snapshot);
+    let parses = parse_pair((base, base_bytes), (head, head_bytes), limits);
+    Some(([base_files, head_files], parses))
+}
+
+/// Two revisions of one repository, read from its objects and parsed as
+/// they are read: a file with the same path and blob on both sides is read
+/// and parsed once.
+fn read_revisions(
+    trees: [&Tree; 2],
     repo: &FsPath,
-    revs: [&String; N],
     path: Option<&str>,
     max_file_size: u64,
-) -> Result<[Result<Snapshot, StateError>; N], StateError> {
-    let repository = git2::Repository::open(repo).map_err(|source| StateError::Open {
-        path: repo.to_owned(),
-        source,
-    })?;
-    let commits = revs.map(|rev| {
-        repository
+    limits: Limits,
+) -> Option<([Files; 2], Parses)> {
+    // Each object read would be hashed again to check it against its id, a
+    // twentieth of a large diff's time; `git` does not check on reading
+    // either. (A setting of the process, which reads nothing else.)
+    git2::opts::strict_hash_verification(false);
+    let repository = match git2::Repository::open(repo) {
+        Ok(repository) => repository,
+        Err(source) => {
+            let error = StateError::Open {
+                path: repo.to_owned(),
+                source,
+            };
+            eprintln!("error: {}", sync::explain(&error));
+            return None;
+        }
+    };
+    let walk = |tree: &Tree| -> Result<git::Walked, StateError> {
+        let Tree::Revision { rev, .. } = tree else {
+            unreachable!("both sides are revisions")
+        };
+        let commit = repository
             .revparse_single(rev)
             .and_then(|object| object.peel_to_commit())
-            .map(|commit| commit.id())
             .map_err(|source| StateError::Revision {
                 rev: rev.clone(),
                 path: repo.to_owned(),
                 source,
-            })
-    });
-    let found: Vec<git2::Oid> = commits.iter().flatten().copied().collect();
-    let mut read =
-        git::read_trees(&repository, &found, tree_prefix(path), max_file_size).into_iter();
-    Ok(commits.map(|commit| {
-        commit.and_then(|_| match read.next() {
-            Some(snapshot) => snapshot.map_err(StateError::from),
-            None => unreachable!("read_trees reads every commit it is given"),
+            })?;
+        let mut walked = git::walk(&repository, commit.id(), tree_prefix(path))?;
+        // In path order, as `read_tree` gives them.
+        walked.blobs.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(walked)
+    };
+    let walked = trees.map(walk);
+    for ((side, tree), walked) in ["base", "head"].into_iter().zip(trees).zip(&walked) {
+        if let Err(error) = walked {
+            report(side, tree, error);
+        }
+    }
+    let [Ok(base), Ok(head)] = walked else {
+        return None;
+    };
+    let by_path: FxHashMap<&str, (usize, git2::Oid)> = base
+        .blobs
+        .iter()
+        .enumerate()
+        .map(|(n, (path, id))| (&**path, (n, *id)))
+        .collect();
+    let shared: Vec<Option<usize>> = head
+        .blobs
+        .iter()
+        .map(|(path, id)| {
+            by_path
+                .get(&**path)
+                .filter(|(_, base_id)| base_id == id)
+                .map(|(n, _)| *n)
         })
-    }))
+        .collect();
+    let work: Vec<&(Arc<str>, git2::Oid)> = base
+        .blobs
+        .iter()
+        .chain(
+            head.blobs
+                .iter()
+                .zip(&shared)
+                .filter(|(_, shared)| shared.is_none())
+                .map(|(blob, _)| blob),
+        )
+        .collect();
+    // Each worker opens the repository for itself: a libgit2 repository is
+    // not to be shared between threads.
+    let git_dir = repository.path().to_owned();
+    let done: Result<Vec<(Parsed, Option<Diagnostic>)>, git2::Error> = work
+        .par_iter()
+        .map_init(
+            || git2::Repository::open(&git_dir),
+            |opened, (path, id)| {
+                let repo = opened
+                    .as_ref()
+                    .map_err(|e| git2::Error::new(e.code(), e.class(), e.message()))?;
+                Ok(match git::read_blob(repo, *id, max_file_size)? {
+                    git::Blob::Bytes(bytes) => (parse_file(path, &bytes, limits), None),
+                    git::Blob::TooLarge(size) => (
+                        (Vec::new(), Vec::new()),
+                        Some(git::too_large(path, size, max_file_size)),
+                    ),
+                })
+            },
+        )
+        .collect();
+    let done = match done {
+        Ok(done) => done,
+        Err(e) => {
+            let error = StateError::Source(crate::source::SourceError::Repository(e));
+            eprintln!("error: {}", sync::explain(&error));
+            return None;
+        }
+    };
+    let mut done = done.into_iter();
+    let mut side = |walked: git::Walked, parsed: &mut Vec<Parsed>| {
+        let mut problems = walked.problems;
+        let mut paths = Vec::with_capacity(walked.blobs.len());
+        for (path, _) in walked.blobs {
+            paths.push(path);
+            if let Some((parses, problem)) = done.next() {
+                parsed.push(parses);
+                problems.extend(problem);
+            }
+        }
+        Files {
+            revision: walked.revision,
+            paths,
+            problems,
+        }
+    };
+    let mut parsed_base = Vec::new();
+    let base_files = side(base, &mut parsed_base);
+    // The head's own files come after the base's, in its order.
+    let mut head_own: Vec<Parsed> = Vec::new();
+    let head_paths: Vec<Arc<str>> = head.blobs.iter().map(|(path, _)| path.clone()).collect();
+    let mut head_problems = head.problems;
+    for (_, shared) in head.blobs.iter().zip(&shared) {
+        if shared.is_none() {
+            if let Some((parses, problem)) = done.next() {
+                head_own.push(parses);
+                head_problems.extend(problem);
+            }
+        }
+    }
+    let mut own = head_own.into_iter();
+    let parsed_head: Vec<Option<Parsed>> = shared
+        .iter()
+        .map(|shared| if shared.is_none() { own.next() } else { None })
+        .collect();
+    let head_files = Files {
+        revision: head.revision,
+        paths: head_paths,
+        problems: head_problems,
+    };
+    Some((
+        [base_files, head_files],
+        Parses {
+            base: parsed_base,
+            head: parsed_head,
+            shared,
+        },
+    ))
 }
 
 /// A side read and parsed.
@@ -200,14 +374,41 @@ pub fn diff(args: &DiffArgs, style: Style) -> u8 {
     if let Some(app) = app {
         changes.retain(|c| impact::concerns(c, app));
     }
-    tracing::debug!(elapsed = ?started.elapsed(), changes = changes.len(), "object changes");
+    let compared = started.elapsed();
     let impact = impact::impact(&head.objects, &changes, app);
-    tracing::debug!(elapsed = ?started.elapsed(), permissions = impact.permissions.len(), "access impact");
-    let code = super::print(&match args.output {
-        ReportFormat::Text => diff_text(&base, &head, &changes, &impact, style),
-        ReportFormat::Json => diff_json(&base, &head, &changes, &impact),
-        ReportFormat::Markdown => diff_markdown(&base, &head, &changes, &impact, app),
-    });
+    // Timings go to the log at debug level under `accord::timing`, as the
+    // access commands' do.
+    tracing::debug!(
+        target: "accord::timing",
+        compare_s = compared.as_secs_f64(),
+        impact_s = (started.elapsed() - compared).as_secs_f64(),
+        changes = changes.len(),
+        permissions = impact.permissions.len(),
+        "states compared"
+    );
+    let code = match args.output {
+        ReportFormat::Text => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let written = diff_text(&mut out, &base, &head, &changes, &impact, style)
+                .and_then(|()| out.flush());
+            match written {
+                Ok(()) => OK,
+                // `accord diff | head` is not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => OK,
+                Err(e) => {
+                    eprintln!("error: {}", sync::explain(&e));
+                    ERROR
+                }
+            }
+        }
+        ReportFormat::Json => {
+            diff_json(&base, &head, &changes, &impact);
+            OK
+        }
+        ReportFormat::Markdown => {
+            super::print(&diff_markdown(&base, &head, &changes, &impact, app))
+        }
+    };
     // The process ends here; freeing two whole states is wasted time.
     std::mem::forget((base, head, changes, impact));
     if code == OK {
@@ -221,44 +422,25 @@ pub fn diff(args: &DiffArgs, style: Style) -> u8 {
 /// both sides once. Errors are printed, each naming its side.
 fn load(base: Tree, head: Tree, max_file_size: u64) -> Option<Pair> {
     let started = std::time::Instant::now();
-    let [read_base, read_head] = match (&base, &head) {
-        (Tree::Revision { repo, rev, path }, Tree::Revision { rev: other, .. }) => {
-            match read_revisions(repo, [rev, other], path.as_deref(), max_file_size) {
-                Ok(read) => read,
-                Err(error) => {
-                    eprintln!("error: {}", sync::explain(&error));
-                    return None;
-                }
-            }
+    let limits = Limits::default();
+    let ([base_read, head_read], parses) = match (&base, &head) {
+        (Tree::Revision { repo, path, .. }, Tree::Revision { .. }) => {
+            read_revisions([&base, &head], repo, path.as_deref(), max_file_size, limits)?
         }
-        _ => std::thread::scope(|scope| {
-            let read_base = scope.spawn(|| base.read(max_file_size));
-            let read_head = head.read(max_file_size);
-            let read_base = read_base
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            [read_base, read_head]
-        }),
+        _ => read_folders(&base, &head, max_file_size, limits)?,
     };
-    for (side, tree, read) in [("base", &base, &read_base), ("head", &head, &read_head)] {
-        if let Err(error) = read {
-            eprintln!(
-                "error: the {side} `{}`: {}",
-                tree.name(),
-                sync::explain(error)
-            );
-        }
-    }
-    let (Ok(base_snapshot), Ok(head_snapshot)) = (read_base, read_head) else {
-        return None;
-    };
-    tracing::debug!(elapsed = ?started.elapsed(), "both sides read");
-    let mut failed = false;
-    let ([parsed_base, parsed_head], candidates) = parse_pair(
-        (&base, &base_snapshot),
-        (&head, &head_snapshot),
-        Limits::default(),
+    let read = started.elapsed();
+    let (base_paths, head_paths) = (&base_read.paths, &head_read.paths);
+    let candidates = parses.candidates();
+    let base_files: Vec<(&Parsed, &Arc<str>)> = parses.base.iter().zip(base_paths).collect();
+    let head_files: Vec<(&Parsed, &Arc<str>)> = (0..head_paths.len())
+        .map(|n| (parses.head_file(n), &head_paths[n]))
+        .collect();
+    let (parsed_base, parsed_head) = rayon::join(
+        || state(&base_read.problems, &base_files),
+        || state(&head_read.problems, &head_files),
     );
+    let mut failed = false;
     for (side, tree, parsed) in [("base", &base, &parsed_base), ("head", &head, &parsed_head)] {
         if let Err(diagnostics) = parsed {
             eprintln!(
@@ -273,20 +455,28 @@ fn load(base: Tree, head: Tree, max_file_size: u64) -> Option<Pair> {
     if failed {
         return None;
     }
-    let (Ok(base_state), Ok(head_state)) = (parsed_base, parsed_head) else {
+    let (Ok(base_objects), Ok(head_objects)) = (parsed_base, parsed_head) else {
         return None;
     };
-    tracing::debug!(elapsed = ?started.elapsed(), "both sides parsed");
-    let (base_objects, head_objects) = rayon::join(|| placed(base_state), || placed(head_state));
+    tracing::debug!(
+        target: "accord::timing",
+        read_s = read.as_secs_f64(),
+        states_s = (started.elapsed() - read).as_secs_f64(),
+        "both sides read, parsed and built"
+    );
+    // Each state holds its objects; the parses are no longer needed, and
+    // the process ends before freeing them would pay.
+    drop((base_files, head_files));
+    std::mem::forget(parses);
     Some(Pair {
         base: Loaded {
             tree: base,
-            revision: base_snapshot.revision,
+            revision: base_read.revision,
             objects: base_objects,
         },
         head: Loaded {
             tree: head,
-            revision: head_snapshot.revision,
+            revision: head_read.revision,
             objects: head_objects,
         },
         candidates,
@@ -295,76 +485,145 @@ fn load(base: Tree, head: Tree, max_file_size: u64) -> Option<Pair> {
 
 type Parsed = (Vec<Declaration>, Vec<Diagnostic>);
 
-/// Parses both sides in parallel. A file with the same name and bytes on
-/// both sides (most of them, in a pull request) is parsed once, its
-/// objects shared. Also the keys of the objects declared in the other
-/// files: an object of a shared file is the same on both sides (were it
-/// declared elsewhere on one side, that side would declare it twice).
+/// Both sides' files parsed: every file of the base, and the files of the
+/// head that the base does not have with the same name and bytes.
+struct Parses {
+    base: Vec<Parsed>,
+    /// `None` for a file the base shares.
+    head: Vec<Option<Parsed>>,
+    /// For each file of the head, the base's file it shares.
+    shared: Vec<Option<usize>>,
+}
+
+impl Parses {
+    /// The parse of the head's file `n` (shared or its own).
+    fn head_file(&self, n: usize) -> &Parsed {
+        match (&self.head[n], self.shared[n]) {
+            (Some(parsed), _) => parsed,
+            (None, Some(shared)) => &self.base[shared],
+            (None, None) => unreachable!("a head file is parsed or shared"),
+        }
+    }
+
+    /// The keys of the objects declared in files that are not shared: an
+    /// object of a shared file is the same on both sides (were it declared
+    /// elsewhere on one side, that side would declare it twice), so only
+    /// these can differ.
+    fn candidates(&self) -> Vec<Key> {
+        let mut kept = vec![false; self.base.len()];
+        for &n in self.shared.iter().flatten() {
+            kept[n] = true;
+        }
+        let unshared_base = self
+            .base
+            .iter()
+            .zip(&kept)
+            .filter(|(_, kept)| !**kept)
+            .map(|(parsed, _)| parsed);
+        let unshared_head = self.head.iter().flatten();
+        unshared_base
+            .chain(unshared_head)
+            .flat_map(|(declarations, _)| declarations.iter().map(|d| d.object.key()))
+            .collect()
+    }
+}
+
+/// Parses both sides in parallel; a file with the same name and bytes on
+/// both sides (most of them, in a pull request) is parsed once, and its
+/// objects are shared by the two states. The files are taken: each one's
+/// bytes are freed once parsed, for the objects to reuse.
 fn parse_pair(
-    (base_tree, base): (&Tree, &Snapshot),
-    (head_tree, head): (&Tree, &Snapshot),
+    (base_tree, base): (&Tree, Vec<SourceFile>),
+    (head_tree, mut head): (&Tree, Vec<SourceFile>),
     limits: Limits,
-) -> ([Result<DesiredState, Vec<Diagnostic>>; 2], Vec<Key>) {
+) -> Parses {
     let by_name: FxHashMap<&str, usize> = base
-        .files
         .iter()
         .enumerate()
         .map(|(n, file)| (base_tree.relative(file), n))
         .collect();
     let shared: Vec<Option<usize>> = head
-        .files
         .iter()
         .map(|file| {
             by_name
                 .get(head_tree.relative(file))
                 .copied()
-                .filter(|&n| base.files[n].bytes == file.bytes)
+                .filter(|&n| base[n].bytes == file.bytes)
         })
         .collect();
-    let parse = |file: &SourceFile| parse_file(&file.path, &file.bytes, limits);
-    let (parsed_base, parsed_head): (Vec<Parsed>, Vec<Option<Parsed>>) = rayon::join(
-        || base.files.par_iter().map(parse).collect(),
+    drop(by_name);
+    for (file, shared) in head.iter_mut().zip(&shared) {
+        if shared.is_some() {
+            file.bytes = Vec::new();
+        }
+    }
+    let parse = |file: SourceFile| parse_file(&file.path, &file.bytes, limits);
+    let (parsed_base, parsed_head) = rayon::join(
+        || base.into_par_iter().map(parse).collect(),
         || {
-            head.files
-                .par_iter()
+            head.into_par_iter()
                 .zip(&shared)
                 .map(|(file, shared)| shared.is_none().then(|| parse(file)))
                 .collect()
         },
     );
-    let parsed_head: Vec<Parsed> = parsed_head
-        .into_par_iter()
-        .zip(&shared)
-        .zip(&head.files)
-        .map(|((parsed, shared), file)| match (parsed, shared) {
-            (Some(parsed), _) => parsed,
-            (None, Some(n)) => relocated(&parsed_base[*n], &file.path),
-            (None, None) => parse(file),
-        })
-        .collect();
-    let mut kept = vec![false; base.files.len()];
-    for &n in shared.iter().flatten() {
-        kept[n] = true;
+    Parses {
+        base: parsed_base,
+        head: parsed_head,
+        shared,
     }
-    let keys = |parsed: &Parsed| -> Vec<Key> { parsed.0.iter().map(|d| d.object.key()).collect() };
-    let mut candidates: Vec<Key> = parsed_base
-        .iter()
-        .zip(&kept)
-        .filter(|(_, kept)| !**kept)
-        .flat_map(|(parsed, _)| keys(parsed))
-        .collect();
-    candidates.extend(
-        parsed_head
+}
+
+/// A side's objects by key from its files' parses (each with the path it
+/// has on this side), or every error: files that could not be taken,
+/// parse errors and keys declared twice, sorted, as `accord validate`
+/// reports them.
+fn state(
+    problems: &[Diagnostic],
+    files: &[(&Parsed, &Arc<str>)],
+) -> Result<KeyMap<Placed>, Vec<Diagnostic>> {
+    if problems.is_empty()
+        && files
             .iter()
-            .zip(&shared)
-            .filter(|(_, shared)| shared.is_none())
-            .flat_map(|(parsed, _)| keys(parsed)),
-    );
-    let (base, head) = rayon::join(
-        || with_problems(base, assemble(parsed_base)),
-        || with_problems(head, assemble(parsed_head)),
-    );
-    ([base, head], candidates)
+            .all(|((_, diagnostics), _)| diagnostics.is_empty())
+    {
+        let mut objects: KeyMap<Placed> = KeyMap::default();
+        objects.reserve(
+            files
+                .iter()
+                .map(|((declarations, _), _)| declarations.len())
+                .sum(),
+        );
+        let mut twice = false;
+        'files: for ((declarations, _), path) in files {
+            for d in declarations {
+                let origin = Origin {
+                    file: Arc::clone(path),
+                    mark: d.origin.mark,
+                };
+                let placed = (Arc::clone(&d.object), Place::Declared(origin));
+                if objects.insert(d.object.key(), placed).is_some() {
+                    twice = true;
+                    break 'files;
+                }
+            }
+        }
+        if !twice {
+            return Ok(objects);
+        }
+    }
+    // Something is wrong: the errors, told as the whole tree's parse tells
+    // them.
+    let parsed = files
+        .iter()
+        .map(|(parsed, path)| relocated(parsed, path))
+        .collect();
+    let mut errors = problems.to_vec();
+    if let Err(found) = assemble(parsed) {
+        errors.extend(found);
+    }
+    errors.sort();
+    Err(errors)
 }
 
 /// A file's parse, as the same bytes read under `path` parse.
@@ -387,31 +646,6 @@ fn relocated((declarations, diagnostics): &Parsed, path: &Arc<str>) -> Parsed {
     (declarations, diagnostics)
 }
 
-/// The files that could not be taken count as errors too (as
-/// `Snapshot::desired` counts them).
-fn with_problems(
-    snapshot: &Snapshot,
-    parsed: Result<DesiredState, Vec<Diagnostic>>,
-) -> Result<DesiredState, Vec<Diagnostic>> {
-    match parsed {
-        Ok(state) if snapshot.problems.is_empty() => Ok(state),
-        parsed => {
-            let mut errors = snapshot.problems.clone();
-            errors.extend(parsed.err().unwrap_or_default());
-            errors.sort();
-            Err(errors)
-        }
-    }
-}
-
-fn placed(state: DesiredState) -> KeyMap<Placed> {
-    state
-        .objects
-        .into_iter()
-        .map(|(key, d)| (key, (d.object, Place::Declared(d.origin))))
-        .collect()
-}
-
 fn symbol(action: &str) -> (&'static str, &'static str) {
     match action {
         "create" => ("+", "32"),
@@ -421,20 +655,24 @@ fn symbol(action: &str) -> (&'static str, &'static str) {
     }
 }
 
+/// The preview for a terminal, written as it is made (a large diff's
+/// text is never all in memory): the changes with their diffs, the
+/// summary, then the access impact.
 fn diff_text(
+    out: &mut impl Write,
     base: &Loaded,
     head: &Loaded,
     changes: &[ObjectChange],
     impact: &Impact,
     style: Style,
-) -> String {
-    let mut out = format!("Diff from {} to {}:\n", base.shown(), head.shown());
+) -> std::io::Result<()> {
+    writeln!(out, "Diff from {} to {}:", base.shown(), head.shown())?;
     if changes.is_empty() {
-        out.push_str("No object changes.\n");
+        writeln!(out, "No object changes.")?;
     }
     for change in changes {
         let (mark, color) = symbol(change.action.as_str());
-        let _ = writeln!(
+        writeln!(
             out,
             "{} {} {} {}/{}{}",
             style.paint(color, mark),
@@ -443,98 +681,134 @@ fn diff_text(
             change.key.app,
             change.key.id,
             style.paint("2", &format!("  {}", change.place()))
-        );
+        )?;
         if change.action == impact::Action::Update {
             let fields: Vec<String> = change.fields().into_iter().map(|f| f.field).collect();
-            let _ = writeln!(out, "    fields: {}", fields.join(", "));
+            writeln!(out, "    fields: {}", fields.join(", "))?;
         }
-        out.push_str(&style.diff(&change.diff(), "    "));
+        out.write_all(style.diff(&change.diff(), "    ").as_bytes())?;
     }
     let count = |action| changes.iter().filter(|c| c.action == action).count();
-    let _ = writeln!(
+    writeln!(
         out,
         "Summary: {} to create, {} to update, {} to delete.",
         count(impact::Action::Create),
         count(impact::Action::Update),
         count(impact::Action::Delete)
-    );
-    out.push_str(&impact_text(impact, style));
-    out
+    )?;
+    impact_text(out, impact, style)
 }
 
 /// The access impact for a terminal: each permission with who gains and
 /// who loses it, the role grants, and a warning line for each grant to a
 /// pattern of contacts.
-fn impact_text(impact: &Impact, style: Style) -> String {
-    let mut out = String::new();
+fn impact_text(out: &mut impl Write, impact: &Impact, style: Style) -> std::io::Result<()> {
     if impact.is_empty() {
-        out.push_str("Access: no permission or role changes hands.\n");
-        return out;
+        return writeln!(out, "Access: no permission or role changes hands.");
     }
-    out.push_str("\nAccess impact:\n");
+    writeln!(out, "\nAccess impact:")?;
     for permission in &impact.permissions {
-        let _ = writeln!(
+        writeln!(
             out,
             "  {} in app {}:",
             style.paint("1", &permission.permission_id),
             permission.app
-        );
-        for (changes, direction, mark, color) in [
+        )?;
+        for (holders, direction, mark, color) in [
             (&permission.gained, Direction::Gained, "+", "32"),
             (&permission.lost, Direction::Lost, "-", "31"),
         ] {
-            for change in changes {
+            let ways = impact.ways(permission, direction, holders);
+            for holder in holders {
                 let sentence = TEXT.holder_change(
                     &permission.app,
                     &permission.permission_id,
-                    change,
+                    holder,
+                    ways.get(holder).map_or(&[][..], Vec::as_slice),
                     direction,
                 );
-                let _ = writeln!(out, "    {} {sentence}", style.paint(color, mark));
+                writeln!(out, "    {} {sentence}", style.paint(color, mark))?;
             }
         }
     }
     if !impact.roles.is_empty() {
-        let _ = writeln!(out, "  {}", style.paint("1", "role grants:"));
+        writeln!(out, "  {}", style.paint("1", "role grants:"))?;
         for role in &impact.roles {
             let (mark, color) = match role.change {
                 Direction::Gained => ("+", "32"),
                 Direction::Lost => ("-", "31"),
             };
-            let _ = writeln!(
+            writeln!(
                 out,
                 "    {} {}",
                 style.paint(color, mark),
                 TEXT.role_change(role)
-            );
+            )?;
         }
     }
-    let _ = writeln!(
+    writeln!(
         out,
         "Access: {} gaining holders, {} losing holders, {} gained or lost.",
         counted(impact.gaining(), "permission", "permissions"),
         counted(impact.losing(), "permission", "permissions"),
         counted(impact.roles.len(), "role grant", "role grants")
-    );
+    )?;
     for warning in TEXT.warnings(&impact.warnings()) {
-        let _ = writeln!(out, "{}: {warning}", style.paint("33;1", "warning"));
+        writeln!(out, "{}: {warning}", style.paint("33;1", "warning"))?;
     }
-    out
+    Ok(())
 }
 
-fn diff_json(base: &Loaded, head: &Loaded, changes: &[ObjectChange], impact: &Impact) -> String {
-    let side = |loaded: &Loaded| {
-        json!({
-            "name": loaded.tree.name(),
-            "revision": loaded.revision,
-            "objects": loaded.objects.len(),
-        })
-    };
-    let count = |action| changes.iter().filter(|c| c.action == action).count();
-    let changes: Vec<serde_json::Value> = changes
-        .iter()
-        .map(|c| {
-            json!({
+/// `--output json`, written as it is made: a large diff's changes (each
+/// with its diff) are never all in memory at once.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DiffJson<'a> {
+    base: SideJson,
+    head: SideJson,
+    summary: SummaryJson,
+    changes: ChangesJson<'a>,
+    access: &'a Impact,
+    warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct SideJson {
+    name: String,
+    revision: String,
+    objects: usize,
+}
+
+impl SideJson {
+    fn of(loaded: &Loaded) -> SideJson {
+        SideJson {
+            name: loaded.tree.name(),
+            revision: loaded.revision.clone(),
+            objects: loaded.objects.len(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SummaryJson {
+    create: usize,
+    update: usize,
+    delete: usize,
+    permissions_gaining: usize,
+    permissions_losing: usize,
+    role_grants: usize,
+    warnings: usize,
+}
+
+struct ChangesJson<'a>(&'a [ObjectChange]);
+
+impl Serialize for ChangesJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for c in self.0 {
+            seq.serialize_element(&json!({
                 "action": c.action,
                 "kind": c.key.kind.as_str(),
                 "app": c.key.app.as_str(),
@@ -542,31 +816,36 @@ fn diff_json(base: &Loaded, head: &Loaded, changes: &[ObjectChange], impact: &Im
                 "place": c.place(),
                 "fields": c.fields(),
                 "diff": c.diff(),
-            })
-        })
-        .collect();
-    let warnings: Vec<String> = impact.warnings().iter().map(|w| TEXT.warning(w)).collect();
-    let value = json!({
-        "base": side(base),
-        "head": side(head),
-        "summary": {
-            "create": count(impact::Action::Create),
-            "update": count(impact::Action::Update),
-            "delete": count(impact::Action::Delete),
-            "permissionsGaining": impact.gaining(),
-            "permissionsLosing": impact.losing(),
-            "roleGrants": impact.roles.len(),
-            "warnings": warnings.len(),
-        },
-        "changes": changes,
-        "access": impact,
-        "warnings": warnings,
-    });
-    serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"
+            }))?;
+        }
+        seq.end()
+    }
 }
 
-/// An object change as a report entry; its diff only when it will be shown.
-fn entry(change: &ObjectChange, with_diff: bool) -> Entry {
+fn diff_json(base: &Loaded, head: &Loaded, changes: &[ObjectChange], impact: &Impact) {
+    let count = |action| changes.iter().filter(|c| c.action == action).count();
+    let warnings: Vec<String> = impact.warnings().iter().map(|w| TEXT.warning(w)).collect();
+    output::print_json(&DiffJson {
+        base: SideJson::of(base),
+        head: SideJson::of(head),
+        summary: SummaryJson {
+            create: count(impact::Action::Create),
+            update: count(impact::Action::Update),
+            delete: count(impact::Action::Delete),
+            permissions_gaining: impact.gaining(),
+            permissions_losing: impact.losing(),
+            role_grants: impact.roles.len(),
+            warnings: warnings.len(),
+        },
+        changes: ChangesJson(changes),
+        access: impact,
+        warnings,
+    });
+}
+
+/// The `n`th object change as a report entry: its fields and its diff
+/// only when they can be shown.
+fn entry(change: &ObjectChange, n: usize) -> Entry {
     Entry {
         action: change.action.as_str(),
         kind: change.key.kind.as_str(),
@@ -574,8 +853,12 @@ fn entry(change: &ObjectChange, with_diff: bool) -> Entry {
         id: change.key.id.to_string(),
         place: Some(change.place().clone()),
         note: String::new(),
-        fields: change.fields().into_iter().map(|f| f.field).collect(),
-        diff: if with_diff {
+        fields: if n < markdown::ENTRIES_SHOWN {
+            change.fields().into_iter().map(|f| f.field).collect()
+        } else {
+            Vec::new()
+        },
+        diff: if n < markdown::DIFFS_SHOWN {
             change.diff()
         } else {
             String::new()
@@ -617,7 +900,7 @@ fn diff_markdown(
             entries: changes
                 .iter()
                 .enumerate()
-                .map(|(n, c)| entry(c, n < markdown::DIFFS_SHOWN))
+                .map(|(n, c)| entry(c, n))
                 .collect(),
         }],
     };

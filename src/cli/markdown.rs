@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use crate::access::impact::{Direction, HolderChange, Impact, RoleImpact, Warning};
+use crate::access::impact::{Direction, Impact, RoleImpact, Warning};
 use crate::access::{GrantRef, Holder, Path, Place, EVERY_APP};
 use crate::model::validate::escape_controls;
 
@@ -27,7 +27,8 @@ const WARNINGS_SHOWN: usize = 10;
 const PERMISSIONS_SHOWN: usize = 60;
 const HOLDERS_SHOWN: usize = 10;
 const ROLES_SHOWN: usize = 40;
-const ENTRIES_SHOWN: usize = 150;
+/// How many entries of a section are shown at most.
+pub const ENTRIES_SHOWN: usize = 150;
 /// How many entries of a section show their diff (callers make no more).
 pub const DIFFS_SHOWN: usize = 40;
 const DIFF_LINES_SHOWN: usize = 40;
@@ -189,11 +190,11 @@ impl Words {
         }
     }
 
-    fn ways(&self, change: &HolderChange) -> String {
-        let Some(first) = change.paths.first() else {
+    fn ways(&self, paths: &[Path]) -> String {
+        let Some(first) = paths.first() else {
             return String::new();
         };
-        let more = change.paths.len() - 1;
+        let more = paths.len() - 1;
         let also = if more > 0 {
             format!(" (and {})", counted(more, "other way", "other ways"))
         } else {
@@ -208,7 +209,8 @@ impl Words {
         &self,
         app: &str,
         permission: &str,
-        change: &HolderChange,
+        holder: &Holder,
+        paths: &[Path],
         direction: Direction,
     ) -> String {
         let verb = match direction {
@@ -221,10 +223,10 @@ impl Words {
         };
         format!(
             "{} {verb} {} in app {}{held}{}",
-            self.holder(&change.holder),
+            self.holder(holder),
             self.quote(permission),
             self.quote(app),
-            self.ways(change)
+            self.ways(paths)
         )
     }
 
@@ -256,11 +258,11 @@ impl Words {
                 holder,
                 app,
                 permission_id,
-                path,
+                role,
             } => {
-                let how = path
-                    .and_then(|p| p.grant.as_ref())
-                    .map(|g| format!(" through role {}", self.quote(&g.role)))
+                let how = role
+                    .as_ref()
+                    .map(|role| format!(" through role {}", self.quote(role)))
                     .unwrap_or_default();
                 format!(
                     "{} gains {} in app {}{how}",
@@ -526,19 +528,23 @@ fn impact_section(out: &mut String, impact: &Impact, notes: &[String], end: usiz
             code(&permission.permission_id),
             code(&permission.app)
         );
-        for (changes, direction, mark) in [
+        for (holders, direction, mark) in [
             (&permission.gained, Direction::Gained, "➕"),
             (&permission.lost, Direction::Lost, "➖"),
         ] {
-            for change in changes.iter().take(HOLDERS_SHOWN) {
+            let shown = &holders[..holders.len().min(HOLDERS_SHOWN)];
+            let ways = impact.ways(permission, direction, shown);
+            for holder in shown {
                 let sentence = MARKDOWN.holder_change(
                     &permission.app,
                     &permission.permission_id,
-                    change,
+                    holder,
+                    ways.get(holder).map_or(&[][..], Vec::as_slice),
                     direction,
                 );
                 let _ = writeln!(item, "- {mark} {sentence}");
             }
+            let changes = holders;
             more_line(&mut item, changes.len().saturating_sub(HOLDERS_SHOWN), "- ");
         }
         item.push('\n');

@@ -340,93 +340,58 @@ fn resolve(repo: &Repository, reference: &str) -> Result<Oid, SourceError> {
 /// Reads the YAML files of `commit`'s tree under `prefix` (a folder of the
 /// repository), straight from the object database: the same files, skipped
 /// and refused alike, whether a Git source or a query reads the revision.
+/// The blobs are read in parallel.
 pub fn read_tree(
     repo: &Repository,
     commit: Oid,
     prefix: Option<&str>,
     max_file_size: u64,
 ) -> Result<Snapshot, SourceError> {
-    read_trees(repo, &[commit], prefix, max_file_size)
-        .pop()
-        .unwrap_or_else(|| Err(git_error(git2::Error::from_str("no commit to read"))))
-}
-
-/// `read_tree` for several commits at once (the two sides of a diff): a
-/// blob that several trees hold (most of them, between two commits of one
-/// branch) is read once, and the blobs are read in parallel. One result
-/// per commit, in order.
-pub fn read_trees(
-    repo: &Repository,
-    commits: &[Oid],
-    prefix: Option<&str>,
-    max_file_size: u64,
-) -> Vec<Result<Snapshot, SourceError>> {
-    let walked: Vec<Result<Walked, SourceError>> = commits
-        .iter()
-        .map(|&commit| walk(repo, commit, prefix))
-        .collect();
-    let mut ids: Vec<Oid> = walked
-        .iter()
-        .flatten()
-        .flat_map(|w| w.blobs.iter().map(|(_, id)| *id))
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let read = match read_blobs(repo, &ids, max_file_size) {
-        Ok(read) => read,
-        Err(e) => {
-            return walked
-                .into_iter()
-                .map(|_| {
-                    Err(git_error(git2::Error::new(
-                        e.code(),
-                        e.class(),
-                        e.message(),
-                    )))
-                })
-                .collect();
-        }
+    use rayon::prelude::*;
+    let walked = walk(repo, commit, prefix)?;
+    let path = repo.path().to_owned();
+    let read: Vec<Blob> = walked
+        .blobs
+        .par_iter()
+        .map_init(
+            || Repository::open(&path),
+            |opened, (_, id)| read_blob(opened.as_ref().map_err(copy_error)?, *id, max_file_size),
+        )
+        .collect::<Result<_, git2::Error>>()
+        .map_err(git_error)?;
+    let mut snapshot = Snapshot {
+        revision: walked.revision,
+        problems: walked.problems,
+        ..Snapshot::default()
     };
-    walked
-        .into_iter()
-        .map(|walked| {
-            let walked = walked?;
-            let mut snapshot = Snapshot {
-                revision: walked.revision,
-                problems: walked.problems,
-                ..Snapshot::default()
-            };
-            for (path, id) in walked.blobs {
-                let at = ids.binary_search(&id).unwrap_or_default();
-                match &read[at] {
-                    Blob::Bytes(bytes) => snapshot.files.push(SourceFile {
-                        path,
-                        bytes: bytes.clone(),
-                    }),
-                    Blob::TooLarge(size) => snapshot.problems.push(Diagnostic::new(
-                        &path,
-                        Mark::START,
-                        format!(
-                            "file is {size} bytes, over the {max_file_size} byte limit (maxFileSize)"
-                        ),
-                    )),
-                }
-            }
-            snapshot.files.sort_by(|a, b| a.path.cmp(&b.path));
-            Ok(snapshot)
-        })
-        .collect()
+    for ((path, _), blob) in walked.blobs.into_iter().zip(read) {
+        match blob {
+            Blob::Bytes(bytes) => snapshot.files.push(SourceFile { path, bytes }),
+            Blob::TooLarge(size) => snapshot
+                .problems
+                .push(too_large(&path, size, max_file_size)),
+        }
+    }
+    snapshot.files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(snapshot)
 }
 
-/// A commit's tree walked: its YAML blobs by path, and the entries refused
-/// on sight (symlinks leading out of the tree).
-struct Walked {
-    revision: String,
-    blobs: Vec<(Arc<str>, Oid)>,
-    problems: Vec<Diagnostic>,
+/// A libgit2 error, again (they cannot be cloned).
+fn copy_error(e: &git2::Error) -> git2::Error {
+    git2::Error::new(e.code(), e.class(), e.message())
 }
 
-fn walk(repo: &Repository, commit: Oid, prefix: Option<&str>) -> Result<Walked, SourceError> {
+/// A commit's tree walked: its YAML blobs by path (as shown), and the
+/// entries refused on sight (symlinks leading out of the tree).
+pub struct Walked {
+    pub revision: String,
+    pub blobs: Vec<(Arc<str>, Oid)>,
+    pub problems: Vec<Diagnostic>,
+}
+
+/// Walks `commit`'s tree under `prefix` for the YAML files `read_tree`
+/// reads, without reading them.
+pub fn walk(repo: &Repository, commit: Oid, prefix: Option<&str>) -> Result<Walked, SourceError> {
     let commit = repo.find_commit(commit).map_err(git_error)?;
     let mut tree = commit.tree().map_err(git_error)?;
     if let Some(path) = prefix {
@@ -483,36 +448,29 @@ fn walk(repo: &Repository, commit: Oid, prefix: Option<&str>) -> Result<Walked, 
     Ok(walked)
 }
 
-enum Blob {
+/// A blob as `read_tree` takes it: its bytes, or its size when over the
+/// limit (then it is not read).
+pub enum Blob {
     Bytes(Vec<u8>),
     TooLarge(usize),
 }
 
-/// Reads `ids` (sorted), in parallel: each worker opens the repository for
-/// itself, since a libgit2 repository is not to be shared between threads.
-/// A blob over the size limit is not read, only measured.
-fn read_blobs(
-    repo: &Repository,
-    ids: &[Oid],
-    max_file_size: u64,
-) -> Result<Vec<Blob>, git2::Error> {
-    use rayon::prelude::*;
-    let path = repo.path().to_owned();
-    ids.par_iter()
-        .map_init(
-            || Repository::open(&path),
-            |opened, &id| {
-                let repo = opened
-                    .as_ref()
-                    .map_err(|e| git2::Error::new(e.code(), e.class(), e.message()))?;
-                let (size, _) = repo.odb()?.read_header(id)?;
-                if size as u64 > max_file_size {
-                    return Ok(Blob::TooLarge(size));
-                }
-                Ok(Blob::Bytes(repo.find_blob(id)?.content().to_vec()))
-            },
-        )
-        .collect()
+/// Reads blob `id`, unless it is over `max_file_size`.
+pub fn read_blob(repo: &Repository, id: Oid, max_file_size: u64) -> Result<Blob, git2::Error> {
+    let (size, _) = repo.odb()?.read_header(id)?;
+    if size as u64 > max_file_size {
+        return Ok(Blob::TooLarge(size));
+    }
+    Ok(Blob::Bytes(repo.find_blob(id)?.content().to_vec()))
+}
+
+/// The error of a file over the size limit.
+pub fn too_large(path: &Arc<str>, size: usize, max_file_size: u64) -> Diagnostic {
+    Diagnostic::new(
+        path,
+        Mark::START,
+        format!("file is {size} bytes, over the {max_file_size} byte limit (maxFileSize)"),
+    )
 }
 
 fn git_error(e: git2::Error) -> SourceError {
