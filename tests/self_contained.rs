@@ -7,8 +7,13 @@ use std::path::Path;
 use std::process::Command;
 
 /// Paths that lead out of a clone: the development workspace and its
-/// sibling folders.
-const OUTSIDE: [&str; 3] = ["/work/", "../shared", "shared/bench/"];
+/// sibling folders. Spelled in pieces, so this file names no such path
+/// itself and the same check, run by anyone over the tree, finds none here.
+const OUTSIDE: [&str; 3] = [
+    concat!("/", "work", "/"),
+    concat!("..", "/", "shared"),
+    concat!("shared", "/", "bench", "/"),
+];
 
 #[test]
 fn no_tracked_file_names_a_path_outside_the_repository() {
@@ -28,10 +33,6 @@ fn no_tracked_file_names_a_path_outside_the_repository() {
     assert!(files.len() > 50, "{} files listed", files.len());
     let mut found = Vec::new();
     for file in &files {
-        // This test names the patterns it looks for.
-        if file == "tests/self_contained.rs" {
-            continue;
-        }
         let Ok(text) = std::fs::read_to_string(root.join(file)) else {
             continue; // binary, or deleted in the work tree
         };
