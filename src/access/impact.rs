@@ -17,7 +17,6 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
-use serde_json::Value;
 
 use super::{member_role, role_matches, Access, GrantRef, Holder, Path, Place, Placed, EVERY_APP};
 use crate::model::{render, Key, KeyMap, Object, Permit};
@@ -57,13 +56,7 @@ pub struct ObjectChange {
     pub after: Option<Placed>,
 }
 
-/// A top-level field whose value differs.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct FieldChange {
-    pub field: String,
-    pub before: Value,
-    pub after: Value,
-}
+pub use crate::plan::FieldChange;
 
 impl ObjectChange {
     /// The change from `before` to `after`; `None` when there is neither.
@@ -101,25 +94,7 @@ impl ObjectChange {
 
     /// The top-level fields an update changes (none for a create or a delete).
     pub fn fields(&self) -> Vec<FieldChange> {
-        let (Some(before), Some(after)) = (self.before_object(), self.after_object()) else {
-            return Vec::new();
-        };
-        let (Value::Object(b), Value::Object(a)) = (before.to_json(), after.to_json()) else {
-            return Vec::new();
-        };
-        let names: BTreeSet<&String> = b.keys().chain(a.keys()).collect();
-        names
-            .into_iter()
-            .filter_map(|field| {
-                let old = b.get(field).cloned().unwrap_or(Value::Null);
-                let new = a.get(field).cloned().unwrap_or(Value::Null);
-                (old != new).then(|| FieldChange {
-                    field: field.clone(),
-                    before: old,
-                    after: new,
-                })
-            })
-            .collect()
+        crate::plan::field_changes(self.before_object(), self.after_object())
     }
 
     /// A unified diff of the object rendered as YAML, before → after.

@@ -205,7 +205,9 @@ pub const SUSPENDED_IN_SOURCE: &str = "gitops: false; left alone";
 /// The `drift_hash` recorded for a managed row that was deleted by hand.
 pub const DELETED: &str = "deleted";
 
-pub(super) fn field_changes(before: Option<&Object>, after: Option<&Object>) -> Vec<FieldChange> {
+/// The top-level fields whose values differ between two versions of an
+/// object (none when either side is missing).
+pub fn field_changes(before: Option<&Object>, after: Option<&Object>) -> Vec<FieldChange> {
     let (Some(before), Some(after)) = (before, after) else {
         return Vec::new();
     };

@@ -10,7 +10,8 @@ use rayon::prelude::*;
 use crate::model::{Declaration, DesiredState, Key, Kind};
 
 pub use change::{
-    Action, Change, FieldChange, Plan, PlanOptions, Summary, DELETED, SUSPENDED_IN_SOURCE,
+    field_changes, Action, Change, FieldChange, Plan, PlanOptions, Summary, DELETED,
+    SUSPENDED_IN_SOURCE,
 };
 pub use guard::{deletion_set, guard, GuardRefusal};
 pub use live::{Claim, LedgerEntry, LiveRow, LiveState, RowMap};
