@@ -8,12 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Each module with the modules it may use.
-const ALLOWED: [(&str, &[&str]); 14] = [
+const ALLOWED: [(&str, &[&str]); 15] = [
     ("model", &[]),
     ("redact", &[]),
     ("policy", &[]),
     ("metrics", &[]),
     ("plan", &["model"]),
+    ("access", &["model"]),
     ("store", &["model", "plan", "policy", "redact"]),
     ("source", &["model", "plan", "policy", "redact"]),
     ("sync", &["model", "plan", "policy", "source", "store"]),
@@ -40,6 +41,7 @@ const ALLOWED: [(&str, &[&str]); 14] = [
     (
         "cli",
         &[
+            "access",
             "config",
             "controller",
             "model",
