@@ -203,9 +203,9 @@ fn json_output_gives_each_result_with_its_place_and_explanation() {
 }
 
 #[test]
-fn malformed_test_files_are_located_before_any_state_is_read() {
+fn malformed_test_files_are_located_and_reported_alone() {
     let dir = workspace();
-    // The state does not exist: the test files' errors come first.
+    // The state does not exist either: the test files' errors are what to fix.
     let run = accord_in(
         dir.path(),
         &[

@@ -4,10 +4,9 @@
 //! file is a `file:line:column` error, and answered from one `Access` index.
 //! Pure: bytes in, assertions out; assertions and an index in, outcomes out.
 
-use std::cell::OnceCell;
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -532,7 +531,7 @@ pub struct Checker<'a> {
     apps: HashSet<&'a str>,
     /// Every permission some permit grants, for a did-you-mean; built the
     /// first time one is needed.
-    permissions: OnceCell<Vec<String>>,
+    permissions: OnceLock<Vec<String>>,
 }
 
 impl<'a> Checker<'a> {
@@ -540,7 +539,7 @@ impl<'a> Checker<'a> {
         Checker {
             access,
             apps: access.apps().collect(),
-            permissions: OnceCell::new(),
+            permissions: OnceLock::new(),
         }
     }
 

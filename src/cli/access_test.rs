@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use serde_json::json;
 
 use super::access::{can_text, holding_text};
-use super::state::{load_or_report, StateArgs};
+use super::state::{self, load, StateArgs};
 use super::{output, OutputFormat, Style, ERROR, OK};
 use crate::access::check::{self, Assertion, Checker, Finding, Outcome};
 use crate::access::Holding;
@@ -42,13 +42,16 @@ enum TestsError {
 
 /// Exit 0 when every assertion holds, 1 when one fails or on error.
 pub async fn test(args: &TestArgs, style: Style) -> u8 {
-    // The tests first: a mistake in them is reported without reading a
-    // large state.
+    // The tests and the state are read at once; a mistake in the tests is
+    // reported alone, whatever the state holds.
     let (paths, max_file_size) = (args.paths.clone(), args.state.max_file_size);
-    let read = tokio::task::spawn_blocking(move || read_tests(&paths, max_file_size)).await;
-    let assertions = match read {
+    let reading = tokio::task::spawn_blocking(move || read_tests(&paths, max_file_size));
+    let spec = args.state.spec();
+    let loading = tokio::spawn(async move { load(&spec, max_file_size).await });
+    let assertions = match reading.await {
         Ok(Ok(assertions)) => assertions,
         Ok(Err(error)) => {
+            loading.abort();
             if let TestsError::Invalid(diagnostics) = &error {
                 output::print_diagnostics(diagnostics);
             }
@@ -56,16 +59,26 @@ pub async fn test(args: &TestArgs, style: Style) -> u8 {
             return ERROR;
         }
         Err(error) => {
+            loading.abort();
             eprintln!("error: the test reader stopped unexpectedly: {error}");
             return ERROR;
         }
     };
-    let Some(state) = load_or_report(&args.state.spec(), max_file_size).await else {
-        return ERROR;
+    let state = match loading.await {
+        Ok(Ok(state)) => state,
+        Ok(Err(error)) => {
+            state::report(&error);
+            return ERROR;
+        }
+        Err(error) => {
+            eprintln!("error: the state reader stopped unexpectedly: {error}");
+            return ERROR;
+        }
     };
     let access = state.access();
     let checker = Checker::new(&access);
-    let outcomes: Vec<Outcome> = assertions.iter().map(|a| checker.check(a)).collect();
+    // Each assertion is answered from the index alone, so they share the cores.
+    let outcomes: Vec<Outcome> = assertions.par_iter().map(|a| checker.check(a)).collect();
     let failed = outcomes.iter().filter(|o| !o.passed).count();
     match args.output {
         OutputFormat::Text => print!("{}", report_text(&assertions, &outcomes, style)),

@@ -210,11 +210,17 @@ pub async fn load_or_report(spec: &StateSpec, max_file_size: u64) -> Option<Stat
     match load(spec, max_file_size).await {
         Ok(state) => Some(state),
         Err(error) => {
-            if let StateError::Invalid { diagnostics, .. } = &error {
-                super::output::print_diagnostics(diagnostics);
-            }
-            eprintln!("error: {}", crate::sync::explain(&error));
+            report(&error);
             None
         }
     }
+}
+
+/// Prints why a state could not be read: parse errors located, others
+/// explained.
+pub fn report(error: &StateError) {
+    if let StateError::Invalid { diagnostics, .. } = error {
+        super::output::print_diagnostics(diagnostics);
+    }
+    eprintln!("error: {}", crate::sync::explain(error));
 }
