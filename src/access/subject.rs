@@ -64,6 +64,20 @@ impl Subject {
         }
     }
 
+    /// One subject from the parts a form or a query string gives separately;
+    /// each is checked as `parse` checks `user:ID`, `contact:EMAIL`, `slug:NAME`.
+    pub fn of(
+        user: Option<&str>,
+        contact: Option<&str>,
+        slug: Option<&str>,
+    ) -> Result<Subject, SubjectError> {
+        let parts: Vec<String> = [("user", user), ("contact", contact), ("slug", slug)]
+            .into_iter()
+            .filter_map(|(name, value)| value.map(|v| format!("{name}:{v}")))
+            .collect();
+        Subject::parse(parts.iter().map(String::as_str))
+    }
+
     /// The contact with its domain in lower case, as grants are matched.
     pub fn contact_key(&self) -> Option<String> {
         self.contact.as_deref().map(normal_contact)

@@ -271,6 +271,16 @@ fn subjects_parse_and_refuse_what_is_not_one_person() {
         Some(Holder::Domain("d.com".into()))
     );
     assert_eq!(Holder::parse("contact:*"), Some(Holder::EveryContact));
+    // The separate fields of a form or query string, checked the same way.
+    assert_eq!(
+        Subject::of(Some("u"), Some("c@d"), None),
+        Ok(subject(&["user:u", "contact:c@d"]))
+    );
+    assert_eq!(Subject::of(None, None, None), Err(SubjectError::None));
+    assert!(matches!(
+        Subject::of(None, Some("*@d"), None),
+        Err(SubjectError::Pattern(_))
+    ));
     assert_eq!(Holder::parse("group:x"), None);
 }
 

@@ -39,15 +39,7 @@ fn subject_of(
     contact: &Option<String>,
     slug: &Option<String>,
 ) -> ApiResult<Subject> {
-    let parts: Vec<String> = [
-        user.as_ref().map(|v| format!("user:{v}")),
-        contact.as_ref().map(|v| format!("contact:{v}")),
-        slug.as_ref().map(|v| format!("slug:{v}")),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    Subject::parse(parts.iter().map(String::as_str)).map_err(|e| {
+    Subject::of(user.as_deref(), contact.as_deref(), slug.as_deref()).map_err(|e| {
         let detail = match e {
             crate::access::SubjectError::None => {
                 "give the subject as `user`, `contact` or `slug` (or `user` and `contact`)"

@@ -9,7 +9,7 @@ use axum::response::Response;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::{layout, page};
+use super::{given, layout, page};
 use crate::access::{GrantRef, Path, PermitRef, Subject};
 use crate::controller::state::State;
 
@@ -20,10 +20,6 @@ pub struct Ask {
     slug: Option<String>,
     permission: Option<String>,
     app: Option<String>,
-}
-
-fn given(value: &Option<String>) -> Option<&str> {
-    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
 fn place(permit: &PermitRef) -> Markup {
@@ -71,26 +67,20 @@ pub async fn access_page(
         }
         p class="muted" { "A subject and a permission: can it, and why. A permission alone: who holds it. A subject alone: everything it holds." }
     };
-    let parts: Vec<String> = [
-        given(&ask.user).map(|v| format!("user:{v}")),
-        given(&ask.contact).map(|v| format!("contact:{v}")),
-        given(&ask.slug).map(|v| format!("slug:{v}")),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let (user, contact, slug) = (given(&ask.user), given(&ask.contact), given(&ask.slug));
+    let asked = user.is_some() || contact.is_some() || slug.is_some();
     let permission = given(&ask.permission);
     let app = given(&ask.app);
-    if parts.is_empty() && permission.is_none() {
+    if !asked && permission.is_none() {
         return page(
             StatusCode::OK,
             layout("Access", "/access", html! { h1 { "Access" } (form) }),
         );
     }
-    let subject = if parts.is_empty() {
+    let subject = if !asked {
         None
     } else {
-        match Subject::parse(parts.iter().map(String::as_str)) {
+        match Subject::of(user, contact, slug) {
             Ok(subject) => Some(subject),
             Err(e) => {
                 let body = html! { h1 { "Access" } (form) p class="alert error" role="alert" { (e.to_string()) } };

@@ -12,7 +12,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use maud::html;
 use serde::Deserialize;
 
-use super::{diff, layout, revision, time, urlencode};
+use super::{diff, given, layout, revision, time, urlencode};
 use crate::controller::state::State;
 use crate::model::Kind;
 use crate::store::{AuditQuery, Store};
@@ -32,14 +32,6 @@ pub struct Filters {
     since: Option<String>,
     until: Option<String>,
     before: Option<String>,
-}
-
-fn given(value: &Option<String>) -> Option<String> {
-    value
-        .as_deref()
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_owned)
 }
 
 /// RFC 3339, or what a `datetime-local` or `date` input sends (taken as UTC).
@@ -63,12 +55,13 @@ fn instant(text: &str) -> Option<DateTime<Utc>> {
 impl Filters {
     /// The query, or what is wrong with a filter.
     fn query(&self) -> Result<AuditQuery, String> {
+        let owned = |field: &Option<String>| given(field).map(str::to_owned);
         let kind = match given(&self.kind) {
             None => None,
             Some(text) => Some(
                 Kind::ALL
                     .into_iter()
-                    .find(|k| k.as_str().eq_ignore_ascii_case(&text))
+                    .find(|k| k.as_str().eq_ignore_ascii_case(text))
                     .ok_or(format!(
                         "unknown kind `{text}`: Organization, Permit or Enrollment"
                     ))?,
@@ -76,7 +69,7 @@ impl Filters {
         };
         let time = |field: &Option<String>, name: &str| match given(field) {
             None => Ok(None),
-            Some(text) => instant(&text).map(Some).ok_or(format!(
+            Some(text) => instant(text).map(Some).ok_or(format!(
                 "`{text}` is not a time for `{name}` (e.g. 2026-12-07T10:00)"
             )),
         };
@@ -88,14 +81,14 @@ impl Filters {
             ),
         };
         Ok(AuditQuery {
-            source: given(&self.source),
+            source: owned(&self.source),
             kind,
             since: time(&self.since, "since")?,
             until: time(&self.until, "until")?,
-            app: given(&self.app),
-            id: given(&self.id),
-            actor: given(&self.actor),
-            action: given(&self.action),
+            app: owned(&self.app),
+            id: owned(&self.id),
+            actor: owned(&self.actor),
+            action: owned(&self.action),
             before,
             // One more than shown: whether an older page exists.
             limit: PAGE + 1,
@@ -117,7 +110,7 @@ impl Filters {
             ("until", &self.until),
         ] {
             if let Some(value) = given(value) {
-                parts.push(format!("{name}={}", urlencode(&value)));
+                parts.push(format!("{name}={}", urlencode(value)));
             }
         }
         if let Some(before) = before {
@@ -133,7 +126,7 @@ pub async fn audit_page(
 ) -> Response {
     // A malformed query string shows the page unfiltered rather than an error.
     let filters = filters.map(|Query(f)| f).unwrap_or_default();
-    let value = |field: &Option<String>| given(field).unwrap_or_default();
+    let value = |field: &Option<String>| given(field).unwrap_or_default().to_owned();
     let form = html! {
         form class="filters" method="get" action="/audit" role="search" {
             @for (name, label, field) in [

@@ -61,6 +61,11 @@ fn asset(body: &'static str, kind: &'static str) -> Response {
 }
 
 /// An HTML page with the security headers every page carries.
+/// A form field as given, trimmed; an empty field is no filter.
+pub fn given(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
 pub fn page(status: StatusCode, markup: Markup) -> Response {
     let mut response = (status, markup.into_string()).into_response();
     let headers = response.headers_mut();
