@@ -16,7 +16,8 @@
 #   index      building the access index of the read state  (target < 0.5 x validate)
 #   who-can    one who-can query on the built index         (target < 50 ms)
 #   can        one can --explain query on the built index   (target < 50 ms)
-#   lint       accord lint CORPUS                           (target < 1 x validate)
+#   lint       accord lint CORPUS                           (target < 1 x validate; also
+#              the rules' own time after the read, which validate does not have)
 #   diff       accord diff of two revisions 50 objects apart (target < 2 x validate)
 #   test       accord test of N assertions                  (target < 2 x validate)
 set -euo pipefail
@@ -114,7 +115,7 @@ for line in open(log):
         fields = json.loads(line)["fields"]
     except (ValueError, KeyError):
         continue
-    for key in ("index_s", "query_s"):
+    for key in ("index_s", "query_s", "rules_s"):
         if key in fields:
             print(f"{run}\t{name}.{key[:-2]}\t{fields[key]:.6f}\t0")
 EOF
@@ -158,6 +159,7 @@ print(row("index build (of the read state)", "can.index", "< 0.5 × validate", 0
 print(row("`who-can` query, index built", "who-can.query", "< 50 ms", 0.05, ratio=False))
 print(row("`can --explain` query, index built", "can.query", "< 50 ms", 0.05, ratio=False))
 print(row("`lint` (wall)", "lint", "< 1 × validate", 1.0))
+print(row("`lint` rules alone (after the read validate also does)", "lint.rules", "—", float("inf")))
 print(row("`diff`, two revisions 50 objects apart (wall)", "diff", "< 2 × validate", 2.0))
 print(row(f"`test`, {int(assertions):,} assertions (wall)", "test", "< 2 × validate", 2.0))
 print(row("`who-can` whole command (wall)", "who-can", "—", float("inf")))

@@ -85,6 +85,7 @@ pub fn lint(args: &LintArgs, style: Style) -> u8 {
         Ok(severities) => severities,
         Err(code) => return code,
     };
+    let started = std::time::Instant::now();
     let snapshot = match directory::read_paths(&args.paths, args.limits.max_file_size) {
         Ok(snapshot) => snapshot,
         Err(e) => {
@@ -104,7 +105,9 @@ pub fn lint(args: &LintArgs, style: Style) -> u8 {
         .values()
         .map(|d| (Arc::clone(&d.object), Place::Declared(d.origin.clone())))
         .collect();
+    let read = started.elapsed();
     let findings = lint::lint(&objects, &severities);
+    let checked = started.elapsed();
     let count = |severity| findings.iter().filter(|f| f.severity == severity).count();
     let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
     let failed = errors > 0 || (warnings > 0 && args.deny == Some(Deny::Warnings));
@@ -152,8 +155,17 @@ pub fn lint(args: &LintArgs, style: Style) -> u8 {
             }
         }
     };
+    // Timings for the benchmark, at debug level under `accord::timing`.
+    tracing::debug!(
+        target: "accord::timing",
+        read_s = read.as_secs_f64(),
+        rules_s = (checked - read).as_secs_f64(),
+        output_s = (started.elapsed() - checked).as_secs_f64(),
+        findings = findings.len(),
+        "linted"
+    );
     // The process ends here; freeing 100k objects one by one is wasted time.
-    std::mem::forget((objects, desired, snapshot));
+    std::mem::forget((objects, desired, snapshot, findings));
     if failed || code != OK {
         ERROR
     } else {
