@@ -126,6 +126,103 @@ async fn a_pushed_commit_is_applied_with_its_author_and_commit_id() {
     assert_eq!(creates, 4);
 }
 
+/// The worker's log line for `revision`: how many files it parsed and reused.
+fn parse_counts(accord: &Controller, revision: &str) -> Option<(u32, u32)> {
+    let log = accord.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("revision parsed") && l.contains(&format!("revision={revision}")))?;
+    let field = |name: &str| -> Option<u32> {
+        let at = line.find(&format!(" {name}="))? + name.len() + 2;
+        line[at..].split_whitespace().next()?.parse().ok()
+    };
+    Some((field("parsed")?, field("reused")?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_parses_only_the_files_it_changed_and_the_whole_tree_rules_still_hold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = Repo::init(&dir.path().join("repo"));
+    repo.write("permits.yaml", PERMITS)
+        .write(
+            "people/ann.yaml",
+            "- id: ann\n  role: payment-svc:viewer\n  userId: ann\n",
+        )
+        .write(
+            "people/bob.yaml",
+            "- id: bob\n  role: payment-svc:viewer\n  userId: bob\n",
+        );
+    let first = repo.commit("grants", "Alice <alice@example.com>");
+    let db = TestDb::new(Backend::Sqlite).await;
+    let config = config(
+        dir.path(),
+        &db,
+        &format!(
+            "  - name: platform\n    git:\n      url: {}\n    interval: 300ms\n",
+            repo.url()
+        ),
+    );
+    let mut accord = Controller::start(dir.path(), &config).await;
+    accord
+        .wait_for("platform", WAIT, |s| applied(s, &first))
+        .await;
+    assert_eq!(parse_counts(&accord, &first), Some((3, 0)));
+
+    repo.write(
+        "people/ann.yaml",
+        "- id: ann\n  role: payment-svc:admin\n  userId: ann\n",
+    );
+    let second = repo.commit("ann administers payments", "Alice <alice@example.com>");
+    accord
+        .wait_for("platform", WAIT, |s| applied(s, &second))
+        .await;
+    assert_eq!(parse_counts(&accord, &second), Some((1, 2)));
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM enrollments WHERE role = 'payment-svc:admin'")
+            .await,
+        1
+    );
+
+    // A key declared again in a new file clashes with a file that did not
+    // change: the revision is refused whole, as a full parse refuses it.
+    repo.write(
+        "people/copy.yaml",
+        "- id: bob\n  role: payment-svc:admin\n  userId: bob\n",
+    );
+    let third = repo.commit("bob twice", "Mallory <mallory@example.com>");
+    let status = accord
+        .wait_for("platform", WAIT, |s| {
+            s["lastAttemptedRevision"] == third.as_str()
+        })
+        .await;
+    assert_eq!(status["lastAppliedRevision"], second.as_str());
+    assert!(
+        status["errors"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("declared twice"),
+        "{status}"
+    );
+    assert_eq!(parse_counts(&accord, &third), Some((1, 3)));
+
+    // After a restart the cache is empty: the first read parses the whole
+    // tree again, and the next commit only what it changed.
+    accord.terminate();
+    let accord = Controller::start(dir.path(), &config).await;
+    accord
+        .wait_for("platform", WAIT, |s| {
+            s["lastAttemptedRevision"] == third.as_str()
+        })
+        .await;
+    assert_eq!(parse_counts(&accord, &third), Some((4, 0)));
+    std::fs::remove_file(dir.path().join("repo/people/copy.yaml")).expect("remove");
+    let fourth = repo.commit("bob once", "Alice <alice@example.com>");
+    accord
+        .wait_for("platform", WAIT, |s| applied(s, &fourth))
+        .await;
+    assert_eq!(parse_counts(&accord, &fourth), Some((0, 3)));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_file_credits_its_deletes_to_the_commit_that_removed_it() {
     let f = follow(false, "500ms").await;

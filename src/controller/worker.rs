@@ -13,6 +13,7 @@ use super::report::{self, Settled};
 use super::state::{SourceHandle, SourceStatus, State, SyncRequest};
 use crate::config::SourceConfig;
 use crate::metrics::{KindLabels, OutcomeLabels, SourceLabel};
+use crate::model::incremental::ParseCache;
 use crate::model::{DesiredState, Kind, Limits};
 use crate::plan::{GuardRefusal, Plan, PlanOptions};
 use crate::source::kubernetes::{KubernetesSource, SyncResult};
@@ -117,6 +118,10 @@ pub struct Worker {
     /// The last revision parsed successfully, kept so an unchanged revision
     /// is not parsed again.
     desired: Option<(String, Arc<DesiredState>)>,
+    /// The files of the last revision parsed: a new revision parses only the
+    /// files that changed. Empty after a restart, so the first read parses
+    /// the whole tree and fills it.
+    parsed: ParseCache,
     /// Notes on the newest revision read (a force-push), shown with its status.
     notes: Vec<String>,
 }
@@ -145,6 +150,7 @@ impl Worker {
             config,
             actor,
             desired: None,
+            parsed: ParseCache::new(Limits::default()),
             notes: Vec::new(),
         }
     }
@@ -253,10 +259,21 @@ impl Worker {
             .as_ref()
             .map(|d| d.rejected.iter().map(ToString::to_string).collect())
             .unwrap_or_default();
-        let parsed =
-            tokio::task::spawn_blocking(move || snapshot.desired_for_plan(Limits::default()))
-                .await
-                .map_err(|e| SyncError::Task("parser", e))?;
+        let mut cache = std::mem::replace(&mut self.parsed, ParseCache::new(Limits::default()));
+        let (parsed, cache, reuse) = tokio::task::spawn_blocking(move || {
+            let (parsed, reuse) = snapshot.desired_incremental(&mut cache);
+            (parsed, cache, reuse)
+        })
+        .await
+        .map_err(|e| SyncError::Task("parser", e))?;
+        self.parsed = cache;
+        tracing::debug!(
+            source = %self.config.name,
+            %revision,
+            parsed = reuse.parsed,
+            reused = reuse.reused,
+            "revision parsed"
+        );
         match parsed {
             Ok(desired) => {
                 let desired = Arc::new(desired);

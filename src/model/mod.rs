@@ -4,6 +4,7 @@
 
 mod canonical;
 pub mod de;
+pub mod incremental;
 pub mod parse;
 pub mod render;
 pub mod schema;
@@ -389,7 +390,7 @@ pub struct Declaration {
 }
 
 /// Everything one source declares, by key.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct DesiredState {
     /// Hashed, not ordered: a sync looks every key up; output is sorted where shown.
     pub objects: KeyMap<Declaration>,

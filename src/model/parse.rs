@@ -87,17 +87,25 @@ fn parse_files(
 ) -> Result<DesiredState, Vec<Diagnostic>> {
     let parsed: Vec<(Vec<Declaration>, Vec<Diagnostic>)> = files
         .par_iter()
-        .map(|f| {
-            let (mut declarations, diagnostics) = parse_file(&f.path, &f.bytes, limits);
-            if digests {
-                for declaration in &mut declarations {
-                    declaration.digest = Some(declaration.object.digest());
-                }
-            }
-            (declarations, diagnostics)
-        })
+        .map(|f| parse_source_file(f, limits, digests))
         .collect();
     assemble(parsed)
+}
+
+/// `parse_file` of one source file, with each object's content hash when
+/// the tree is parsed for a plan.
+pub(super) fn parse_source_file(
+    file: &SourceFile,
+    limits: Limits,
+    digests: bool,
+) -> (Vec<Declaration>, Vec<Diagnostic>) {
+    let (mut declarations, diagnostics) = parse_file(&file.path, &file.bytes, limits);
+    if digests {
+        for declaration in &mut declarations {
+            declaration.digest = Some(declaration.object.digest());
+        }
+    }
+    (declarations, diagnostics)
 }
 
 /// Puts files parsed one by one (`parse_file`) together into one state,

@@ -186,7 +186,7 @@ pub(crate) fn resolve_plain(text: &str) -> Resolved<'_> {
 }
 
 /// Budgets that keep a hostile document cheap to reject.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Deepest allowed nesting of lists and mappings.
     pub max_depth: usize,

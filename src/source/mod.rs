@@ -10,6 +10,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::model::incremental::{ParseCache, Reuse};
 use crate::model::{parse_tree, parse_tree_for_plan, DesiredState, Diagnostic, Limits, SourceFile};
 
 pub use directory::DirectorySource;
@@ -56,15 +57,37 @@ impl Snapshot {
         self.parsed(limits, parse_tree_for_plan)
     }
 
+    /// `desired_for_plan`, parsing only the files `cache` does not hold
+    /// (same path, same content) and keeping this revision's files in it.
+    pub fn desired_incremental(
+        &self,
+        cache: &mut ParseCache,
+    ) -> (Result<DesiredState, Vec<Diagnostic>>, Reuse) {
+        let mut reuse = Reuse::default();
+        let desired = self.parsed_with(|files| {
+            let (desired, counted) = cache.parse(files);
+            reuse = counted;
+            desired
+        });
+        (desired, reuse)
+    }
+
     fn parsed(
         &self,
         limits: Limits,
         parse: fn(&[SourceFile], Limits) -> Result<DesiredState, Vec<Diagnostic>>,
     ) -> Result<DesiredState, Vec<Diagnostic>> {
+        self.parsed_with(|files| parse(files, limits))
+    }
+
+    fn parsed_with(
+        &self,
+        parse: impl FnOnce(&[SourceFile]) -> Result<DesiredState, Vec<Diagnostic>>,
+    ) -> Result<DesiredState, Vec<Diagnostic>> {
         if let Some(declared) = &self.declared {
             return Ok(declared.desired.clone());
         }
-        match parse(&self.files, limits) {
+        match parse(&self.files) {
             Ok(desired) if self.problems.is_empty() => Ok(desired),
             parsed => {
                 let mut errors = self.problems.clone();
