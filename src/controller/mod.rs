@@ -68,7 +68,41 @@ async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, RunError
         }
         None => kube::Config::infer().await?,
     };
-    Ok(kube::Client::try_from(config)?)
+    kube_client_for(config)
+}
+
+/// kube's own client stack (retries, auth, headers, timeouts), with `TCP_NODELAY` on its connections: a
+/// status write is a small request, and with Nagle's algorithm on, each one
+/// on a kept-alive connection waited for the server's delayed ACK (about 40
+/// ms), which capped a connection at some 22 writes a second.
+fn kube_client_for(config: kube::Config) -> Result<kube::Client, RunError> {
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use kube::client::ConfigExt;
+    use tower::ServiceBuilder;
+
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = config.rustls_https_connector_with_connector(http)?;
+    // The timeouts kube sets: a watch that stops answering is dropped and
+    // started again rather than waited on forever.
+    let mut connector = hyper_timeout::TimeoutConnector::new(https);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    let client: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector);
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.default_retry.then(|| {
+            tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry())
+        }))
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(client);
+    Ok(kube::Client::new(service, config.default_namespace))
 }
 
 /// This replica's name on Leases and Events: the pod name (the hostname in
