@@ -191,6 +191,7 @@ pub async fn sync<S: Store>(
     mode: Mode,
 ) -> Result<Synced, Failed> {
     let name = settings.source.as_str();
+    let started = std::time::Instant::now();
     let loading = async {
         let lock = match mode {
             Mode::Plan => None,
@@ -200,12 +201,24 @@ pub async fn sync<S: Store>(
             },
         };
         let live = store.load_for_plan(name).await?;
-        Ok::<_, SyncError>((lock, live))
+        Ok::<_, SyncError>((lock, live, started.elapsed()))
     };
     let (desired, loaded) = tokio::join!(desired, loading);
-    let (lock, live) = loaded?;
+    let (lock, live, loaded_in) = loaded?;
     let (revision, desired) = desired?;
+    let read_in = started.elapsed();
     let planned = plan(store, source, revision, desired, live, settings).await?;
+    // Where a sync's time goes, for the benchmarks: at debug level under
+    // `accord::timing`.
+    tracing::debug!(
+        target: "accord::timing",
+        source = name,
+        load_s = loaded_in.as_secs_f64(),
+        read_s = read_in.as_secs_f64(),
+        plan_s = (started.elapsed() - read_in).as_secs_f64(),
+        changes = planned.plan.changes.len(),
+        "sync planned"
+    );
     let Some(lock) = lock else {
         return Ok(Synced {
             planned,
@@ -320,10 +333,17 @@ async fn finish<S: Store>(
         plan: &planned.plan,
         guard,
     };
+    let applying = std::time::Instant::now();
     let record = match store.apply(lock, request).await {
         Ok(record) => record,
         Err(error) => return Err(fail(planned, error.into())),
     };
+    tracing::debug!(
+        target: "accord::timing",
+        source = name,
+        apply_s = applying.elapsed().as_secs_f64(),
+        "sync written"
+    );
     let summary = record.summary;
     tracing::info!(
         source = name,

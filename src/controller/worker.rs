@@ -245,7 +245,9 @@ impl Worker {
     /// when the revision changed. `Ok(None)` when the new revision is invalid.
     async fn read(&mut self) -> Result<Option<(String, Arc<DesiredState>)>, SyncError> {
         let known = self.desired.as_ref().map(|(revision, _)| revision.clone());
+        let started = Instant::now();
         let snapshot = self.source.poll(known.as_deref()).await?;
+        let polled = started.elapsed();
         let Some(snapshot) = snapshot else {
             return Ok(self.desired.clone());
         };
@@ -272,6 +274,8 @@ impl Worker {
             %revision,
             parsed = reuse.parsed,
             reused = reuse.reused,
+            read_s = polled.as_secs_f64(),
+            parse_s = (started.elapsed() - polled).as_secs_f64(),
             "revision parsed"
         );
         match parsed {
