@@ -101,6 +101,10 @@ pub struct Planned {
     pub desired: Arc<DesiredState>,
     pub live: LiveState,
     pub plan: Plan,
+    /// The database's change mark taken before `live` was read
+    /// (`Store::change_mark`): while it stays, this plan stays what a new
+    /// one would be.
+    pub mark: Option<u64>,
 }
 
 /// How a sync ended.
@@ -200,14 +204,17 @@ pub async fn sync<S: Store>(
                 None => return Err(SyncError::Busy),
             },
         };
+        // Before the read: a write that lands after it moves the mark.
+        let mark = store.change_mark().await?;
         let live = store.load_for_plan(name).await?;
-        Ok::<_, SyncError>((lock, live, started.elapsed()))
+        Ok::<_, SyncError>((lock, live, mark, started.elapsed()))
     };
     let (desired, loaded) = tokio::join!(desired, loading);
-    let (lock, live, loaded_in) = loaded?;
+    let (lock, live, mark, loaded_in) = loaded?;
     let (revision, desired) = desired?;
     let read_in = started.elapsed();
-    let planned = plan(store, source, revision, desired, live, settings).await?;
+    let mut planned = plan(store, source, revision, desired, live, settings).await?;
+    planned.mark = mark;
     // Where a sync's time goes, for the benchmarks: at debug level under
     // `accord::timing`.
     tracing::debug!(
@@ -404,6 +411,7 @@ async fn plan<S: Store>(
         desired,
         live,
         plan,
+        mark: None,
     })
 }
 

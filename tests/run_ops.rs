@@ -371,6 +371,69 @@ both_backends!(
 );
 
 both_backends!(
+    an_interval_with_nothing_written_skips_the_plan_and_an_edit_or_deletion_still_shows,
+    |backend| async move {
+        let setup = Setup::new(backend, "    interval: 200ms\n", false).await;
+        setup.declare(
+            "permits.yaml",
+            &[grant("p1", "svc:reader"), grant("p2", "svc:reader")],
+        );
+        let accord = setup.start().await;
+        let revision = setup.revision();
+        accord
+            .wait_for(SOURCE, WAIT, |s| synced_at(s, &revision))
+            .await;
+        const SKIPPED: &str = "nothing written since the last sync";
+        if backend == Backend::Sqlite {
+            // SQLite's mark moves only with commits to this file; a
+            // PostgreSQL server's WAL moves with every other test's writes too.
+            let skipped = eventually(FEW_INTERVALS, || async {
+                accord.log_text().contains(SKIPPED)
+            })
+            .await;
+            assert!(
+                skipped,
+                "an idle interval plans nothing:\n{}",
+                accord.log_text()
+            );
+        }
+
+        setup
+            .db
+            .exec("UPDATE permits SET permission_id = 'svc:hacked' WHERE id = 'p1'")
+            .await
+            .expect("hand edit");
+        let corrected = eventually(FEW_INTERVALS, || async {
+            permission_of(&setup.db, "p1").await.as_deref() == Some("svc:p1")
+        })
+        .await;
+        assert!(corrected, "the edit is put back:\n{}", accord.log_text());
+
+        setup
+            .db
+            .exec("DELETE FROM permits WHERE id = 'p2'")
+            .await
+            .expect("hand delete");
+        let restored = eventually(FEW_INTERVALS, || async {
+            permission_of(&setup.db, "p2").await.as_deref() == Some("svc:p2")
+        })
+        .await;
+        assert!(
+            restored,
+            "the deleted row is put back:\n{}",
+            accord.log_text()
+        );
+        let entries = audit(&accord, "source=local").await;
+        let corrections = entries
+            .iter()
+            .filter(|e| e["action"] == "drift_corrected" || e["action"] == "create")
+            .filter(|e| e["id"] == "p1" || e["id"] == "p2")
+            .count();
+        assert!(corrections >= 3, "{entries:#?}");
+    }
+);
+
+both_backends!(
     drift_in_report_mode_is_left_in_place_audited_once_and_listed_until_it_goes_away,
     |backend| async move {
         let setup = Setup::new(backend, "    interval: 500ms\n    drift: report\n", false).await;

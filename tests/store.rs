@@ -99,6 +99,37 @@ async fn audit(store: &AnyStore) -> Vec<accord::store::AuditEntry> {
 }
 
 both_backends!(
+    the_change_mark_moves_with_every_write_by_anyone,
+    |backend| async move {
+        let (db, store) = open(backend).await;
+        let mark = || async {
+            store
+                .change_mark()
+                .await
+                .expect("mark")
+                .expect("both backends keep one")
+        };
+        let first = mark().await;
+        if backend == Backend::Sqlite {
+            // Reading is not writing (a PostgreSQL server's WAL also moves
+            // with the other tests' writes, so only SQLite's can be held still).
+            store.load(None).await.expect("load");
+            assert_eq!(mark().await, first);
+        }
+        sync(&store, &desired_objects(sample())).await;
+        let synced = mark().await;
+        assert_ne!(synced, first, "accord's own write");
+        db.exec("UPDATE organizations SET name = 'Hand' WHERE slug = 'acme'")
+            .await
+            .expect("hand edit");
+        let edited = mark().await;
+        assert_ne!(edited, synced, "a hand edit on another connection");
+        db.exec("DELETE FROM permits").await.expect("hand delete");
+        assert_ne!(mark().await, edited, "a hand deletion");
+    }
+);
+
+both_backends!(
     applied_objects_load_back_identical_and_owned,
     |backend| async move {
         let (db, store) = open(backend).await;

@@ -18,7 +18,7 @@ use crate::model::{DesiredState, Kind, Limits};
 use crate::plan::{GuardRefusal, Plan, PlanOptions};
 use crate::source::kubernetes::{KubernetesSource, SyncResult};
 use crate::source::{DirectorySource, GitSource, Snapshot, Source, SourceError};
-use crate::store::LockMode;
+use crate::store::{LockMode, Store};
 use crate::sync::{self, Failed, Mode, SyncError};
 
 /// The sources `accord run` can follow.
@@ -122,6 +122,11 @@ pub struct Worker {
     /// files that changed. Empty after a restart, so the first read parses
     /// the whole tree and fills it.
     parsed: ParseCache,
+    /// The revision and the database's change mark of the last sync that
+    /// found nothing to write: while neither moves, an interval's sync
+    /// would plan the same again, so it is skipped. Cleared by every
+    /// requested sync (webhook, API), which always plans.
+    quiet: Option<(String, u64)>,
     /// Notes on the newest revision read (a force-push), shown with its status.
     notes: Vec<String>,
 }
@@ -151,6 +156,7 @@ impl Worker {
             actor,
             desired: None,
             parsed: ParseCache::new(Limits::default()),
+            quiet: None,
             notes: Vec::new(),
         }
     }
@@ -187,6 +193,7 @@ impl Worker {
                     tracing::debug!(source = %self.config.name, reason = %request.reason, "sync requested");
                     waiting.extend(request.done);
                     reasons.push(request.reason);
+                    self.quiet = None;
                     // Requests that arrived meanwhile are served by the same sync.
                     while let Ok(more) = requests.try_recv() {
                         waiting.extend(more.done);
@@ -225,7 +232,10 @@ impl Worker {
         let outcome = match self.read().await {
             Err(error) => self.fail(Outcome::Failed, sync::explain(&error)),
             Ok(None) => self.fail(Outcome::Invalid, String::new()),
-            Ok(Some((revision, desired))) => self.reconcile(&revision, &desired).await,
+            Ok(Some((revision, desired))) => match self.still_quiet(&revision).await {
+                true => Outcome::Unchanged,
+                false => self.reconcile(&revision, &desired).await,
+            },
         };
         if outcome != Outcome::Busy {
             self.count(outcome);
@@ -344,7 +354,28 @@ impl Worker {
         settings
     }
 
-    async fn reconcile(&self, revision: &str, desired: &Arc<DesiredState>) -> Outcome {
+    /// Whether the last sync found nothing to write at `revision` and the
+    /// database has not been written since: then it stands as this sync's
+    /// result, and only its time moves.
+    async fn still_quiet(&self, revision: &str) -> bool {
+        let Some((quiet, mark)) = &self.quiet else {
+            return false;
+        };
+        if quiet != revision {
+            return false;
+        }
+        match self.state.store.change_mark().await {
+            Ok(Some(now)) if now == *mark => {
+                tracing::debug!(source = %self.config.name, %revision, "nothing written since the last sync: its plan stands");
+                self.handle.update(|s| s.last_success_at = Some(Utc::now()));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    async fn reconcile(&mut self, revision: &str, desired: &Arc<DesiredState>) -> Outcome {
+        self.quiet = None;
         let store = self.state.store.as_ref();
         let read = async { Ok((revision.to_owned(), desired.clone())) };
         let settings = self.settings();
@@ -389,7 +420,10 @@ impl Worker {
                 match (&synced.outcome, synced.outcome.record()) {
                     (sync::Outcome::DeletesHeld(..), _) => Outcome::DeletesHeld,
                     (_, Some(_)) => Outcome::Applied,
-                    (_, None) => Outcome::Unchanged,
+                    (_, None) => {
+                        self.quiet = synced.planned.mark.map(|m| (revision.to_owned(), m));
+                        Outcome::Unchanged
+                    }
                 }
             }
             Err(failed) => {

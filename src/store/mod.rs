@@ -290,6 +290,12 @@ pub trait Store: Send + Sync {
         source: &str,
     ) -> impl Future<Output = Result<LiveState, StoreError>> + Send;
 
+    /// A mark that moves whenever anyone, accord included, commits a write
+    /// to the database. Two equal marks mean nothing was written between
+    /// them, so a plan made after the first would be made again alike and
+    /// need not be. `None`: this backend cannot tell.
+    fn change_mark(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
     /// The rows of `keys` (those that exist), whole and without ledger
     /// entries.
     fn read_rows(&self, keys: &[Key]) -> impl Future<Output = Result<RowMap, StoreError>> + Send;
@@ -563,6 +569,13 @@ impl Store for AnyStore {
         match self {
             AnyStore::Sqlite(s) => s.load_for_plan(source).await,
             AnyStore::Postgres(s) => s.load_for_plan(source).await,
+        }
+    }
+
+    async fn change_mark(&self) -> Result<Option<u64>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.change_mark().await,
+            AnyStore::Postgres(s) => s.change_mark().await,
         }
     }
 

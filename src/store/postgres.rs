@@ -52,6 +52,18 @@ impl PostgresStore {
     /// accord last wrote them for `source` come as `LiveTable::Unread`:
     /// without their content, which accord then neither decodes, hashes nor
     /// keeps (after a sync, nearly every row).
+    /// The server's WAL insert position: every committed write (to any
+    /// database of the server, and its own housekeeping) moves it, so an
+    /// unmoved position means nothing was written. A busy server moves it
+    /// all the time, and then every sync plans, as it would without a mark.
+    pub(super) async fn read_change_mark(&self) -> Result<u64, StoreError> {
+        let (lsn,): (i64,) =
+            sqlx::query_as("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(lsn as u64)
+    }
+
     pub(super) async fn read_for_plan(&self, source: &str) -> Result<LiveState, StoreError> {
         let mut queries = Vec::new();
         for table in LiveTable::LOAD_ORDER {

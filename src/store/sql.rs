@@ -47,6 +47,10 @@ macro_rules! sql_store {
                 self.read_for_plan(source).await
             }
 
+            async fn change_mark(&self) -> Result<Option<u64>, StoreError> {
+                self.read_change_mark().await.map(Some)
+            }
+
             #[tracing::instrument(skip_all, fields(rows = keys.len()))]
             async fn read_rows(&self, keys: &[Key]) -> Result<RowMap, StoreError> {
                 self.read_keyed(keys).await

@@ -22,6 +22,10 @@ pub struct SqliteStore {
     pub(super) writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// The database file, which `load` reads through its own connection.
     pub(super) path: PathBuf,
+    /// A connection that never writes, kept open for `PRAGMA data_version`:
+    /// the number moves when any other connection (this process's pool, a
+    /// `load`, another process, a hand edit) commits to the file.
+    pub(super) marks: std::sync::Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
 }
 
 impl SqliteStore {
@@ -68,6 +72,7 @@ impl SqliteStore {
             pool,
             writer: Default::default(),
             path,
+            marks: Default::default(),
         })
     }
 
@@ -83,6 +88,16 @@ impl SqliteStore {
     /// unedited row by (and its load is within the plan's budget anyway).
     pub(super) async fn read_for_plan(&self, source: &str) -> Result<LiveState, StoreError> {
         self.read_live(Some(source)).await
+    }
+
+    /// `PRAGMA data_version` on the store's own idle connection (opened on
+    /// first use): it is only comparable on one connection, and that one
+    /// never writes, so every commit to the file moves it.
+    pub(super) async fn read_change_mark(&self) -> Result<u64, StoreError> {
+        let (marks, path) = (self.marks.clone(), self.path.clone());
+        tokio::task::spawn_blocking(move || sqlite_read::data_version(&marks, &path))
+            .await
+            .map_err(load_stopped)?
     }
 
     /// Never needed by a plan (`read_for_plan` leaves nothing unread); the

@@ -18,6 +18,33 @@ use super::rows::{Assembler, Columns, LiveTable};
 use super::StoreError;
 use crate::plan::LiveState;
 
+/// `PRAGMA data_version` on `kept`, the connection opened on first use and
+/// kept, because the number means something only on one connection.
+pub fn data_version(
+    kept: &std::sync::Mutex<Option<Connection>>,
+    path: &Path,
+) -> Result<u64, StoreError> {
+    let mut kept = kept
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if kept.is_none() {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(failed("the database"))?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .and_then(|()| conn.execute_batch("PRAGMA query_only = 1"))
+            .map_err(failed("the database"))?;
+        *kept = Some(conn);
+    }
+    let conn = kept.as_ref().expect("opened above");
+    let version: i64 = conn
+        .query_row("PRAGMA data_version", [], |r| r.get(0))
+        .map_err(failed("the database"))?;
+    Ok(version as u64)
+}
+
 /// Reads the live state in one read transaction, i.e. one snapshot (WAL).
 pub fn load(path: &Path, source: Option<&str>) -> Result<LiveState, StoreError> {
     let conn = Connection::open_with_flags(
