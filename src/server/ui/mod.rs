@@ -98,6 +98,9 @@ pub(super) fn layout(title: &str, current: &str, body: Markup) -> Markup {
                 meta name="color-scheme" content="light dark";
                 title { (title) " · accord" }
                 link rel="stylesheet" href="/assets/accord.css";
+                // No icon, said so: otherwise the browser asks for
+                // /favicon.ico on every page and logs the 404.
+                link rel="icon" href="data:,";
                 script src="/assets/accord.js" defer {}
             }
             body {
