@@ -231,6 +231,8 @@ function token(ask) {
 
 async function post(button) {
   const output = button.closest(".actions")?.querySelector("output");
+  // The answer shown is always this press's, never an earlier one's.
+  if (output) output.textContent = "";
   if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
   const headers = { "content-type": "application/json" };
   const value = token(true);
