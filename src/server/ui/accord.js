@@ -241,6 +241,7 @@ async function post(button) {
   try {
     const response = await fetch(button.dataset.post, { method: "POST", headers, body: button.dataset.body || "{}" });
     const body = await response.json().catch(() => ({}));
+    if (response.ok && "reload" in button.dataset) return location.reload();
     if (response.status === 401) sessionStorage.removeItem("accord-token");
     if (output) output.textContent = response.ok ? "Done: " + (body.message || body.state || "ok") : "Refused: " + (body.detail || response.status);
     if (response.ok) refreshLive();
