@@ -647,24 +647,26 @@ async fn the_gitops_switch_and_sync_now_need_the_token_the_page_asks_for() {
         .accept_alert()
         .await
         .expect("submit the token");
-    let done = browser
-        .until("the switch's answer", &answer_to(SUSPEND))
+    // The page reloads itself to show the switch turned.
+    let resume = browser
+        .until(
+            "the switch turned",
+            "return document.querySelector(\"button[data-post*='/gitops/enable']\")?.textContent",
+        )
         .await;
-    assert!(
-        done.as_str().is_some_and(|d| d.starts_with("Done")),
-        "{done}"
-    );
-    browser.assert_clean("the organization page").await;
-    assert_eq!(site.db.scalar(gitops).await, 0);
-    browser.open("/organizations/platform").await;
+    assert_eq!(resume, "Resume GitOps");
     assert!(
         browser
-            .value("document.body.innerText")
+            .value("document.querySelector('section dl.facts').innerText")
             .await
             .as_str()
-            .is_some_and(|t| t.contains("Resume GitOps")),
+            .is_some_and(|t| t.contains("suspended")),
         "the page does not show the suspension"
     );
+    browser
+        .assert_clean("the organization page, switched")
+        .await;
+    assert_eq!(site.db.scalar(gitops).await, 0);
 
     // Sync now uses the token kept in the tab: no second prompt.
     let before = site.accord.source("main").await["triggers"]["api"]
