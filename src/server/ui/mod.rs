@@ -15,7 +15,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use maud::{html, Markup, DOCTYPE};
 
 use crate::controller::state::{OpenItem, SourceStatus, State, SyncState};
@@ -98,6 +98,9 @@ pub(super) fn layout(title: &str, current: &str, body: Markup) -> Markup {
                 meta name="color-scheme" content="light dark";
                 title { (title) " · accord" }
                 link rel="stylesheet" href="/assets/accord.css";
+                // No icon, said so: otherwise the browser asks for
+                // /favicon.ico on every page and logs the 404.
+                link rel="icon" href="data:,";
                 script src="/assets/accord.js" defer {}
             }
             body {
@@ -142,7 +145,10 @@ fn state_badge(state: SyncState) -> Markup {
 pub(super) fn time(at: Option<DateTime<Utc>>) -> Markup {
     match at {
         Some(at) => html! {
-            time datetime=(at.to_rfc3339()) title=(at.to_rfc3339()) {
+            // As the JSON API writes instants, so the script's refresh of
+            // a time that did not change leaves it alone.
+            @let iso = at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+            time datetime=(iso) title=(iso) {
                 (at.format("%Y-%m-%d %H:%M:%S UTC").to_string())
             }
         },
@@ -175,27 +181,52 @@ pub fn diff(text: &str) -> Markup {
     }
 }
 
-fn items_table(items: &[OpenItem], caption: &str, empty: &str) -> Markup {
+/// Open items (drift or conflicts) as a table the script keeps current
+/// from `/api/v1/drift` (`live` names which list). With `source` it shows
+/// that source's items only; without, each row names its source. accord.js
+/// renders a row exactly as `item_row` does, so a row that did not change
+/// stays as it is on the page.
+fn items_table(
+    live: &str,
+    items: &[&OpenItem],
+    source: Option<&str>,
+    caption: &str,
+    empty: &str,
+) -> Markup {
     html! {
-        @if items.is_empty() {
-            p class="muted" { (empty) }
-        } @else {
-            table {
+        div data-live=(live) data-source=[source] {
+            p class="muted empty" hidden[!items.is_empty()] { (empty) }
+            table hidden[items.is_empty()] {
                 caption { (caption) }
-                thead { tr { th scope="col" { "Object" } th scope="col" { "Note" } th scope="col" { "Diff" } } }
+                thead {
+                    tr {
+                        @if source.is_none() { th scope="col" { "Source" } }
+                        th scope="col" { "Object" } th scope="col" { "Note" } th scope="col" { "Diff" }
+                    }
+                }
                 tbody {
                     @for item in items {
-                        tr {
-                            td { (item.kind) " " code { (item.app) "/" (item.id) } }
-                            td { (item.note) }
-                            td {
-                                details {
-                                    summary { "diff" }
-                                    (diff(&item.diff))
-                                }
-                            }
-                        }
+                        (item_row(item, source.is_none()))
                     }
+                }
+            }
+        }
+    }
+}
+
+fn item_row(item: &OpenItem, with_source: bool) -> Markup {
+    let key = serde_json::json!([item.source, item.kind, item.app, item.id]);
+    html! {
+        tr data-key=(key.to_string()) {
+            @if with_source {
+                td { a href=(format!("/sources/{}", urlencode(&item.source))) { (item.source) } }
+            }
+            td { (item.kind) " " code { (item.app) "/" (item.id) } }
+            td class="note" { (item.note) }
+            td {
+                details {
+                    summary { "diff" }
+                    (diff(&item.diff))
                 }
             }
         }
@@ -228,7 +259,7 @@ pub fn overview(state: &State) -> Response {
             _ => p class="muted" id="chain" { "Audit history not verified yet." },
         }
         div class="scroll" {
-            table id="sources" data-live="/api/v1/status" {
+            table id="sources" data-live="sources" {
                 caption class="visually-hidden" { "Every source's state" }
                 thead {
                     tr {
@@ -250,6 +281,10 @@ pub fn overview(state: &State) -> Response {
                     }
                 }
             }
+        }
+        section aria-labelledby="drift-heading" {
+            h2 id="drift-heading" { "Open drift" }
+            (items_table("drift", &statuses.iter().flat_map(|s| &s.drift).collect::<Vec<_>>(), None, "Objects edited by hand and left in place (report mode)", "No open drift."))
         }
         @for s in statuses.iter().filter(|s| !s.errors.is_empty()) {
             section class="errors" aria-labelledby=(format!("errors-{}", s.name)) {
@@ -321,9 +356,9 @@ async fn source_page(Extract(state): Extract<Arc<State>>, Path(name): Path<Strin
     };
     let s = handle.status();
     let body = html! {
-        h1 { "Source " (s.name) " " (state_badge(s.state)) }
+        h1 { "Source " (s.name) " " span data-live="state" data-source=(s.name) { (state_badge(s.state)) } }
         p { (s.kind) " · " code { (s.location) } }
-        p data-field="message" { (s.message) }
+        p data-live="message" data-source=(s.name) { (s.message) }
         dl class="facts" {
             dt { "Applied revision" } dd { (revision(s.last_applied_revision.as_deref())) }
             dt { "Attempted revision" } dd { (revision(s.last_attempted_revision.as_deref())) }
@@ -347,9 +382,9 @@ async fn source_page(Extract(state): Extract<Arc<State>>, Path(name): Path<Strin
             ul { @for error in &s.errors { li { code { (error) } } } }
         }
         h2 { "Open drift" }
-        (items_table(&s.drift, "Objects edited by hand and left in place (report mode)", "No open drift."))
+        (items_table("drift", &s.drift.iter().collect::<Vec<_>>(), Some(&s.name), "Objects edited by hand and left in place (report mode)", "No open drift."))
         h2 { "Conflicts" }
-        (items_table(&s.conflicts, "Keys this source declares that another source (or nobody) owns", "No conflicts."))
+        (items_table("conflicts", &s.conflicts.iter().collect::<Vec<_>>(), Some(&s.name), "Keys this source declares that another source (or nobody) owns", "No conflicts."))
         p { a href=(format!("/audit?source={}", urlencode(&s.name))) { "This source's audit log" } }
     };
     page(

@@ -108,7 +108,8 @@ pub async fn one(Extract(state): Extract<Arc<State>>, Path(slug): Path<String>) 
                 }
                 div class="actions" {
                     @let (action, label) = if switch.gitops { ("disable", "Suspend GitOps") } else { ("enable", "Resume GitOps") };
-                    button type="button" class="needs-token"
+                    // Reloaded after the switch, the page shows it turned.
+                    button type="button" class="needs-token" data-reload
                         data-post=(format!("/api/v1/organizations/{}/gitops/{action}?app={}", urlencode(&slug), urlencode(&switch.app)))
                         data-confirm=(format!("{label} for organization {slug} in app {}?", switch.app)) { (label) }
                     output class="result" aria-live="polite" {}
