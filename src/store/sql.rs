@@ -19,9 +19,10 @@ use crate::model::{Key, KeyMap, Kind};
 use crate::plan::{GuardRefusal, LiveState, RowMap, Summary};
 
 /// The columns of an `AuditTuple`.
-const AUDIT_COLUMNS: &str =
-    "seq, at, actor, source, revision, action, kind, app, object_id, before, after, diff, origin";
+const AUDIT_COLUMNS: &str = "seq, at, actor, source, revision, action, kind, app, object_id, \
+                             before, after, diff, origin, sync_run";
 
+/// An audit row as read, and the sync run that wrote it.
 type AuditTuple = (
     i64,
     DateTime<Utc>,
@@ -36,6 +37,7 @@ type AuditTuple = (
     Option<String>,
     String,
     Option<String>,
+    i64,
 );
 
 /// A `sync_runs` row: id, revision, actor, started and finished at,
@@ -55,24 +57,6 @@ type RunTuple = (
     i64,
     String,
     Option<i64>,
-);
-
-/// An `AuditTuple` led by the row's `sync_run`.
-type RunAuditTuple = (
-    i64,
-    i64,
-    DateTime<Utc>,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    Option<String>,
 );
 
 macro_rules! sql_store {
@@ -186,9 +170,9 @@ macro_rules! sql_store {
                 }
                 // The newest rows of each run, all runs in one query.
                 let (newest, oldest) = (newest.id, oldest.id);
-                let mut qb = QueryBuilder::<$db>::new("SELECT sync_run, ");
+                let mut qb = QueryBuilder::<$db>::new("SELECT ");
                 qb.push(AUDIT_COLUMNS)
-                    .push(" FROM (SELECT sync_run, ")
+                    .push(" FROM (SELECT ")
                     .push(AUDIT_COLUMNS)
                     .push(", ROW_NUMBER() OVER (PARTITION BY sync_run ORDER BY seq DESC) AS nth \
                            FROM audit_log WHERE source = ")
@@ -201,13 +185,12 @@ macro_rules! sql_store {
                 qb.push(") numbered WHERE nth <= ")
                     .push_bind(i64::from(query.changes))
                     .push(" ORDER BY seq DESC");
-                let rows: Vec<RunAuditTuple> = qb.build_query_as().fetch_all(&self.pool).await?;
-                for (sync_run, seq, at, actor, source, revision, action, kind, app, id, before, after, diff, origin) in rows {
+                let rows: Vec<AuditTuple> = qb.build_query_as().fetch_all(&self.pool).await?;
+                for row in rows {
                     // Runs are sorted newest (highest id) first.
-                    if let Ok(at_run) = runs.binary_search_by(|r| sync_run.cmp(&r.id)) {
-                        runs[at_run].changes.push(entry((
-                            seq, at, actor, source, revision, action, kind, app, id, before, after, diff, origin,
-                        )));
+                    let sync_run = row.13;
+                    if let Ok(at) = runs.binary_search_by(|r| sync_run.cmp(&r.id)) {
+                        runs[at].changes.push(entry(row));
                     }
                 }
                 Ok(runs)
@@ -396,7 +379,7 @@ pub(super) fn locked(source: &str, waited: Duration) -> StoreError {
 /// An audit row as read; its diff made from before and after when the
 /// row has none.
 fn entry(
-    (seq, at, actor, source, revision, action, kind, app, id, before, after, diff, origin): AuditTuple,
+    (seq, at, actor, source, revision, action, kind, app, id, before, after, diff, origin, _): AuditTuple,
 ) -> AuditEntry {
     let json = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
     let (before, after) = (json(before), json(after));

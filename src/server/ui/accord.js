@@ -67,7 +67,7 @@ function setCommits(cell, source) {
     subject.className = "subject";
     subject.textContent = commit.message.split("\n")[0].replace(/\r$/, "");
     const by = document.createElement("span");
-    by.className = "muted";
+    by.className = "muted by";
     const when = document.createElement("time");
     when.setAttribute("datetime", commit.authoredAt);
     when.title = commit.authoredAt;

@@ -170,7 +170,7 @@ fn commit_line(commit: &Commit, label: &str) -> Markup {
         span class="commit" {
             @if !label.is_empty() { span class="muted" { (label) " " } }
             span class="subject" { (commit.subject()) }
-            " " span class="muted" { (commit.author) " · " (time(Some(commit.authored_at))) }
+            " " span class="muted by" { (commit.author) " · " (time(Some(commit.authored_at))) }
         }
     }
 }
