@@ -12,16 +12,22 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
+use accord::config::{SourceConfig, SourceKind};
 use accord::controller::state::{
     OpenItem, RefusedDeletions, SourceHandle, SourceStatus, State, SyncRequest, SyncState,
 };
+use accord::controller::worker::{AnySource, Outcome, Worker};
 use accord::metrics::Metrics;
+use accord::policy::DriftPolicy;
+use accord::source::git::GitConfig;
+use accord::source::{Commit, GitSource};
 use accord::store::AnyStore;
 use axum::body::Body;
 use axum::Router;
 use common::builders::{org, permit};
-use common::controller::documents;
+use common::controller::{documents, grant, Repo};
 use common::db::{Backend, TestDb};
 use http::{HeaderMap, Method, Request, StatusCode};
 use serde_json::{json, Value};
@@ -122,6 +128,13 @@ impl Api {
             s.state = SyncState::OutOfSync;
             s.last_attempted_revision = Some("rev-2".into());
             s.last_applied_revision = Some("rev-1".into());
+            let commit = |message: &str| Commit {
+                author: "Jane Doe".into(),
+                authored_at: chrono::Utc::now(),
+                message: message.into(),
+            };
+            s.last_attempted_commit = Some(commit("Break it\n\nOn purpose."));
+            s.last_applied_commit = Some(commit("Grant p1"));
             s.last_attempt_at = Some(chrono::Utc::now());
             s.last_success_at = Some(chrono::Utc::now());
             s.errors = vec!["objects.yaml:3:1: unknown field `nmae`".into()];
@@ -161,32 +174,11 @@ impl Api {
     }
 
     async fn send(&self, request: Request<Body>) -> Answer {
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("the router never fails");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .expect("body")
-            .to_vec();
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        send(&self.router, request).await
     }
 
     async fn get(&self, uri: &str) -> Answer {
-        self.send(
-            request(Method::GET, uri)
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await
+        get(&self.router, uri).await
     }
 
     /// A POST with the API token.
@@ -212,6 +204,35 @@ impl Api {
 
 fn request(method: Method, uri: &str) -> http::request::Builder {
     Request::builder().method(method).uri(uri)
+}
+
+async fn send(router: &Router, request: Request<Body>) -> Answer {
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("the router never fails");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body")
+        .to_vec();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn get(router: &Router, uri: &str) -> Answer {
+    send(
+        router,
+        request(Method::GET, uri)
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await
 }
 
 /// A source whose worker answers every sync request with its status.
@@ -805,6 +826,31 @@ async fn http_metrics_are_labelled_by_route_template_and_sample_the_pool_at_scra
 
 // ---- pages --------------------------------------------------------------------
 
+/// The numbers a page marks with `data-<what>="…"`, in order.
+fn marked(body: &str, what: &str) -> Vec<i64> {
+    body.split(&format!("data-{what}=\""))
+        .skip(1)
+        .map(|rest| {
+            rest[..rest.find('"').expect("a closing quote")]
+                .parse()
+                .expect("a number")
+        })
+        .collect()
+}
+
+/// The audit entries a page shows, by `seq`.
+fn seqs(body: &str) -> Vec<i64> {
+    marked(body, "seq")
+}
+
+/// Where a page's `rel="next"` link leads (without its fragment).
+fn next_page(body: &str) -> Option<String> {
+    let at = body.find("rel=\"next\"")?;
+    let start = body[..at].rfind("href=\"")? + 6;
+    let link = body[start..start + body[start..].find('"')?].replace("&amp;", "&");
+    Some(link.split('#').next().unwrap_or_default().to_owned())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_show_what_users_wrote_as_text_and_forbid_inline_script() {
     let api = Api::new(Backend::Sqlite).await;
@@ -924,17 +970,6 @@ async fn the_audit_page_filters_by_its_url_and_pages_through_a_long_log_by_key()
         String::from_utf8_lossy(&applied.stderr)
     );
 
-    let seqs = |body: &str| -> Vec<i64> {
-        body.split("data-seq=\"")
-            .skip(1)
-            .map(|rest| rest[..rest.find('"').unwrap()].parse().unwrap())
-            .collect()
-    };
-    let next = |body: &str| -> Option<String> {
-        let at = body.find("rel=\"next\"")?;
-        let start = body[..at].rfind("href=\"")? + 6;
-        Some(body[start..start + body[start..].find('"')?].replace("&amp;", "&"))
-    };
     // Every entry of source `bulk`, page by page: no repeats, no gaps.
     let mut url = "/audit?source=bulk".to_owned();
     let mut seen = Vec::new();
@@ -945,7 +980,7 @@ async fn the_audit_page_filters_by_its_url_and_pages_through_a_long_log_by_key()
         let body = String::from_utf8_lossy(&answer.body).into_owned();
         seen.extend(seqs(&body));
         pages += 1;
-        match next(&body) {
+        match next_page(&body) {
             Some(link) => {
                 assert!(link.starts_with("/audit?source=bulk&before="), "{link}");
                 url = link;
@@ -978,4 +1013,319 @@ async fn the_audit_page_filters_by_its_url_and_pages_through_a_long_log_by_key()
     let bad = api.get("/audit?since=yesterday").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(String::from_utf8_lossy(&bad.body).contains("`yesterday` is not a time"));
+}
+
+// ---- a Git source, synced in-process ------------------------------------------
+
+/// The Git source's name.
+const REPO: &str = "repo";
+
+/// A real Git repository as a source, synced by a worker driven one step
+/// at a time in this process (fetching over file://), and the router over
+/// the same state.
+struct GitApi {
+    _dir: tempfile::TempDir,
+    _db: TestDb,
+    repo: Repo,
+    worker: Worker,
+    router: Router,
+}
+
+impl GitApi {
+    async fn new(backend: Backend) -> GitApi {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = TestDb::new(backend).await;
+        let repo = Repo::init(&dir.path().join("repo"));
+        let store = Arc::new(AnyStore::connect(&db.url).await.expect("connect"));
+        let git: GitConfig =
+            serde_json::from_value(json!({ "url": repo.url() })).expect("git config");
+        let source = GitSource::new(git.clone(), &dir.path().join("cache"), REPO, 1 << 24);
+        let (trigger, _) = mpsc::channel(1);
+        let handle = Arc::new(SourceHandle {
+            name: REPO.into(),
+            status: RwLock::new(SourceStatus::new(REPO, "git", repo.url())),
+            trigger,
+            webhook_secret: None,
+            watcher: None,
+        });
+        let state = Arc::new(State {
+            sources: vec![handle.clone()],
+            history: Default::default(),
+            store,
+            metrics: Metrics::default(),
+            api_token: None,
+            shutdown: CancellationToken::new(),
+            leadership: None,
+            access: Default::default(),
+            notifier: None,
+            read_only: false,
+        });
+        let config = SourceConfig {
+            name: REPO.into(),
+            kind: SourceKind::Git(git),
+            interval: Duration::from_secs(3600),
+            drift: DriftPolicy::Correct,
+            prune: true,
+            max_delete_percent: 100,
+            deletion_window: Duration::from_secs(600),
+            max_file_size: 1 << 24,
+        };
+        let worker = Worker::new(
+            handle,
+            state.clone(),
+            AnySource::Git(source),
+            config,
+            "accord@test".into(),
+        );
+        GitApi {
+            _dir: dir,
+            _db: db,
+            repo,
+            worker,
+            router: accord::server::router(state),
+        }
+    }
+
+    /// One sync of the repository's newest commit.
+    async fn sync(&mut self) -> Outcome {
+        self.worker.sync_once().await
+    }
+
+    /// A page's body, which must be served.
+    async fn page(&self, uri: &str) -> String {
+        let answer = get(&self.router, uri).await;
+        assert_eq!(answer.status, StatusCode::OK, "{uri}");
+        String::from_utf8(answer.body).expect("UTF-8")
+    }
+}
+
+/// `body` cut at each `data-run` mark: one piece per sync run, in order.
+fn runs(body: &str) -> Vec<&str> {
+    body.split("data-run=\"").skip(1).collect()
+}
+
+both_backends!(
+    the_source_page_shows_each_sync_run_newest_first_with_its_changes_and_pages_back_by_key,
+    |backend| async move {
+        let mut git = GitApi::new(backend).await;
+        // More runs than a page shows (20): each commit adds a permit and
+        // changes the role of `shared`; one adds 12 more permits at once;
+        // three rewrite an organization of 2,000 members whole.
+        let mut revisions = Vec::new();
+        for n in 0..25 {
+            let repo = &git.repo;
+            repo.write(
+                &format!("perms/p{n}.yaml"),
+                &documents(&[grant(&format!("p{n}"), "svc:reader")]),
+            );
+            repo.write(
+                "perms/shared.yaml",
+                &documents(&[grant("shared", &format!("svc:role-{n}"))]),
+            );
+            if n == 7 {
+                let bulk: Vec<_> = (0..12)
+                    .map(|i| grant(&format!("bulk-{i}"), "svc:reader"))
+                    .collect();
+                repo.write("perms/bulk.yaml", &documents(&bulk));
+            }
+            if (12..15).contains(&n) {
+                let role = if n % 2 == 0 { "user" } else { "admin" };
+                let big = (0..2_000).fold(org("big").name("Big"), |o, i| {
+                    o.member(&format!("member-{i}@example.com"), role)
+                });
+                repo.write("orgs/big.yaml", &documents(&[big.build()]));
+            }
+            revisions.push(repo.commit(
+                &format!("change {n}"),
+                &format!("Author {n} <a{n}@example.com>"),
+            ));
+            assert_eq!(git.sync().await, Outcome::Applied, "commit {n}");
+        }
+
+        // Every run, page by page by key: newest first, none repeated or skipped.
+        let mut url = format!("/sources/{REPO}");
+        let mut pages = Vec::new();
+        loop {
+            let body = git.page(&url).await;
+            assert!(body.len() < 200_000, "{url}: {} bytes", body.len());
+            let next = next_page(&body);
+            pages.push(body);
+            match next {
+                Some(link) => {
+                    assert!(
+                        link.starts_with(&format!("/sources/{REPO}?before=")),
+                        "{link}"
+                    );
+                    url = link;
+                }
+                None => break,
+            }
+        }
+        assert_eq!(pages.len(), 2, "25 runs, 20 a page");
+        let shown: Vec<&str> = pages.iter().flat_map(|p| runs(p)).collect();
+        let ids: Vec<i64> = pages.iter().flat_map(|p| marked(p, "run")).collect();
+        assert_eq!(ids.len(), 25);
+        assert!(ids.windows(2).all(|w| w[0] == w[1] + 1), "{ids:?}");
+        for (run, revision) in shown.iter().zip(revisions.iter().rev()) {
+            assert!(
+                run.contains(&format!("data-full=\"{revision}\"")),
+                "{revision}: {run}"
+            );
+        }
+
+        // The newest run's changes with their diffs: `shared`'s role, before and after.
+        let newest = shown[0];
+        assert!(
+            newest.contains("unnamed/p24") && newest.contains("unnamed/shared"),
+            "{newest}"
+        );
+        let line = |class: &str, role: &str| {
+            newest
+                .split(&format!("<span class=\"{class}\">"))
+                .skip(1)
+                .any(|l| l[..l.find("</span>").unwrap_or(0)].contains(role))
+        };
+        assert!(
+            line("del", "svc:role-23") && line("add", "svc:role-24"),
+            "{newest}"
+        );
+        assert!(
+            newest.contains("Author 24 &lt;a24@example.com&gt;"),
+            "{newest}"
+        );
+        assert!(
+            !newest.contains("the newest"),
+            "two changes, all shown: {newest}"
+        );
+
+        // The run with 14 changes shows 5 and links the audit log, filtered to it.
+        let (id, big_run) = (ids[24 - 7], shown[24 - 7]);
+        assert!(big_run.contains("Changes: the newest 5 of 14"), "{big_run}");
+        assert_eq!(seqs(big_run).len(), 5);
+        let link = format!("/audit?source={REPO}&amp;run={id}");
+        assert!(big_run.contains(&format!("href=\"{link}\"")), "{big_run}");
+        let audit = git.page(&link.replace("&amp;", "&")).await;
+        let listed = seqs(&audit);
+        assert_eq!(listed.len(), 14, "{audit}");
+        assert!(seqs(big_run).iter().all(|seq| listed.contains(seq)));
+        assert_eq!(
+            audit
+                .matches(&format!("data-full=\"{}\"", revisions[7]))
+                .count(),
+            14
+        );
+        assert!(
+            audit.contains("name=\"run\" value=\""),
+            "the form keeps the filter"
+        );
+        // The same run without the source filter; and another run's changes are its own.
+        assert_eq!(seqs(&git.page(&format!("/audit?run={id}")).await), listed);
+        let older = seqs(
+            &git.page(&format!("/audit?source={REPO}&run={}", id - 1))
+                .await,
+        );
+        assert_eq!(older.len(), 2);
+        assert!(older.iter().all(|seq| seq < listed.last().expect("listed")));
+
+        // The rewritten organization's diffs are cut, each with a link to its entry.
+        let rewritten = shown[24 - 13];
+        assert!(rewritten.contains("Diff cut here"), "{rewritten}");
+        assert!(
+            rewritten.contains(&format!("/audit?source={REPO}&amp;before=")),
+            "{rewritten}"
+        );
+        println!(
+            "history pages: {} and {} bytes",
+            pages[0].len(),
+            pages[1].len()
+        );
+
+        // Past the oldest run, and a malformed key: nothing older; the newest.
+        let past = git
+            .page(&format!("/sources/{REPO}?before={}", ids[24]))
+            .await;
+        assert!(
+            past.contains("No older syncs.") && next_page(&past).is_none(),
+            "{past}"
+        );
+        let malformed = git.page(&format!("/sources/{REPO}?before=yesterday")).await;
+        assert_eq!(marked(&malformed, "run"), ids[..20]);
+    }
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_message_and_author_show_as_text_with_the_revision_they_made() {
+    let mut git = GitApi::new(Backend::Sqlite).await;
+    let hostile = "<script>alert(1)</script>\"><img src=x onerror=alert(1)>";
+    git.repo
+        .write("perms/p.yaml", &documents(&[grant("p", "svc:reader")]));
+    let message = format!("Grant p {hostile}\n\nWhy: {hostile}\nSecond line.");
+    // Git trims `<` and `>` from a name's ends; inside, they stay.
+    let author = format!("Mallory {hostile} Jr");
+    let applied = git.repo.commit_raw(&message, &author);
+    assert_eq!(git.sync().await, Outcome::Applied);
+
+    // The status carries the commit, as the document describes it.
+    let status = get(&git.router, "/api/v1/status").await;
+    assert_documented(&document(), &Method::GET, "/api/v1/status", &status);
+    let source = &status.json()["sources"][0];
+    assert_eq!(source["lastAppliedRevision"], applied.as_str());
+    assert_eq!(source["lastAppliedCommit"]["author"], author.as_str());
+    assert_eq!(source["lastAppliedCommit"]["message"], message.as_str());
+    assert_eq!(
+        source["lastAppliedCommit"]["authoredAt"],
+        "2026-01-01T00:00:00Z"
+    );
+
+    let escaped =
+        "&lt;script&gt;alert(1)&lt;/script&gt;&quot;&gt;&lt;img src=x onerror=alert(1)&gt;";
+    for path in ["/", "/sources/repo"] {
+        let body = git.page(path).await;
+        // No markup from the commit survives: only the page's own script tag.
+        assert_eq!(body.matches("<script").count(), 1, "{path}: {body}");
+        assert!(!body.contains("<img"), "{path}: {body}");
+        assert!(
+            body.contains(&format!("Mallory {escaped} Jr · <time")),
+            "{path}: the author: {body}"
+        );
+        assert!(
+            !body.contains("attempted:") && !body.contains("Attempted commit"),
+            "{path}: {body}"
+        );
+    }
+    let overview = git.page("/").await;
+    assert!(
+        overview.contains(&format!("<span class=\"subject\">Grant p {escaped}</span>")),
+        "the message's first line: {overview}"
+    );
+    let page = git.page("/sources/repo").await;
+    assert!(
+        page.contains(&format!(
+            "<pre class=\"message\">Grant p {escaped}\n\nWhy: {escaped}\nSecond line.</pre>"
+        )),
+        "the whole message: {page}"
+    );
+
+    // A revision that fails validation: its commit shows beside the applied one.
+    git.repo.write("perms/p.yaml", "permissionId: [broken\n");
+    git.repo
+        .commit("Break p", "Other Author <other@example.com>");
+    assert_eq!(git.sync().await, Outcome::Invalid);
+    let overview = git.page("/").await;
+    assert!(
+        overview.contains("attempted: </span><span class=\"subject\">Break p</span>"),
+        "{overview}"
+    );
+    assert!(
+        overview.contains(&format!("<span class=\"subject\">Grant p {escaped}</span>")),
+        "{overview}"
+    );
+    let page = git.page("/sources/repo").await;
+    assert!(
+        page.contains("Attempted commit") && page.contains("Other Author · <time"),
+        "{page}"
+    );
+    let source = &get(&git.router, "/api/v1/status").await.json()["sources"][0];
+    assert_eq!(source["lastAttemptedCommit"]["message"], "Break p");
+    assert_eq!(source["lastAppliedCommit"]["author"], author.as_str());
 }

@@ -1,7 +1,8 @@
 //! The operator's pages in a real browser (headless Chromium, from Debian's
 //! package; `scripts/test` installs it): every page loads and runs its
 //! script without a console message (a refused inline script or style would
-//! log one), hostile text in a display name and in a diff executes nothing,
+//! log one), hostile text in a display name, in a diff and in a Git
+//! commit's message and author executes nothing,
 //! and screenshots of the pages, light and dark, desktop and 360 px wide,
 //! are written under the test's output folder.
 
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::controller::Controller;
+use common::controller::{documents, grant, Controller, Repo};
 use common::db::{Backend, TestDb};
 
 /// A name whose markup would run if a page let it through: each payload
@@ -132,20 +133,30 @@ async fn every_page_runs_clean_in_chromium_and_hostile_text_stays_text() {
         format!("slug: evil\nname: {name}\nmembers:\n  - userId: u-1\n    role: admin\n"),
     )
     .expect("write");
+    // A Git source whose commit's message and author carry the payloads.
+    let repo = Repo::init(&dir.path().join("repo"));
+    repo.write("perms/p.yaml", &documents(&[grant("git-p", "svc:reader")]));
+    repo.commit_raw(
+        &format!("Grant git-p {HOSTILE}\n\nWhy: {HOSTILE}"),
+        &format!("Mallory {HOSTILE} Jr"),
+    );
     let config = dir.path().join("accord.yaml");
     std::fs::write(
         &config,
         format!(
-            "database: {}\nsources:\n  - name: main\n    directory:\n      path: {}\n    drift: report\n    interval: 1h\n",
+            "database: {}\nsources:\n  - name: main\n    directory:\n      path: {}\n    drift: report\n    interval: 1h\n  - name: repo\n    git:\n      url: {}\n    interval: 1h\n",
             db.url,
-            folder.display()
+            folder.display(),
+            repo.url()
         ),
     )
     .expect("config");
     let accord = Controller::start(dir.path(), &config).await;
-    accord
-        .wait_for("main", Duration::from_secs(60), |s| s["state"] == "Synced")
-        .await;
+    for source in ["main", "repo"] {
+        accord
+            .wait_for(source, Duration::from_secs(60), |s| s["state"] == "Synced")
+            .await;
+    }
     // Drift whose diff carries the hostile text back: the row renamed by hand.
     db.exec("UPDATE organizations SET name = 'renamed by hand' WHERE slug = 'evil'")
         .await
@@ -155,9 +166,10 @@ async fn every_page_runs_clean_in_chromium_and_hostile_text_stays_text() {
 
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
     std::fs::create_dir_all(&shots).expect("screenshot dir");
-    let pages: [(&str, &str, &str); 7] = [
+    let pages: [(&str, &str, &str); 8] = [
         ("overview", "/", "OutOfSync"),
         ("source", "/sources/main", "renamed by hand"),
+        ("git-source", "/sources/repo", "Sync history"),
         ("audit", "/audit?source=main", "History"),
         (
             "object-history",
@@ -202,7 +214,8 @@ async fn every_page_runs_clean_in_chromium_and_hostile_text_stays_text() {
             (false, 360, "light-360"),
             (true, 360, "dark-360"),
         ] {
-            if width == 360 || ["overview", "source", "organization"].contains(&name) {
+            if width == 360 || ["overview", "source", "git-source", "organization"].contains(&name)
+            {
                 browser.screenshot(
                     &url,
                     &shots.join(format!("{name}-{variant}.png")),
@@ -212,12 +225,23 @@ async fn every_page_runs_clean_in_chromium_and_hostile_text_stays_text() {
             }
         }
     }
-    // The hostile name shows as text on the organization's page.
+    // The hostile name shows as text on the organization's page, and the
+    // commit's message and author on the overview (drawn again by the
+    // script's live refresh) and the Git source's page.
+    let shown = "&lt;script&gt;console.error('xss-1')&lt;/script&gt;";
     let org = browser.load(&format!("{}/organizations/evil", accord.url));
-    assert!(
-        org.dom
-            .contains("&lt;script&gt;console.error('xss-1')&lt;/script&gt;"),
-        "{}",
-        org.dom
-    );
+    assert!(org.dom.contains(shown), "{}", org.dom);
+    for path in ["/", "/sources/repo"] {
+        let page = browser.load(&format!("{}{path}", accord.url));
+        assert!(
+            page.dom.contains(&format!("Grant git-p {shown}")),
+            "{path}: the message: {}",
+            page.dom
+        );
+        assert!(
+            page.dom.contains(&format!("Mallory {shown}")),
+            "{path}: the author: {}",
+            page.dom
+        );
+    }
 }

@@ -6,7 +6,7 @@ mod common;
 use accord::model::{DesiredState, Kind, Object};
 use accord::plan::{self, Action, Plan, PlanOptions};
 use accord::policy::DriftPolicy;
-use accord::store::{AnyStore, ApplyRequest, AuditQuery, Store, SyncRecord};
+use accord::store::{AnyStore, ApplyRequest, AuditQuery, RunQuery, Store, SyncRecord};
 use common::builders::*;
 use common::db::{locked, Backend, TestDb};
 use serde_json::json;
@@ -979,5 +979,92 @@ both_backends!(
         let acme = rows[&keys[0]].object().expect("read");
         assert_eq!(acme.to_json()["members"].as_array().map(Vec::len), Some(2));
         assert!(store.read_rows(&[]).await.expect("nothing").is_empty());
+    }
+);
+
+both_backends!(
+    a_sources_runs_read_back_newest_first_by_key_each_with_its_newest_changes,
+    |backend| async move {
+        let (_db, store) = open(backend).await;
+        // Sources `a` and `b` take turns, so neither's runs nor audit rows
+        // are contiguous; `a`'s run n declares 3n + 1 permits (3 new ones a
+        // run after the first), and its third run is recorded unchanged.
+        let mut a_runs = Vec::new();
+        for n in 0..6usize {
+            let declared = if n == 2 { 3 * (n - 1) + 1 } else { 3 * n + 1 };
+            let permits = (0..declared).map(|i| permit(&format!("a{i}")).build());
+            let (_, record) =
+                sync_with(&store, &desired_objects(permits), "a", DriftPolicy::Correct).await;
+            a_runs.push(record);
+            let permits = (0..=n).map(|i| permit(&format!("b{i}")).app("b").build());
+            sync_with(&store, &desired_objects(permits), "b", DriftPolicy::Correct).await;
+        }
+        assert_eq!(a_runs[2].audited, 0);
+        let page = |before: Option<i64>| {
+            let store = &store;
+            async move {
+                store
+                    .sync_runs(&RunQuery {
+                        source: "a".into(),
+                        before,
+                        limit: 4,
+                        changes: 2,
+                    })
+                    .await
+                    .expect("sync runs")
+            }
+        };
+        let first = page(None).await;
+        let second = page(first.last().map(|r| r.id)).await;
+        let ids: Vec<i64> = first.iter().chain(&second).map(|r| r.id).collect();
+        let expected: Vec<i64> = a_runs.iter().rev().map(|r| r.id).collect();
+        assert_eq!(ids, expected, "newest first, by key, none lost or repeated");
+        assert!(page(Some(a_runs[0].id)).await.is_empty());
+
+        for run in first.iter().chain(&second) {
+            let record = a_runs.iter().find(|r| r.id == run.id).expect("a's run");
+            assert_eq!(run.source, "a");
+            assert_eq!(run.summary, record.summary);
+            assert_eq!(run.audited, Some(record.audited as i64));
+            assert_eq!(
+                run.outcome,
+                if record.audited == 0 {
+                    "unchanged"
+                } else {
+                    "applied"
+                }
+            );
+            // Its own rows, the newest first, two at most.
+            let all = store
+                .audit(&AuditQuery {
+                    source: Some("a".into()),
+                    run: Some(run.id),
+                    limit: 100,
+                    ..AuditQuery::default()
+                })
+                .await
+                .expect("the run's audit rows");
+            assert_eq!(all.len(), record.audited, "run {}", run.id);
+            let newest: Vec<i64> = all.iter().take(2).map(|e| e.seq).collect();
+            let shown: Vec<i64> = run.changes.iter().map(|e| e.seq).collect();
+            assert_eq!(shown, newest, "run {}", run.id);
+            assert!(run
+                .changes
+                .iter()
+                .all(|e| e.source == "a" && !e.diff.is_empty()));
+            // The run filter alone finds the same rows.
+            let unscoped = store
+                .audit(&AuditQuery {
+                    run: Some(run.id),
+                    limit: 100,
+                    ..AuditQuery::default()
+                })
+                .await
+                .expect("the run's audit rows");
+            assert_eq!(
+                unscoped.iter().map(|e| e.seq).collect::<Vec<_>>(),
+                all.iter().map(|e| e.seq).collect::<Vec<_>>()
+            );
+        }
     }
 );

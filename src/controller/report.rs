@@ -7,6 +7,7 @@ use super::state::{Counts, OpenItem, RefusedDeletions, SourceStatus, SyncState};
 use crate::model::Kind;
 use crate::plan::{self, Action, GuardRefusal, Plan};
 use crate::policy::DriftPolicy;
+use crate::source::Commit;
 
 /// How one sync settled, as far as the source's status is concerned.
 #[derive(Debug)]
@@ -19,6 +20,8 @@ pub enum Settled<'a> {
         /// How many objects the source declares.
         declared: usize,
         held: Option<&'a GuardRefusal>,
+        /// The revision's commit (Git sources).
+        commit: Option<&'a Commit>,
     },
     /// The guard refused the whole plan; nothing was applied.
     Refused {
@@ -75,6 +78,7 @@ pub fn status_after(
             plan,
             declared,
             held,
+            commit,
         } => {
             let summary = plan.summary();
             let item = |c: &plan::Change| OpenItem {
@@ -150,6 +154,7 @@ pub fn status_after(
             let managed: usize = Kind::ALL.iter().map(|k| plan.managed_after(*k)).sum();
             status.state = state;
             status.last_applied_revision = Some((*revision).to_owned());
+            status.last_applied_commit = commit.cloned();
             status.last_success_at = Some(now);
             status.message = with_notes(message);
             status.counts = Counts {
@@ -236,6 +241,7 @@ mod tests {
             plan: &plan,
             declared: 10,
             held: None,
+            commit: None,
         };
 
         let after = status_after(&status(), &settled, DriftPolicy::Correct, &[], now());
@@ -260,6 +266,55 @@ mod tests {
     }
 
     #[test]
+    fn the_applied_commit_is_the_synced_revisions_and_outlives_a_failed_sync() {
+        let plan = plan_with(&[Action::Create]);
+        let commit = Commit {
+            author: "Jane".into(),
+            authored_at: now(),
+            message: "Grant p0".into(),
+        };
+        let synced = status_after(
+            &status(),
+            &Settled::Synced {
+                revision: "abc",
+                plan: &plan,
+                declared: 1,
+                held: None,
+                commit: Some(&commit),
+            },
+            DriftPolicy::Correct,
+            &[],
+            now(),
+        );
+        assert_eq!(synced.last_applied_commit.as_ref(), Some(&commit));
+
+        let failed = status_after(
+            &synced,
+            &Settled::Failed { message: "down" },
+            DriftPolicy::Correct,
+            &[],
+            now(),
+        );
+        assert_eq!(failed.last_applied_commit.as_ref(), Some(&commit));
+
+        // A revision without a commit (a folder) clears it.
+        let folder = status_after(
+            &failed,
+            &Settled::Synced {
+                revision: "tree-1",
+                plan: &plan,
+                declared: 1,
+                held: None,
+                commit: None,
+            },
+            DriftPolicy::Correct,
+            &[],
+            now(),
+        );
+        assert_eq!(folder.last_applied_commit, None);
+    }
+
+    #[test]
     fn drift_left_in_place_makes_the_source_out_of_sync_only_in_report_mode() {
         let plan = plan_with(&[Action::Drift]);
         let settled = Settled::Synced {
@@ -267,6 +322,7 @@ mod tests {
             plan: &plan,
             declared: 10,
             held: None,
+            commit: None,
         };
 
         let reported = status_after(&status(), &settled, DriftPolicy::Report, &[], now());
@@ -286,6 +342,7 @@ mod tests {
             plan: &plan,
             declared: 2,
             held: None,
+            commit: None,
         };
 
         let after = status_after(&status(), &settled, DriftPolicy::Correct, &[], now());
@@ -341,6 +398,7 @@ mod tests {
             plan: &plan,
             declared: 10,
             held: Some(&refusal),
+            commit: None,
         };
 
         let after = status_after(&status(), &settled, DriftPolicy::Correct, &[], now());
@@ -361,6 +419,7 @@ mod tests {
                 plan: &plan,
                 declared: 10,
                 held: None,
+                commit: None,
             },
             DriftPolicy::Correct,
             &[],

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use super::leader::Leadership;
 use crate::metrics::Metrics;
+use crate::source::Commit;
 use crate::store::AnyStore;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
@@ -61,6 +62,12 @@ pub struct SourceStatus {
     pub state: SyncState,
     pub last_attempted_revision: Option<String>,
     pub last_applied_revision: Option<String>,
+    /// The commit of the last attempted revision (Git sources).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_attempted_commit: Option<Commit>,
+    /// The commit of the last applied revision (Git sources).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_applied_commit: Option<Commit>,
     pub last_attempt_at: Option<DateTime<Utc>>,
     /// Syncs attempted since accord started: a caller that saw it advance
     /// twice knows the source had its chance (to correct a row, to notice a
@@ -114,6 +121,8 @@ impl SourceStatus {
             state: SyncState::Progressing,
             last_attempted_revision: None,
             last_applied_revision: None,
+            last_attempted_commit: None,
+            last_applied_commit: None,
             last_attempt_at: None,
             attempts: 0,
             triggers: Default::default(),

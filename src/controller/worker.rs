@@ -17,7 +17,7 @@ use crate::model::incremental::ParseCache;
 use crate::model::{DesiredState, Kind, Limits};
 use crate::plan::{GuardRefusal, Plan, PlanOptions};
 use crate::source::kubernetes::{KubernetesSource, SyncResult};
-use crate::source::{DirectorySource, GitSource, Snapshot, Source, SourceError};
+use crate::source::{Commit, DirectorySource, GitSource, Snapshot, Source, SourceError};
 use crate::store::{LockMode, Store};
 use crate::sync::{self, Failed, Mode, SyncError};
 
@@ -117,7 +117,7 @@ pub struct Worker {
     pub actor: String,
     /// The last revision parsed successfully, kept so an unchanged revision
     /// is not parsed again.
-    desired: Option<(String, Arc<DesiredState>)>,
+    desired: Option<Parsed>,
     /// The files of the last revision parsed: a new revision parses only the
     /// files that changed. Empty after a restart, so the first read parses
     /// the whole tree and fills it.
@@ -129,6 +129,15 @@ pub struct Worker {
     quiet: Option<(String, u64)>,
     /// Notes on the newest revision read (a force-push), shown with its status.
     notes: Vec<String>,
+}
+
+/// A revision parsed successfully: its desired state, and its commit
+/// (Git), which the status names once it is applied.
+#[derive(Clone)]
+struct Parsed {
+    revision: String,
+    desired: Arc<DesiredState>,
+    commit: Option<Commit>,
 }
 
 /// Capped exponential backoff after `failures` consecutive failed syncs.
@@ -232,9 +241,9 @@ impl Worker {
         let outcome = match self.read().await {
             Err(error) => self.fail(Outcome::Failed, sync::explain(&error)),
             Ok(None) => self.fail(Outcome::Invalid, String::new()),
-            Ok(Some((revision, desired))) => match self.still_quiet(&revision).await {
+            Ok(Some(parsed)) => match self.still_quiet(&parsed.revision).await {
                 true => Outcome::Unchanged,
-                false => self.reconcile(&revision, &desired).await,
+                false => self.reconcile(&parsed).await,
             },
         };
         if outcome != Outcome::Busy {
@@ -253,8 +262,8 @@ impl Worker {
 
     /// The desired state at the source's current revision, parsing only
     /// when the revision changed. `Ok(None)` when the new revision is invalid.
-    async fn read(&mut self) -> Result<Option<(String, Arc<DesiredState>)>, SyncError> {
-        let known = self.desired.as_ref().map(|(revision, _)| revision.clone());
+    async fn read(&mut self) -> Result<Option<Parsed>, SyncError> {
+        let known = self.desired.as_ref().map(|p| p.revision.clone());
         let started = Instant::now();
         let snapshot = self.source.poll(known.as_deref()).await?;
         let polled = started.elapsed();
@@ -265,6 +274,7 @@ impl Worker {
             tracing::warn!(source = %self.config.name, note = %note, "source note");
         }
         let revision = snapshot.revision.clone();
+        let commit = snapshot.commit.clone();
         self.notes = snapshot.notes.clone();
         let rejected: Vec<String> = snapshot
             .declared
@@ -290,20 +300,26 @@ impl Worker {
         );
         match parsed {
             Ok(desired) => {
-                let desired = Arc::new(desired);
-                self.desired = Some((revision.clone(), desired.clone()));
+                let parsed = Parsed {
+                    revision: revision.clone(),
+                    desired: Arc::new(desired),
+                    commit: commit.clone(),
+                };
+                self.desired = Some(parsed.clone());
                 // Object-by-object sources apply what is valid; the rest is
                 // listed here and on each object.
                 self.handle.update(|s| {
                     s.errors = rejected;
-                    s.last_attempted_revision = Some(revision.clone());
+                    s.last_attempted_revision = Some(revision);
+                    s.last_attempted_commit = commit;
                 });
-                Ok(Some((revision, desired)))
+                Ok(Some(parsed))
             }
             Err(errors) => {
                 let first = errors.first().map(ToString::to_string).unwrap_or_default();
                 self.handle.update(|s| {
                     s.last_attempted_revision = Some(revision.clone());
+                    s.last_attempted_commit = commit;
                     s.message = format!(
                         "revision {revision} has {} error(s) and was not applied; the last applied revision stays in place. First: {first}",
                         errors.len()
@@ -374,8 +390,9 @@ impl Worker {
         }
     }
 
-    async fn reconcile(&mut self, revision: &str, desired: &Arc<DesiredState>) -> Outcome {
+    async fn reconcile(&mut self, parsed: &Parsed) -> Outcome {
         self.quiet = None;
+        let (revision, desired) = (parsed.revision.as_str(), &parsed.desired);
         let store = self.state.store.as_ref();
         let read = async { Ok((revision.to_owned(), desired.clone())) };
         let settings = self.settings();
@@ -415,6 +432,7 @@ impl Worker {
                     plan,
                     declared: desired.len(),
                     held: synced.outcome.refusal(),
+                    commit: parsed.commit.as_ref(),
                 });
                 self.record_metrics(previous.as_deref(), revision, plan);
                 match (&synced.outcome, synced.outcome.record()) {

@@ -1,5 +1,6 @@
 //! The frame of the OpenAPI document: its info, tags and security scheme,
-//! and the schemas of the store's types the API answers with. The
+//! and the schemas of the store's and the sources' types the API answers
+//! with. The
 //! operations and every other schema come from the handlers and their
 //! types (`#[utoipa::path]`, `#[derive(ToSchema)]`).
 
@@ -10,6 +11,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
+use crate::source::Commit;
 use crate::store::{Approval, AuditEntry, OrgSwitch};
 
 #[derive(OpenApi)]
@@ -55,8 +57,9 @@ impl Modify for BearerToken {
     }
 }
 
-// The store's types are described here rather than derived where they are
-// declared, which keeps the store free of the HTTP layer's documentation.
+// The store's and the sources' types are described here rather than
+// derived where they are declared, which keeps those layers free of the
+// HTTP layer's documentation.
 // Each description mirrors the type's serde form field for field;
 // tests/api.rs validates live answers against the document with unknown
 // fields refused, so a mirror that falls behind its type fails there.
@@ -81,6 +84,7 @@ macro_rules! described_by {
 described_by!(AuditEntry, AuditEntrySchema);
 described_by!(Approval, ApprovalSchema);
 described_by!(OrgSwitch, OrgSwitchSchema);
+described_by!(Commit, CommitSchema);
 
 /// One row of the append-only audit log.
 #[derive(ToSchema)]
@@ -136,4 +140,17 @@ struct OrgSwitchSchema {
     gitops: bool,
     /// The source that manages it, if any.
     managed_by: Option<String>,
+}
+
+/// The Git commit a revision is.
+#[derive(ToSchema)]
+#[schema(as = Commit)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct CommitSchema {
+    /// The author's name.
+    author: String,
+    authored_at: DateTime<Utc>,
+    /// The whole message (a very long one is cut and says so).
+    message: String,
 }

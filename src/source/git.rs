@@ -14,7 +14,7 @@ use git2::{
 
 use serde::Deserialize;
 
-use super::{Snapshot, Source, SourceError};
+use super::{Commit, Snapshot, Source, SourceError};
 use crate::model::{Diagnostic, Mark, SourceFile};
 
 mod trust;
@@ -362,6 +362,7 @@ pub fn read_tree(
     let mut snapshot = Snapshot {
         revision: walked.revision,
         problems: walked.problems,
+        commit: Some(walked.commit),
         ..Snapshot::default()
     };
     for ((path, _), blob) in walked.blobs.into_iter().zip(read) {
@@ -385,6 +386,7 @@ fn copy_error(e: &git2::Error) -> git2::Error {
 /// entries refused on sight (symlinks leading out of the tree).
 pub struct Walked {
     pub revision: String,
+    pub commit: Commit,
     pub blobs: Vec<(Arc<str>, Oid)>,
     pub problems: Vec<Diagnostic>,
 }
@@ -410,6 +412,7 @@ pub fn walk(repo: &Repository, commit: Oid, prefix: Option<&str>) -> Result<Walk
     }
     let mut walked = Walked {
         revision: commit.id().to_string(),
+        commit: described(&commit),
         blobs: Vec::new(),
         problems: Vec::new(),
     };
@@ -446,6 +449,27 @@ pub fn walk(repo: &Repository, commit: Oid, prefix: Option<&str>) -> Result<Walk
     })
     .map_err(git_error)?;
     Ok(walked)
+}
+
+/// The author, time and message of `commit`, each read as text even when
+/// it is not UTF-8, the message cut at `Commit::MAX_MESSAGE`.
+fn described(commit: &git2::Commit<'_>) -> Commit {
+    let author = commit.author();
+    let mut message = String::from_utf8_lossy(commit.message_bytes()).into_owned();
+    if message.len() > Commit::MAX_MESSAGE {
+        let mut end = Commit::MAX_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("\n[…message cut]");
+    }
+    Commit {
+        author: String::from_utf8_lossy(author.name_bytes()).into_owned(),
+        authored_at: chrono::DateTime::from_timestamp(author.when().seconds(), 0)
+            .unwrap_or_default(),
+        message: message.trim_end().to_owned(),
+    }
 }
 
 /// A blob as `read_tree` takes it: its bytes, or its size when over the

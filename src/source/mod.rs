@@ -10,6 +10,9 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
 use crate::model::incremental::{ParseCache, Reuse};
 use crate::model::{parse_tree, parse_tree_for_plan, DesiredState, Diagnostic, Limits, SourceFile};
 
@@ -34,6 +37,30 @@ pub struct Snapshot {
     /// Declarations made object by object (Kubernetes) instead of from
     /// files: the valid ones apply, each rejection stays with its object.
     pub declared: Option<Declared>,
+    /// The commit the revision is (Git): who made it, when and why.
+    pub commit: Option<Commit>,
+}
+
+/// A Git commit as an operator reads it beside its revision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Commit {
+    /// The author's name.
+    pub author: String,
+    pub authored_at: DateTime<Utc>,
+    /// The whole message, up to `Commit::MAX_MESSAGE` bytes.
+    pub message: String,
+}
+
+impl Commit {
+    /// A message is kept whole up to this size (a status carries it on
+    /// every answer of `/api/v1/status`); a longer one is cut and says so.
+    pub const MAX_MESSAGE: usize = 8 * 1024;
+
+    /// The message's first line: what a list shows.
+    pub fn subject(&self) -> &str {
+        self.message.lines().next().unwrap_or_default()
+    }
 }
 
 /// A source's declarations taken one object at a time.

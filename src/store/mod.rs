@@ -269,6 +269,42 @@ pub struct AuditQuery {
     pub actor: Option<String>,
     /// `create`, `update`, `delete`, `drift_corrected`, …
     pub action: Option<String>,
+    /// Only the entries of this sync run (`SyncRun::id`).
+    pub run: Option<i64>,
+}
+
+/// A page of one source's recorded syncs (`Store::sync_runs`).
+#[derive(Clone, Debug, Default)]
+pub struct RunQuery {
+    pub source: String,
+    /// Runs older than this id: the next page, found by key like the
+    /// audit log's.
+    pub before: Option<i64>,
+    pub limit: u32,
+    /// Audit rows read with each run (its newest), at most.
+    pub changes: u32,
+}
+
+/// A recorded sync (a `sync_runs` row) and the newest of its audit rows.
+#[derive(Clone, Debug, Serialize)]
+pub struct SyncRun {
+    pub id: i64,
+    pub source: String,
+    pub revision: String,
+    /// Who ran the sync (the audit rows name who made each change).
+    pub actor: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// `applied`, or `unchanged` for a run recorded with nothing to write.
+    pub outcome: String,
+    pub summary: Summary,
+    /// What the run says about the deletion guard, if anything.
+    pub message: String,
+    /// Audit rows the run wrote; unknown for runs recorded before accord
+    /// counted them.
+    pub audited: Option<i64>,
+    /// Its audit rows, newest first: `RunQuery::changes` at most.
+    pub changes: Vec<AuditEntry>,
 }
 
 /// The database accord reconciles.
@@ -314,6 +350,13 @@ pub trait Store: Send + Sync {
         &self,
         query: &AuditQuery,
     ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
+
+    /// A source's recorded syncs, newest first, each with its newest audit
+    /// rows: one query for the runs and one for the changes of all of them.
+    fn sync_runs(
+        &self,
+        query: &RunQuery,
+    ) -> impl Future<Output = Result<Vec<SyncRun>, StoreError>> + Send;
 
     /// Whether the database answers.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -608,6 +651,13 @@ impl Store for AnyStore {
         match self {
             AnyStore::Sqlite(s) => s.audit(query).await,
             AnyStore::Postgres(s) => s.audit(query).await,
+        }
+    }
+
+    async fn sync_runs(&self, query: &RunQuery) -> Result<Vec<SyncRun>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.sync_runs(query).await,
+            AnyStore::Postgres(s) => s.sync_runs(query).await,
         }
     }
 

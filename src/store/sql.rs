@@ -13,11 +13,16 @@ use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{
     ApplyRequest, Approval, ApprovalError, AuditEntry, AuditQuery, GuardState, LockMode, OrgSwitch,
-    SourceLock, Store, StoreError, SyncRecord,
+    RunQuery, SourceLock, Store, StoreError, SyncRecord, SyncRun,
 };
 use crate::model::{Key, KeyMap, Kind};
-use crate::plan::{GuardRefusal, LiveState, RowMap};
+use crate::plan::{GuardRefusal, LiveState, RowMap, Summary};
 
+/// The columns of an `AuditTuple`.
+const AUDIT_COLUMNS: &str = "seq, at, actor, source, revision, action, kind, app, object_id, \
+                             before, after, diff, origin, sync_run";
+
+/// An audit row as read, and the sync run that wrote it.
 type AuditTuple = (
     i64,
     DateTime<Utc>,
@@ -32,10 +37,46 @@ type AuditTuple = (
     Option<String>,
     String,
     Option<String>,
+    i64,
+);
+
+/// A `sync_runs` row: id, revision, actor, started and finished at,
+/// outcome, the six counts, message, audited.
+type RunTuple = (
+    i64,
+    String,
+    String,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+    Option<i64>,
 );
 
 macro_rules! sql_store {
     ($store:ident, $db:ty, $bind_limit:expr) => {
+        impl $store {
+            /// Narrows a query of `source`'s audit rows of run `oldest` and
+            /// later to the rows after those of its older runs. audit_log
+            /// has no index on `sync_run`, but a source's syncs are applied
+            /// one at a time, so its rows are in the order of its runs: the
+            /// newest row of an older run, found walking `audit_log_by_source`
+            /// down from the top, bounds that walk for the rows wanted.
+            fn after_older_runs(qb: &mut QueryBuilder<$db>, source: &str, oldest: i64) {
+                qb.push(" AND seq > COALESCE((SELECT seq FROM audit_log WHERE source = ")
+                    .push_bind(source)
+                    .push(" AND sync_run < ")
+                    .push_bind(oldest)
+                    .push(" ORDER BY seq DESC LIMIT 1), 0)");
+            }
+        }
+
         impl Store for $store {
             #[tracing::instrument(skip_all, fields(source = ?source))]
             async fn load(&self, source: Option<&str>) -> Result<LiveState, StoreError> {
@@ -71,9 +112,8 @@ macro_rules! sql_store {
             }
 
             async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
-                let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT seq, at, actor, source, revision, action, kind, app, object_id, before, after, diff, origin FROM audit_log WHERE 1 = 1",
-                );
+                let mut qb = QueryBuilder::<$db>::new("SELECT ");
+                qb.push(AUDIT_COLUMNS).push(" FROM audit_log WHERE 1 = 1");
                 if let Some(source) = &query.source {
                     qb.push(" AND source = ").push_bind(source.as_str());
                 }
@@ -92,6 +132,12 @@ macro_rules! sql_store {
                 if let Some(until) = query.until {
                     qb.push(" AND at < ").push_bind(until);
                 }
+                if let Some(run) = query.run {
+                    qb.push(" AND sync_run = ").push_bind(run);
+                    if let Some(source) = &query.source {
+                        Self::after_older_runs(&mut qb, source, run);
+                    }
+                }
                 for (column, value) in [
                     ("app", &query.app),
                     ("object_id", &query.id),
@@ -104,19 +150,54 @@ macro_rules! sql_store {
                 }
                 qb.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(query.limit));
                 let rows: Vec<AuditTuple> = qb.build_query_as().fetch_all(&self.pool).await?;
-                let json = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
-                Ok(rows
-                    .into_iter()
-                    .map(|(seq, at, actor, source, revision, action, kind, app, id, before, after, diff, origin)| {
-                        let (before, after) = (json(before), json(after));
-                        let diff = if diff.is_empty() {
-                            crate::model::render::value_diff(before.as_ref(), after.as_ref())
-                        } else {
-                            diff
-                        };
-                        AuditEntry { seq, at, actor, source, revision, action, kind, app, id, before, after, diff, origin }
-                    })
-                    .collect())
+                Ok(rows.into_iter().map(entry).collect())
+            }
+
+            async fn sync_runs(&self, query: &RunQuery) -> Result<Vec<SyncRun>, StoreError> {
+                let source = query.source.as_str();
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT id, revision, actor, started_at, finished_at, outcome, created, updated, \
+                     deleted, drift, conflict, suspended, message, audited FROM sync_runs WHERE source = ",
+                );
+                qb.push_bind(source);
+                if let Some(before) = query.before {
+                    qb.push(" AND id < ").push_bind(before);
+                }
+                qb.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(query.limit));
+                let rows: Vec<RunTuple> = qb.build_query_as().fetch_all(&self.pool).await?;
+                let mut runs: Vec<SyncRun> = rows.into_iter().map(|row| run(source, row)).collect();
+                let (Some(newest), Some(oldest)) = (runs.first(), runs.last()) else {
+                    return Ok(runs);
+                };
+                if query.changes == 0 {
+                    return Ok(runs);
+                }
+                // The newest rows of each run, all runs in one query.
+                let (newest, oldest) = (newest.id, oldest.id);
+                let mut qb = QueryBuilder::<$db>::new("SELECT ");
+                qb.push(AUDIT_COLUMNS)
+                    .push(" FROM (SELECT ")
+                    .push(AUDIT_COLUMNS)
+                    .push(", ROW_NUMBER() OVER (PARTITION BY sync_run ORDER BY seq DESC) AS nth \
+                           FROM audit_log WHERE source = ")
+                    .push_bind(source)
+                    .push(" AND sync_run >= ")
+                    .push_bind(oldest)
+                    .push(" AND sync_run <= ")
+                    .push_bind(newest);
+                Self::after_older_runs(&mut qb, source, oldest);
+                qb.push(") numbered WHERE nth <= ")
+                    .push_bind(i64::from(query.changes))
+                    .push(" ORDER BY seq DESC");
+                let rows: Vec<AuditTuple> = qb.build_query_as().fetch_all(&self.pool).await?;
+                for row in rows {
+                    // Runs are sorted newest (highest id) first.
+                    let sync_run = row.13;
+                    if let Ok(at) = runs.binary_search_by(|r| sync_run.cmp(&r.id)) {
+                        runs[at].changes.push(entry(row));
+                    }
+                }
+                Ok(runs)
             }
 
             async fn ping(&self) -> Result<(), StoreError> {
@@ -296,6 +377,76 @@ pub(super) fn locked(source: &str, waited: Duration) -> StoreError {
     StoreError::Locked {
         source_name: source.to_owned(),
         waited,
+    }
+}
+
+/// An audit row as read; its diff made from before and after when the
+/// row has none.
+fn entry(
+    (seq, at, actor, source, revision, action, kind, app, id, before, after, diff, origin, _): AuditTuple,
+) -> AuditEntry {
+    let json = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
+    let (before, after) = (json(before), json(after));
+    let diff = if diff.is_empty() {
+        crate::model::render::value_diff(before.as_ref(), after.as_ref())
+    } else {
+        diff
+    };
+    AuditEntry {
+        seq,
+        at,
+        actor,
+        source,
+        revision,
+        action,
+        kind,
+        app,
+        id,
+        before,
+        after,
+        diff,
+        origin,
+    }
+}
+
+/// A `sync_runs` row of `source`, its changes not read yet.
+fn run(source: &str, row: RunTuple) -> SyncRun {
+    let (
+        id,
+        revision,
+        actor,
+        started_at,
+        finished_at,
+        outcome,
+        created,
+        updated,
+        deleted,
+        drift,
+        conflict,
+        suspended,
+        message,
+        audited,
+    ) = row;
+    let count = |n: i64| usize::try_from(n).unwrap_or(0);
+    SyncRun {
+        id,
+        source: source.to_owned(),
+        revision,
+        actor,
+        started_at,
+        finished_at,
+        outcome,
+        summary: Summary {
+            create: count(created),
+            update: count(updated),
+            delete: count(deleted),
+            drift: count(drift),
+            conflict: count(conflict),
+            suspended: count(suspended),
+        },
+        message,
+        audited,
+        changes: Vec::new(),
     }
 }
 

@@ -312,6 +312,40 @@ impl Repo {
         self.head()
     }
 
+    /// Commits everything with an author name that `git commit` would
+    /// clean up (one holding `<` or `>`, as a hand-made or hostile commit
+    /// may): the commit object is written as it is. Returns its id.
+    pub fn commit_raw(&self, message: &str, author_name: &str) -> String {
+        self.git(&["add", "-A"]);
+        let tree = self.git(&["write-tree"]);
+        let parent = Command::new("git")
+            .args(["rev-parse", "--verify", "-q", "HEAD"])
+            .current_dir(&self.path)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        let mut object = format!("tree {tree}\n");
+        if !parent.is_empty() {
+            object.push_str(&format!("parent {parent}\n"));
+        }
+        object.push_str(&format!(
+            "author {author_name} <author@example.com> 1767225600 +0000\n\
+             committer Test Author <author@example.com> 1767225600 +0000\n\n{message}\n"
+        ));
+        let file = self.path.join(".git/raw-commit");
+        std::fs::write(&file, object).expect("write the commit object");
+        let id = self.git(&[
+            "hash-object",
+            "--literally",
+            "-t",
+            "commit",
+            "-w",
+            file.to_str().expect("utf-8"),
+        ]);
+        self.git(&["update-ref", "HEAD", &id]);
+        id
+    }
+
     pub fn head(&self) -> String {
         self.git(&["rev-parse", "HEAD"])
     }

@@ -53,6 +53,37 @@ function setRevision(cell, rev) {
   cell.append(code);
 }
 
+// A source's commits as the server renders them (`commits` in mod.rs): the
+// applied revision's, and the attempted one's when that differs. Text only.
+function setCommits(cell, source) {
+  cell.replaceChildren();
+  const line = (commit, label) => {
+    if (!commit) return;
+    const span = document.createElement("span");
+    span.className = "commit";
+    if (label) {
+      const muted = document.createElement("span");
+      muted.className = "muted";
+      muted.textContent = label + " ";
+      span.append(muted);
+    }
+    const subject = document.createElement("span");
+    subject.className = "subject";
+    subject.textContent = commit.message.split("\n")[0].replace(/\r$/, "");
+    const by = document.createElement("span");
+    by.className = "muted by";
+    const when = document.createElement("time");
+    when.setAttribute("datetime", commit.authoredAt);
+    when.title = commit.authoredAt;
+    when.textContent = relative(commit.authoredAt);
+    by.append(commit.author + " · ", when);
+    span.append(subject, " ", by);
+    cell.append(span);
+  };
+  line(source.lastAppliedCommit, "");
+  if (source.lastAttemptedRevision !== source.lastAppliedRevision) line(source.lastAttemptedCommit, "attempted:");
+}
+
 const SYMBOLS = { Synced: "✓", OutOfSync: "≠", Progressing: "…", Error: "✕", Suspended: "‖" };
 
 function setState(cell, state) {
@@ -170,6 +201,7 @@ function updateSources(table, sources, open) {
     update(cell("state"), source.state, setState);
     update(cell("applied"), source.lastAppliedRevision, setRevision);
     update(cell("attempted"), source.lastAttemptedRevision, setRevision);
+    update(cell("commit"), source, setCommits);
     update(cell("attempt"), source.lastAttemptAt, setTime);
     update(cell("success"), source.lastSuccessAt, setTime);
     update(cell("managed"), String(source.counts.managed), setText);

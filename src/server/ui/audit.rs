@@ -1,21 +1,23 @@
 //! `GET /audit`: the audit log, filtered by what the URL says (so a link
 //! can be shared), newest first, a page at a time by key (`before` the last
 //! `seq` shown), each entry with its diff; with kind, app and id given, one
-//! object's whole history.
+//! object's whole history; with `run`, the changes of one sync run. The
+//! table of entries is the one every page that lists entries shows.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use axum::extract::{Query, State as Extract};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use maud::html;
+use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::{diff, given, layout, revision, time, urlencode};
 use crate::controller::state::State;
 use crate::model::Kind;
-use crate::store::{AuditQuery, Store};
+use crate::store::{AuditEntry, AuditQuery, Store};
 
 /// Entries per page.
 const PAGE: u32 = 50;
@@ -31,6 +33,7 @@ pub struct Filters {
     action: Option<String>,
     since: Option<String>,
     until: Option<String>,
+    run: Option<String>,
     before: Option<String>,
 }
 
@@ -73,13 +76,15 @@ impl Filters {
                 "`{text}` is not a time for `{name}` (e.g. 2026-12-07T10:00)"
             )),
         };
-        let before = match given(&self.before) {
-            None => None,
-            Some(text) => Some(
-                text.parse()
-                    .map_err(|_| format!("`{text}` is not an entry number"))?,
-            ),
+        let number = |field: &Option<String>, what: &str| match given(field) {
+            None => Ok(None),
+            Some(text) => text
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("`{text}` is not {what}")),
         };
+        let before = number(&self.before, "an entry number")?;
+        let run = number(&self.run, "a sync run number")?;
         Ok(AuditQuery {
             source: owned(&self.source),
             kind,
@@ -90,6 +95,7 @@ impl Filters {
             actor: owned(&self.actor),
             action: owned(&self.action),
             before,
+            run,
             // One more than shown: whether an older page exists.
             limit: PAGE + 1,
             ..AuditQuery::default()
@@ -108,6 +114,7 @@ impl Filters {
             ("action", &self.action),
             ("since", &self.since),
             ("until", &self.until),
+            ("run", &self.run),
         ] {
             if let Some(value) = given(value) {
                 parts.push(format!("{name}={}", urlencode(value)));
@@ -136,6 +143,7 @@ pub async fn audit_page(
                 ("id", "Object id", &filters.id),
                 ("actor", "Actor", &filters.actor),
                 ("action", "Action", &filters.action),
+                ("run", "Sync run", &filters.run),
             ] {
                 label { (label) " " input type="text" name=(name) value=(value(field)); }
             }
@@ -177,39 +185,7 @@ pub async fn audit_page(
         @if entries.is_empty() {
             p class="muted" { "No entries match." }
         } @else {
-            div class="scroll" {
-                table id="audit" {
-                    caption class="visually-hidden" { "Audit entries, newest first" }
-                    thead { tr {
-                        th scope="col" { "#" } th scope="col" { "When" } th scope="col" { "Action" }
-                        th scope="col" { "Object" } th scope="col" { "Actor" } th scope="col" { "Source" }
-                        th scope="col" { "Revision" } th scope="col" { "Change" }
-                    } }
-                    tbody {
-                        @for entry in &entries {
-                            tr data-seq=(entry.seq) {
-                                td { a href=(format!("/api/v1/audit-logs/{}", entry.seq)) { (entry.seq) } }
-                                td { (time(Some(entry.at))) }
-                                td { (entry.action) }
-                                td {
-                                    a href=(format!("/audit?kind={}&app={}&id={}", urlencode(&entry.kind), urlencode(&entry.app), urlencode(&entry.id))) {
-                                        (entry.kind) " " code { (entry.app) "/" (entry.id) }
-                                    }
-                                }
-                                td { (entry.actor) }
-                                td { (entry.source) }
-                                td { (revision(Some(&entry.revision))) }
-                                td {
-                                    details {
-                                        summary { "diff" @if let Some(origin) = &entry.origin { " · " (origin) } }
-                                        (diff(&entry.diff))
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            (entries_table(Some("audit"), &entries, &Diffs::Whole))
         }
         nav class="pages" aria-label="Pages" {
             @if query.before.is_some() {
@@ -223,4 +199,86 @@ pub async fn audit_page(
         }
     };
     super::page(StatusCode::OK, layout("Audit", "/audit", body))
+}
+
+/// How much of each diff an entries table shows: the audit page shows them
+/// whole; a page listing the entries of many sync runs keeps to a budget,
+/// so that it stays small, and links each diff it cuts to its entry here.
+pub enum Diffs {
+    Whole,
+    Budget {
+        /// At most this many bytes of one diff.
+        each: usize,
+        /// Bytes left for the rest of the page's diffs.
+        left: Cell<usize>,
+    },
+}
+
+impl Diffs {
+    /// The part of `text` to show: whole lines, within the budget.
+    fn shown<'t>(&self, text: &'t str) -> &'t str {
+        let Diffs::Budget { each, left } = self else {
+            return text;
+        };
+        let room = (*each).min(left.get());
+        let shown = if text.len() <= room {
+            text
+        } else {
+            // Up to the last line that fits whole (a newline is one byte,
+            // so the cut falls between characters).
+            let end = text.as_bytes()[..room]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            &text[..end]
+        };
+        left.set(left.get() - shown.len());
+        shown
+    }
+}
+
+/// The entries, newest first, each with its diff (within `diffs`).
+pub fn entries_table(id: Option<&str>, entries: &[AuditEntry], diffs: &Diffs) -> Markup {
+    html! {
+        div class="scroll" {
+            table id=[id] class="audit" {
+                caption class="visually-hidden" { "Audit entries, newest first" }
+                thead { tr {
+                    th scope="col" { "#" } th scope="col" { "When" } th scope="col" { "Action" }
+                    th scope="col" { "Object" } th scope="col" { "Actor" } th scope="col" { "Source" }
+                    th scope="col" { "Revision" } th scope="col" { "Change" }
+                } }
+                tbody {
+                    @for entry in entries {
+                        @let shown = diffs.shown(&entry.diff);
+                        tr data-seq=(entry.seq) {
+                            td { a href=(format!("/api/v1/audit-logs/{}", entry.seq)) { (entry.seq) } }
+                            td { (time(Some(entry.at))) }
+                            td { (entry.action) }
+                            td {
+                                a href=(format!("/audit?kind={}&app={}&id={}", urlencode(&entry.kind), urlencode(&entry.app), urlencode(&entry.id))) {
+                                    (entry.kind) " " code { (entry.app) "/" (entry.id) }
+                                }
+                            }
+                            td { (entry.actor) }
+                            td { (entry.source) }
+                            td { (revision(Some(&entry.revision))) }
+                            td {
+                                details {
+                                    summary { "diff" @if let Some(origin) = &entry.origin { " · " (origin) } }
+                                    (diff(shown))
+                                    @if shown.len() < entry.diff.len() {
+                                        p class="muted" {
+                                            "Diff cut here: "
+                                            a href=(format!("/audit?source={}&before={}", urlencode(&entry.source), entry.seq + 1)) { "the whole entry in the audit log" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State as Extract};
+use axum::extract::{Path, Query, State as Extract};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,9 +19,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use maud::{html, Markup, DOCTYPE};
 
 use crate::controller::state::{OpenItem, SourceStatus, State, SyncState};
+use crate::source::Commit;
 
 mod access;
 mod audit;
+mod history;
 mod orgs;
 
 const CSS: &str = include_str!("accord.css");
@@ -168,6 +170,42 @@ pub(super) fn revision(rev: Option<&str>) -> Markup {
     }
 }
 
+/// A commit in a line: its message's first line, author and time.
+fn commit_line(commit: &Commit, label: &str) -> Markup {
+    html! {
+        span class="commit" {
+            @if !label.is_empty() { span class="muted" { (label) " " } }
+            span class="subject" { (commit.subject()) }
+            " " span class="muted by" { (commit.author) " · " (time(Some(commit.authored_at))) }
+        }
+    }
+}
+
+/// The commits of a source's applied revision and, when it differs, of
+/// its attempted one (Git sources; nothing for others). accord.js draws
+/// the same from `/api/v1/status`.
+fn commits(s: &SourceStatus) -> Markup {
+    html! {
+        @if let Some(commit) = &s.last_applied_commit { (commit_line(commit, "")) }
+        @if let Some(commit) = attempted_commit(s) { (commit_line(commit, "attempted:")) }
+    }
+}
+
+/// The attempted revision's commit, when that is not the applied one.
+fn attempted_commit(s: &SourceStatus) -> Option<&Commit> {
+    s.last_attempted_commit
+        .as_ref()
+        .filter(|_| s.last_attempted_revision != s.last_applied_revision)
+}
+
+/// A commit whole: author, time and the full message.
+fn commit_whole(commit: &Commit) -> Markup {
+    html! {
+        (commit.author) " · " (time(Some(commit.authored_at)))
+        pre class="message" { (commit.message) }
+    }
+}
+
 /// A unified diff with each line marked added, removed or context, as
 /// text (escaped) inside a `pre`.
 pub fn diff(text: &str) -> Markup {
@@ -267,6 +305,7 @@ pub fn overview(state: &State) -> Response {
                         th scope="col" { "State" }
                         th scope="col" { "Applied" }
                         th scope="col" { "Attempted" }
+                        th scope="col" { "Commit" }
                         th scope="col" { "Last attempt" }
                         th scope="col" { "Last success" }
                         th scope="col" { "Managed" }
@@ -320,6 +359,7 @@ fn source_row(s: &SourceStatus) -> Markup {
             td data-field="state" { (state_badge(s.state)) }
             td data-field="applied" { (revision(s.last_applied_revision.as_deref())) }
             td data-field="attempted" { (revision(s.last_attempted_revision.as_deref())) }
+            td data-field="commit" { (commits(s)) }
             td data-field="attempt" { (time(s.last_attempt_at)) }
             td data-field="success" { (time(s.last_success_at)) }
             td data-field="managed" { (s.counts.managed) }
@@ -344,9 +384,23 @@ pub(super) fn urlencode(text: &str) -> String {
     out
 }
 
-/// `GET /sources/{name}`: one source, its open drift and conflicts with
-/// their diffs, and the buttons to sync it or approve refused deletions.
-async fn source_page(Extract(state): Extract<Arc<State>>, Path(name): Path<String>) -> Response {
+/// Which page of a source's sync history to show.
+#[derive(Debug, Default, serde::Deserialize)]
+struct HistoryPage {
+    /// Runs older than this one.
+    before: Option<i64>,
+}
+
+/// `GET /sources/{name}`: one source, its commit (Git), its open drift and
+/// conflicts with their diffs, the buttons to sync it or approve refused
+/// deletions, and its sync history.
+async fn source_page(
+    Extract(state): Extract<Arc<State>>,
+    Path(name): Path<String>,
+    page_query: Result<Query<HistoryPage>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    // A malformed query string shows the newest history rather than an error.
+    let HistoryPage { before } = page_query.map(|Query(p)| p).unwrap_or_default();
     let Some(handle) = state.source(&name) else {
         let body = html! {
             h1 { "No such source" }
@@ -355,13 +409,20 @@ async fn source_page(Extract(state): Extract<Arc<State>>, Path(name): Path<Strin
         return page(StatusCode::NOT_FOUND, layout("Not found", "", body));
     };
     let s = handle.status();
+    let history = history::section(&state.store, &s.name, before).await;
     let body = html! {
         h1 { "Source " (s.name) " " span data-live="state" data-source=(s.name) { (state_badge(s.state)) } }
         p { (s.kind) " · " code { (s.location) } }
         p data-live="message" data-source=(s.name) { (s.message) }
         dl class="facts" {
             dt { "Applied revision" } dd { (revision(s.last_applied_revision.as_deref())) }
+            @if let Some(commit) = &s.last_applied_commit {
+                dt { "Applied commit" } dd { (commit_whole(commit)) }
+            }
             dt { "Attempted revision" } dd { (revision(s.last_attempted_revision.as_deref())) }
+            @if let Some(commit) = attempted_commit(&s) {
+                dt { "Attempted commit" } dd { (commit_whole(commit)) }
+            }
             dt { "Last attempt" } dd { (time(s.last_attempt_at)) }
             dt { "Last success" } dd { (time(s.last_success_at)) }
             dt { "Managed objects" } dd { (s.counts.managed) }
@@ -386,6 +447,7 @@ async fn source_page(Extract(state): Extract<Arc<State>>, Path(name): Path<Strin
         h2 { "Conflicts" }
         (items_table("conflicts", &s.conflicts.iter().collect::<Vec<_>>(), Some(&s.name), "Keys this source declares that another source (or nobody) owns", "No conflicts."))
         p { a href=(format!("/audit?source={}", urlencode(&s.name))) { "This source's audit log" } }
+        (history)
     };
     page(
         StatusCode::OK,
