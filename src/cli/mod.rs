@@ -465,29 +465,27 @@ fn print(text: &str) -> u8 {
     }
 }
 
+/// Checks the files without keeping them or their objects: a million
+/// objects take the memory of their keys.
 fn validate(args: &ValidateArgs) -> u8 {
-    let snapshot = match directory::read_paths(&args.paths, args.limits.max_file_size) {
-        Ok(snapshot) => snapshot,
+    let checked = directory::check_paths(&args.paths, args.limits.max_file_size, Limits::default());
+    match checked {
         Err(e) => {
             eprintln!("error: {}", sync::explain(&e));
-            return ERROR;
+            ERROR
         }
-    };
-    match snapshot.desired(Limits::default()) {
-        Ok(desired) => {
+        Ok(Ok(counts)) => {
             eprintln!(
                 "ok: {} objects ({} organizations, {} permits, {} enrollments) in {} files",
-                desired.len(),
-                desired.count(Kind::Organization),
-                desired.count(Kind::Permit),
-                desired.count(Kind::Enrollment),
-                snapshot.files.len()
+                counts.objects(),
+                counts.organizations,
+                counts.permits,
+                counts.enrollments,
+                counts.files
             );
-            // The process ends here; freeing 100k objects one by one is wasted time.
-            std::mem::forget((desired, snapshot));
             OK
         }
-        Err(errors) => {
+        Ok(Err(errors)) => {
             output::print_diagnostics(&errors);
             ERROR
         }

@@ -2,6 +2,8 @@
 //! shape users write them (`*Spec`) and in the normalized shape that is stored,
 //! compared and hashed. No I/O here.
 
+#[cfg(test)]
+pub(crate) mod arbitrary;
 mod canonical;
 pub mod de;
 pub mod incremental;

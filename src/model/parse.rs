@@ -16,8 +16,8 @@ use super::suggest;
 use super::validate;
 use super::yaml::{self, Limits, Mark, Node};
 use super::{
-    derived_id, Declaration, DesiredState, Enrollment, EnrollmentSpec, Kind, Object, Organization,
-    OrganizationSpec, Origin, Permit, PermitSpec, API_VERSION, DEFAULT_APP,
+    derived_id, Declaration, DesiredState, Enrollment, EnrollmentSpec, Key, KeyMap, Kind, Object,
+    Organization, OrganizationSpec, Origin, Permit, PermitSpec, API_VERSION, DEFAULT_APP,
 };
 
 /// One file of a source: its path as shown to users, and its bytes.
@@ -126,20 +126,11 @@ pub fn assemble(
                 Entry::Vacant(slot) => {
                     slot.insert(declaration);
                 }
-                Entry::Occupied(first) => {
-                    let key = first.key();
-                    errors.push(Diagnostic::new(
-                        &declaration.origin.file,
-                        declaration.origin.mark,
-                        format!(
-                            "{} `{}` in app `{}` is declared twice: also at {}",
-                            key.kind,
-                            key.id,
-                            key.app,
-                            first.get().origin
-                        ),
-                    ));
-                }
+                Entry::Occupied(first) => errors.push(declared_twice(
+                    first.key(),
+                    &declaration.origin,
+                    &first.get().origin,
+                )),
             }
         }
     }
@@ -148,6 +139,101 @@ pub fn assemble(
     } else {
         errors.sort();
         Err(errors)
+    }
+}
+
+/// The error at a key's second declaration.
+fn declared_twice(key: &Key, again: &Origin, first: &Origin) -> Diagnostic {
+    Diagnostic::new(
+        &again.file,
+        again.mark,
+        format!(
+            "{} `{}` in app `{}` is declared twice: also at {first}",
+            key.kind, key.id, key.app
+        ),
+    )
+}
+
+/// What checking a tree keeps of one file: its objects' keys and places,
+/// and its errors.
+#[derive(Debug, Default)]
+pub struct FileTally {
+    keys: Vec<(Key, Origin)>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// `parse_file`, keeping only what `Tally` needs.
+pub fn tally_file(file: &SourceFile, limits: Limits) -> FileTally {
+    let (declarations, diagnostics) = parse_file(&file.path, &file.bytes, limits);
+    FileTally {
+        keys: declarations
+            .into_iter()
+            .map(|d| (d.object.key(), d.origin))
+            .collect(),
+        diagnostics,
+    }
+}
+
+/// A tree checked file by file, in path order, as `assemble` checks it,
+/// keeping each key's first place instead of the objects.
+#[derive(Debug, Default)]
+pub struct Tally {
+    first: KeyMap<Origin>,
+    counts: Counts,
+    errors: Vec<Diagnostic>,
+}
+
+/// What a valid tree holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub files: usize,
+    pub organizations: usize,
+    pub permits: usize,
+    pub enrollments: usize,
+}
+
+impl Counts {
+    pub fn objects(&self) -> usize {
+        self.organizations + self.permits + self.enrollments
+    }
+}
+
+impl Tally {
+    /// A file that could not be taken.
+    pub fn problem(&mut self, problem: Diagnostic) {
+        self.errors.push(problem);
+    }
+
+    /// The next file, in path order.
+    pub fn add(&mut self, file: FileTally) {
+        self.counts.files += 1;
+        self.errors.extend(file.diagnostics);
+        for (key, origin) in file.keys {
+            match self.first.entry(key) {
+                Entry::Vacant(slot) => {
+                    match slot.key().kind {
+                        Kind::Organization => self.counts.organizations += 1,
+                        Kind::Permit => self.counts.permits += 1,
+                        Kind::Enrollment => self.counts.enrollments += 1,
+                    }
+                    slot.insert(origin);
+                }
+                Entry::Occupied(first) => {
+                    self.errors
+                        .push(declared_twice(first.key(), &origin, first.get()))
+                }
+            }
+        }
+    }
+
+    /// The counts, or every error sorted by place.
+    pub fn finish(mut self) -> Result<Counts, Vec<Diagnostic>> {
+        if self.errors.is_empty() {
+            Ok(self.counts)
+        } else {
+            self.errors.sort();
+            Err(self.errors)
+        }
     }
 }
 
@@ -726,5 +812,45 @@ fn kubernetes_name(name: &str) -> Result<(), String> {
         Err(format!(
             "metadata.name `{name}` is not a valid Kubernetes name; put an id like this in `spec.id`"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::model::arbitrary::{apply, change, file};
+
+    proptest! {
+        /// What `accord validate` keeps (keys and places, not objects) finds
+        /// exactly the errors, or the counts, a whole parse finds.
+        #[test]
+        fn a_tally_finds_what_a_whole_parse_finds(
+            changes in prop::collection::vec(change(), 1..10)
+        ) {
+            let mut tree = BTreeMap::new();
+            for change in &changes {
+                apply(&mut tree, change);
+            }
+            let files: Vec<SourceFile> = tree.iter().map(|(p, t)| file(p, t)).collect();
+            let mut tally = Tally::default();
+            for f in &files {
+                tally.add(tally_file(f, Limits::default()));
+            }
+            match (parse_tree(&files, Limits::default()), tally.finish()) {
+                (Ok(state), Ok(counts)) => {
+                    prop_assert_eq!(counts.objects(), state.len());
+                    prop_assert_eq!(counts.organizations, state.count(Kind::Organization));
+                    prop_assert_eq!(counts.permits, state.count(Kind::Permit));
+                    prop_assert_eq!(counts.enrollments, state.count(Kind::Enrollment));
+                    prop_assert_eq!(counts.files, files.len());
+                }
+                (Err(whole), Err(tallied)) => prop_assert_eq!(whole, tallied),
+                (whole, tallied) => prop_assert!(false, "{whole:?} against {tallied:?}"),
+            }
+        }
     }
 }

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{Snapshot, Source, SourceError};
-use crate::model::{Diagnostic, Mark, SourceFile};
+use crate::model::parse::{tally_file, Counts, FileTally, Tally};
+use crate::model::{Diagnostic, Limits, Mark, SourceFile};
 
 #[derive(Clone, Debug)]
 pub struct DirectorySource {
@@ -43,10 +44,64 @@ impl Source for DirectorySource {
 /// Reads files and folders given on a command line into one snapshot. A file
 /// named directly is read whatever its extension.
 pub fn read_paths(paths: &[PathBuf], max_file_size: u64) -> Result<Snapshot, SourceError> {
+    use rayon::prelude::*;
+    let walk = list_paths(paths, max_file_size)?;
+    let read: Vec<Result<SourceFile, Diagnostic>> = walk
+        .found
+        .par_iter()
+        .map(|found| found.read(max_file_size))
+        .collect();
+    let mut snapshot = walk.snapshot;
+    let mut files = Vec::with_capacity(read.len());
+    for (found, file) in walk.found.into_iter().zip(read) {
+        match file {
+            Ok(file) => files.push((found.relative, file)),
+            Err(problem) => snapshot.problems.push(problem),
+        }
+    }
+    snapshot.revision = tree_hash(&files);
+    snapshot.files = files.into_iter().map(|(_, file)| file).collect();
+    Ok(snapshot)
+}
+
+/// Checks files and folders as `read_paths` and a parse would, keeping of
+/// each object only its key and place (`Tally`): a million objects are
+/// checked in the memory of their keys, not of their text and objects.
+pub fn check_paths(
+    paths: &[PathBuf],
+    max_file_size: u64,
+    limits: Limits,
+) -> Result<Result<Counts, Vec<Diagnostic>>, SourceError> {
+    use rayon::prelude::*;
+    let walk = list_paths(paths, max_file_size)?;
+    // Each file is read, parsed and dropped on a worker; what is kept comes
+    // back in path order, so "declared twice" names the same first place
+    // as a whole parse.
+    let checked: Vec<Result<FileTally, Diagnostic>> = walk
+        .found
+        .par_iter()
+        .map(|found| Ok(tally_file(&found.read(max_file_size)?, limits)))
+        .collect();
+    let mut tally = Tally::default();
+    for problem in walk.snapshot.problems {
+        tally.problem(problem);
+    }
+    for file in checked {
+        match file {
+            Ok(file) => tally.add(file),
+            Err(problem) => tally.problem(problem),
+        }
+    }
+    Ok(tally.finish())
+}
+
+/// Lists the YAML files under `paths` (and refuses what a walk refuses)
+/// without reading them, in path order.
+fn list_paths(paths: &[PathBuf], max_file_size: u64) -> Result<Walk, SourceError> {
     let mut walk = Walk {
         max_file_size,
         snapshot: Snapshot::default(),
-        files: Vec::new(),
+        found: Vec::new(),
     };
     for path in paths {
         let meta = fs::metadata(path).map_err(|source| SourceError::Io {
@@ -64,11 +119,8 @@ pub fn read_paths(paths: &[PathBuf], max_file_size: u64) -> Result<Snapshot, Sou
             walk.file(path, name.unwrap_or_default(), meta.len());
         }
     }
-    walk.files.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut snapshot = walk.snapshot;
-    snapshot.revision = tree_hash(&walk.files);
-    snapshot.files = walk.files.into_iter().map(|(_, file)| file).collect();
-    Ok(snapshot)
+    walk.found.sort_by(|a, b| a.relative.cmp(&b.relative));
+    Ok(walk)
 }
 
 /// A content hash of the tree: paths relative to the root and bytes, in path
@@ -86,9 +138,46 @@ pub fn tree_hash(files: &[(String, SourceFile)]) -> String {
 
 struct Walk {
     max_file_size: u64,
+    /// The problems found on the way (the files are read later).
     snapshot: Snapshot,
-    /// Files read, by path relative to their root.
-    files: Vec<(String, SourceFile)>,
+    found: Vec<Found>,
+}
+
+/// A file a walk found, to be read.
+struct Found {
+    /// Relative to its root: the order of files, and the tree's hash.
+    relative: String,
+    /// As the user named it.
+    path: PathBuf,
+    /// When listed.
+    len: u64,
+}
+
+impl Found {
+    fn read(&self, max_file_size: u64) -> Result<SourceFile, Diagnostic> {
+        let problem = |message: String| {
+            Diagnostic::new(
+                &Arc::from(self.path.display().to_string()),
+                Mark::START,
+                message,
+            )
+        };
+        // Read at most one byte past the cap: the file may have grown
+        // since it was listed.
+        let mut bytes = Vec::with_capacity(self.len.min(max_file_size) as usize);
+        let read = fs::File::open(&self.path)
+            .and_then(|f| f.take(max_file_size + 1).read_to_end(&mut bytes));
+        match read {
+            Err(e) => Err(problem(format!("cannot read file: {e}"))),
+            Ok(_) if bytes.len() as u64 > max_file_size => Err(problem(format!(
+                "file is over the {max_file_size} byte limit (--max-file-size)"
+            ))),
+            Ok(_) => Ok(SourceFile {
+                path: Arc::from(self.path.display().to_string()),
+                bytes,
+            }),
+        }
+    }
 }
 
 impl Walk {
@@ -157,27 +246,11 @@ impl Walk {
             );
             return;
         }
-        // Read at most one byte past the cap: the file may grow after stat.
-        let mut bytes = Vec::with_capacity(len as usize);
-        let read = fs::File::open(path)
-            .and_then(|f| f.take(self.max_file_size + 1).read_to_end(&mut bytes));
-        match read {
-            Err(e) => self.problem(path, format!("cannot read file: {e}")),
-            Ok(_) if bytes.len() as u64 > self.max_file_size => self.problem(
-                path,
-                format!(
-                    "file is over the {} byte limit (--max-file-size)",
-                    self.max_file_size
-                ),
-            ),
-            Ok(_) => self.files.push((
-                relative,
-                SourceFile {
-                    path: Arc::from(path.display().to_string()),
-                    bytes,
-                },
-            )),
-        }
+        self.found.push(Found {
+            relative,
+            path: path.to_path_buf(),
+            len,
+        });
     }
 }
 
