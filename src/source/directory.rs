@@ -74,26 +74,32 @@ pub fn check_paths(
 ) -> Result<Result<Counts, Vec<Diagnostic>>, SourceError> {
     use rayon::prelude::*;
     let walk = list_paths(paths, max_file_size)?;
-    // Each file is read, parsed and dropped on a worker; what is kept comes
-    // back in path order, so "declared twice" names the same first place
-    // as a whole parse.
-    let checked: Vec<Result<FileTally, Diagnostic>> = walk
-        .found
-        .par_iter()
-        .map(|found| Ok(tally_file(&found.read(max_file_size)?, limits)))
-        .collect();
     let mut tally = Tally::default();
     for problem in walk.snapshot.problems {
         tally.problem(problem);
     }
-    for file in checked {
-        match file {
-            Ok(file) => tally.add(file),
-            Err(problem) => tally.problem(problem),
+    // Each file is read, parsed and dropped on a worker; what is kept comes
+    // back in path order, so "declared twice" names the same first place
+    // as a whole parse. A batch at a time: only the batch's keys wait
+    // beside the tally's.
+    for batch in walk.found.chunks(CHECK_BATCH) {
+        let checked: Vec<Result<FileTally, Diagnostic>> = batch
+            .par_iter()
+            .map(|found| Ok(tally_file(&found.read(max_file_size)?, limits)))
+            .collect();
+        for file in checked {
+            match file {
+                Ok(file) => tally.add(file),
+                Err(problem) => tally.problem(problem),
+            }
         }
     }
     Ok(tally.finish())
 }
+
+/// Files checked at once: enough to keep every core busy, few enough that
+/// their keys are small beside the tally's.
+const CHECK_BATCH: usize = 256;
 
 /// Lists the YAML files under `paths` (and refuses what a walk refuses)
 /// without reading them, in path order.
