@@ -202,7 +202,7 @@ pub async fn audit_page(
                                 td {
                                     details {
                                         summary { "diff" @if let Some(origin) = &entry.origin { " · " (origin) } }
-                                        (diff(&entry.diff))
+                                        (diff(&entry.diff, &format!("/api/v1/audit-logs/{}", entry.seq)))
                                     }
                                 }
                             }

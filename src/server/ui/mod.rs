@@ -162,15 +162,52 @@ pub(super) fn revision(rev: Option<&str>) -> Markup {
     }
 }
 
+/// A diff is shown up to this many lines and bytes, then a link to the
+/// whole of it: with the lists' caps (`SHOWN`, `ITEMS`), no page passes 200 KB however
+/// large the objects are (tests/ui_budget.rs).
+const DIFF_LINES: usize = 20;
+const DIFF_BYTES: usize = 1_000;
+
+/// Items of a long list shown on one page (errors, access answers); the
+/// rest are counted and a link away.
+pub(super) const SHOWN: usize = 50;
+
+/// Drift items and conflicts shown on a source's page, each with its diff.
+const ITEMS: usize = 20;
+
 /// A unified diff with each line marked added, removed or context, as
-/// text (escaped) inside a `pre`.
-pub fn diff(text: &str) -> Markup {
+/// text (escaped) inside a `pre`; a long one is cut, with a link to `whole`
+/// (where the API serves it uncut).
+pub fn diff(text: &str, whole: &str) -> Markup {
+    let mut lines = Vec::new();
+    let mut bytes = 0;
+    for line in text.lines().take(DIFF_LINES) {
+        let line = clip(line, DIFF_BYTES / 4);
+        if !lines.is_empty() && bytes + line.len() > DIFF_BYTES {
+            break;
+        }
+        bytes += line.len();
+        lines.push(line);
+    }
+    let cut = text.lines().count() - lines.len();
     html! {
         pre class="diff" {
-            @for line in text.lines() {
+            @for line in &lines {
                 @let class = if line.starts_with('+') { "add" } else if line.starts_with('-') { "del" } else { "ctx" };
                 span class=(class) { (line) } "\n"
             }
+        }
+        @if cut > 0 {
+            p class="muted" { (cut) " more lines: " a href=(whole) { "the full diff" } }
+        }
+    }
+}
+
+/// "N more" under a list of `total` cut at `shown`, with where to see them all.
+pub(super) fn more(total: usize, shown: usize, what: &str, whole: &str) -> Markup {
+    html! {
+        @if total > shown {
+            p class="muted more" { (total - shown) " more " (what) " not shown: " a href=(whole) { "all of them" } }
         }
     }
 }
@@ -184,22 +221,49 @@ fn items_table(items: &[OpenItem], caption: &str, empty: &str) -> Markup {
                 caption { (caption) }
                 thead { tr { th scope="col" { "Object" } th scope="col" { "Note" } th scope="col" { "Diff" } } }
                 tbody {
-                    @for item in items {
+                    @for item in items.iter().take(ITEMS) {
                         tr {
                             td { (item.kind) " " code { (item.app) "/" (item.id) } }
                             td { (item.note) }
                             td {
                                 details {
                                     summary { "diff" }
-                                    (diff(&item.diff))
+                                    (diff(&item.diff, DRIFT_API))
                                 }
                             }
                         }
                     }
                 }
             }
+            (more(items.len(), ITEMS, "items", DRIFT_API))
         }
     }
+}
+
+/// Every open drift item and conflict, whole, as JSON.
+const DRIFT_API: &str = "/api/v1/drift";
+
+/// A source's errors, the first `shown` of them, each cut to a line's worth.
+fn errors_list(errors: &[String], shown: usize, whole: &str) -> Markup {
+    html! {
+        ul { @for error in errors.iter().take(shown) { li { code { (clip(error, CLIP)) } } } }
+        (more(errors.len(), shown, "errors", whole))
+    }
+}
+
+/// A message or an error as far as a page shows it, in bytes.
+const CLIP: usize = 500;
+
+/// `text` cut to at most `max` bytes (and an ellipsis).
+fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
 }
 
 /// `GET /`: every source's state, the history's chain and the
@@ -254,7 +318,7 @@ pub fn overview(state: &State) -> Response {
         @for s in statuses.iter().filter(|s| !s.errors.is_empty()) {
             section class="errors" aria-labelledby=(format!("errors-{}", s.name)) {
                 h2 id=(format!("errors-{}", s.name)) { "Errors of " (s.name) }
-                ul { @for error in &s.errors { li { code { (error) } } } }
+                (errors_list(&s.errors, 5, &format!("/sources/{}", urlencode(&s.name))))
             }
         }
         @if !receivers.is_empty() {
@@ -290,7 +354,7 @@ fn source_row(s: &SourceStatus) -> Markup {
             td data-field="managed" { (s.counts.managed) }
             td data-field="drift" { (s.drift.len()) }
             td data-field="conflicts" { (s.conflicts.len()) }
-            td data-field="message" { (s.message) }
+            td data-field="message" { (clip(&s.message, CLIP)) }
         }
     }
 }
@@ -323,7 +387,7 @@ async fn source_page(Extract(state): Extract<Arc<State>>, Path(name): Path<Strin
     let body = html! {
         h1 { "Source " (s.name) " " (state_badge(s.state)) }
         p { (s.kind) " · " code { (s.location) } }
-        p data-field="message" { (s.message) }
+        p data-field="message" { (clip(&s.message, CLIP)) }
         dl class="facts" {
             dt { "Applied revision" } dd { (revision(s.last_applied_revision.as_deref())) }
             dt { "Attempted revision" } dd { (revision(s.last_attempted_revision.as_deref())) }
@@ -344,7 +408,7 @@ async fn source_page(Extract(state): Extract<Arc<State>>, Path(name): Path<Strin
         }
         @if !s.errors.is_empty() {
             h2 { "Errors of the attempted revision" }
-            ul { @for error in &s.errors { li { code { (error) } } } }
+            (errors_list(&s.errors, SHOWN, "/api/v1/status"))
         }
         h2 { "Open drift" }
         (items_table(&s.drift, "Objects edited by hand and left in place (report mode)", "No open drift."))
