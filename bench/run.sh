@@ -55,19 +55,14 @@ done
 [[ $objects =~ ^[1-9][0-9]*$ ]] || die "--objects must be a positive integer"
 
 # --- tools -------------------------------------------------------------------
+# shellcheck source=bench/common.sh
+source "$here/common.sh"
 # GNU time gives peak RSS (%M, KiB) of exactly the command; bash's `time` can't.
-pg_bin_dir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 missing=()
 [[ -x /usr/bin/time ]] || missing+=(time)
 command -v sqlite3 >/dev/null || missing+=(sqlite3)
-command -v psql >/dev/null || missing+=(postgresql-client)
-if [[ -z "${ACCORD_BENCH_POSTGRES_URL:-}" && -z "$(pg_bin_dir)" ]]; then missing+=(postgresql); fi
-if ((${#missing[@]})); then
-  [[ $EUID -eq 0 ]] || die "missing packages: ${missing[*]} (install them, or run as root)"
-  note "installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
-fi
+mapfile -t -O "${#missing[@]}" missing < <(pg_packages)
+install_missing ${missing[@]+"${missing[@]}"}
 command -v python3 >/dev/null || die "python3 is needed (gen_corpus.py and bench/bench.py)"
 
 if [[ -z $gen ]]; then
@@ -93,13 +88,8 @@ meta=$work/meta.txt            # key=value facts for the report header
 anomalies=$work/anomalies.md   # unexpected exit codes, with stderr
 : >"$results"; : >"$meta"; : >"$anomalies"
 
-pgdir="" pgbin=""
-as_pg() { "$@"; }
 cleanup() {
-  if [[ -n $pgdir ]]; then
-    as_pg "$pgbin/pg_ctl" -D "$pgdir" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$pgdir"
-  fi
+  pg_stop
   if ((keep)); then note "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -109,42 +99,7 @@ trap 'exit 143' TERM
 # --- PostgreSQL server --------------------------------------------------------
 # Same recipe as scripts/test, except that durability stays on unless --pg-no-fsync:
 # a benchmark should see the commit cost a real server has.
-if [[ -n "${ACCORD_BENCH_POSTGRES_URL:-}" ]]; then
-  pg_url=$ACCORD_BENCH_POSTGRES_URL
-  echo "pg_server=external (ACCORD_BENCH_POSTGRES_URL)" >>"$meta"
-else
-  pgbin=$(pg_bin_dir)
-  [[ -n $pgbin ]] || die "no PostgreSQL under /usr/lib/postgresql"
-  pgdir=$(mktemp -d /tmp/accord-bench-pg.XXXXXX)
-  # initdb/postgres refuse to run as root: the cluster then belongs to the `postgres`
-  # user; `cd /` because that user may not be able to read our working directory.
-  if [[ $EUID -eq 0 ]]; then
-    chown postgres: "$pgdir"
-    as_pg() { (cd / && runuser -u postgres -- "$@"); }
-  fi
-  # --locale=C: a LANG naming an ungenerated locale would make initdb fail.
-  as_pg "$pgbin/initdb" -D "$pgdir" -A trust -U postgres --no-sync -E UTF8 --locale=C >/dev/null
-  # Free loopback port: random, skipping any that already accepts connections.
-  for _ in {1..100}; do
-    port=$((20000 + RANDOM % 40000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
-  done
-  opts="-h 127.0.0.1 -p $port -k $pgdir"
-  if ((pg_no_fsync)); then opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"; fi
-  if ! as_pg "$pgbin/pg_ctl" -w -D "$pgdir" -l "$pgdir/log" start -o "$opts" >/dev/null; then
-    cat "$pgdir/log" >&2 || true
-    die "PostgreSQL failed to start"
-  fi
-  pg_url="postgres://postgres@127.0.0.1:$port/postgres"
-  echo "pg_server=throwaway cluster started by bench/run.sh (initdb, default settings$( ((pg_no_fsync)) && echo ' + fsync/synchronous_commit/full_page_writes off'))" >>"$meta"
-fi
-psql_q() { psql "$1" -X -q -v ON_ERROR_STOP=1 -At "${@:2}"; }
-# The URL of database $2 on the server of URL $1 (keeps any ?query).
-pg_db_url() {
-  local url=$1 db=$2 query=""
-  [[ $url == *\?* ]] && query="?${url#*\?}" && url=${url%%\?*}
-  echo "${url%/*}/$db$query"
-}
+pg_start bench/run.sh "$pg_no_fsync"
 
 # --- corpus -------------------------------------------------------------------
 note "generating $objects objects into $corpus"

@@ -72,26 +72,15 @@ done
 [[ $objects =~ ^[1-9][0-9]*$ ]] || die "--objects must be a positive integer"
 [[ $rate =~ ^[1-9][0-9]*$ ]] || die "--rate must be a positive integer"
 [[ $transport == file || $transport == daemon ]] || die "--transport must be file or daemon"
-want_sqlite=0 want_pg=0
-IFS=, read -ra _b <<<"$backends"
-for b in "${_b[@]}"; do
-  case $b in sqlite) want_sqlite=1 ;; pg|postgres) want_pg=1 ;; *) die "unknown backend: $b" ;; esac
-done
 
 # --- tools -------------------------------------------------------------------
-pg_bin_dir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+# shellcheck source=bench/common.sh
+source "$here/common.sh"
+want_backends "$backends"
 missing=()
 command -v git >/dev/null || missing+=(git)
-if ((want_pg)); then
-  command -v psql >/dev/null || missing+=(postgresql-client)
-  if [[ -z "${ACCORD_BENCH_POSTGRES_URL:-}" && -z "$(pg_bin_dir)" ]]; then missing+=(postgresql); fi
-fi
-if ((${#missing[@]})); then
-  [[ $EUID -eq 0 ]] || die "missing packages: ${missing[*]} (install them, or run as root)"
-  note "installing ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
-fi
+if ((want_pg)); then mapfile -t -O "${#missing[@]}" missing < <(pg_packages); fi
+install_missing ${missing[@]+"${missing[@]}"}
 command -v python3 >/dev/null || die "python3 is needed (gen_corpus.py and bench/controller.py)"
 
 if [[ -z $gen ]]; then
@@ -118,24 +107,12 @@ results=$work/results.jsonl
 meta=$work/meta.txt
 : >"$results"; : >"$meta"
 
-pgdir="" pgbin="" accord_pid="" load_pid="" daemon_pid=""
-as_pg() { "$@"; }
-stop_accord() {
-  [[ -n $accord_pid ]] || return 0
-  kill -TERM "$accord_pid" 2>/dev/null || true
-  for _ in {1..100}; do kill -0 "$accord_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$accord_pid" 2>/dev/null || true
-  wait "$accord_pid" 2>/dev/null || true
-  accord_pid=""
-}
+accord_pid="" load_pid="" daemon_pid=""
 cleanup() {
   [[ -n $load_pid ]] && kill "$load_pid" 2>/dev/null || true
   stop_accord
   if [[ -n $daemon_pid ]]; then kill "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true; fi
-  if [[ -n $pgdir ]]; then
-    as_pg "$pgbin/pg_ctl" -D "$pgdir" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$pgdir"
-  fi
+  pg_stop
   if ((keep)); then note "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -151,38 +128,8 @@ free_port() {
   die "no free port"
 }
 
-# --- PostgreSQL server (same recipe as bench/run.sh) ----------------------------
-pg_url=""
-if ((want_pg)); then
-  if [[ -n "${ACCORD_BENCH_POSTGRES_URL:-}" ]]; then
-    pg_url=$ACCORD_BENCH_POSTGRES_URL
-    echo "pg_server=external (ACCORD_BENCH_POSTGRES_URL)" >>"$meta"
-  else
-    pgbin=$(pg_bin_dir)
-    [[ -n $pgbin ]] || die "no PostgreSQL under /usr/lib/postgresql"
-    pgdir=$(mktemp -d /tmp/accord-ctl-bench-pg.XXXXXX)
-    if [[ $EUID -eq 0 ]]; then
-      chown postgres: "$pgdir"
-      as_pg() { (cd / && runuser -u postgres -- "$@"); }
-    fi
-    as_pg "$pgbin/initdb" -D "$pgdir" -A trust -U postgres --no-sync -E UTF8 --locale=C >/dev/null
-    port=$(free_port)
-    opts="-h 127.0.0.1 -p $port -k $pgdir"
-    if ((pg_no_fsync)); then opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"; fi
-    if ! as_pg "$pgbin/pg_ctl" -w -D "$pgdir" -l "$pgdir/log" start -o "$opts" >/dev/null; then
-      cat "$pgdir/log" >&2 || true
-      die "PostgreSQL failed to start"
-    fi
-    pg_url="postgres://postgres@127.0.0.1:$port/postgres"
-    echo "pg_server=throwaway cluster started by bench/run_controller.sh (initdb, default settings$( ((pg_no_fsync)) && echo ' + fsync/synchronous_commit/full_page_writes off'))" >>"$meta"
-  fi
-fi
-psql_q() { psql "$1" -X -q -v ON_ERROR_STOP=1 -At "${@:2}"; }
-pg_db_url() {
-  local url=$1 db=$2 query=""
-  [[ $url == *\?* ]] && query="?${url#*\?}" && url=${url%%\?*}
-  echo "${url%/*}/$db$query"
-}
+# --- PostgreSQL server (bench/common.sh) ------------------------------------------
+if ((want_pg)); then pg_start bench/run_controller.sh "$pg_no_fsync"; fi
 
 # --- corpus in a Git repository --------------------------------------------------
 note "generating $objects objects into the Git repository $repo"

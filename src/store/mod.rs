@@ -307,6 +307,22 @@ pub struct SyncRun {
     pub changes: Vec<AuditEntry>,
 }
 
+/// A read the pages make, named so that `AnyStore::query_plan` shows how the
+/// database answers exactly that statement (tests check that each is
+/// answered from an index).
+#[derive(Clone, Copy, Debug)]
+pub enum Read<'a> {
+    /// `Store::audit`.
+    Audit(&'a AuditQuery),
+    /// `Store::organizations`.
+    Organizations {
+        after: Option<(&'a str, &'a str)>,
+        limit: u32,
+    },
+    /// `Store::gitops`.
+    Organization { slug: &'a str, app: Option<&'a str> },
+}
+
 /// The database accord reconciles.
 pub trait Store: Send + Sync {
     /// The rows in scope and the keys `source` manages. With `source` = None,
@@ -369,9 +385,11 @@ pub trait Store: Send + Sync {
         enabled: bool,
     ) -> impl Future<Output = Result<Vec<OrgSwitch>, StoreError>> + Send;
 
-    /// Every organization's switch and owner, by app and slug, `limit` at most.
+    /// Organizations' switches and owners, by app and slug, from the one
+    /// after `after` (the first, by default), `limit` at most.
     fn organizations(
         &self,
+        after: Option<(&str, &str)>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<OrgSwitch>, StoreError>> + Send;
 
@@ -547,6 +565,14 @@ impl AnyStore {
         Self::connect(url).await
     }
 
+    /// How the database would answer `read`: its query plan, as text.
+    pub async fn query_plan(&self, read: &Read<'_>) -> Result<String, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.query_plan(read).await,
+            AnyStore::Postgres(s) => s.query_plan(read).await,
+        }
+    }
+
     /// Closes every connection. On SQLite the last one to close folds the
     /// write-ahead log into the database file, so once accord exits the
     /// file alone holds everything (a copy of it is a whole database).
@@ -680,10 +706,14 @@ impl Store for AnyStore {
         }
     }
 
-    async fn organizations(&self, limit: u32) -> Result<Vec<OrgSwitch>, StoreError> {
+    async fn organizations(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<OrgSwitch>, StoreError> {
         match self {
-            AnyStore::Sqlite(s) => s.organizations(limit).await,
-            AnyStore::Postgres(s) => s.organizations(limit).await,
+            AnyStore::Sqlite(s) => s.organizations(after, limit).await,
+            AnyStore::Postgres(s) => s.organizations(after, limit).await,
         }
     }
 

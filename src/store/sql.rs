@@ -13,7 +13,7 @@ use super::postgres::PostgresStore;
 use super::sqlite::SqliteStore;
 use super::{
     ApplyRequest, Approval, ApprovalError, AuditEntry, AuditQuery, GuardState, LockMode, OrgSwitch,
-    RunQuery, SourceLock, Store, StoreError, SyncRecord, SyncRun,
+    Read, RunQuery, SourceLock, Store, StoreError, SyncRecord, SyncRun,
 };
 use crate::model::{Key, KeyMap, Kind};
 use crate::plan::{GuardRefusal, LiveState, RowMap, Summary};
@@ -112,43 +112,7 @@ macro_rules! sql_store {
             }
 
             async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
-                let mut qb = QueryBuilder::<$db>::new("SELECT ");
-                qb.push(AUDIT_COLUMNS).push(" FROM audit_log WHERE 1 = 1");
-                if let Some(source) = &query.source {
-                    qb.push(" AND source = ").push_bind(source.as_str());
-                }
-                if let Some(kind) = query.kind {
-                    qb.push(" AND kind = ").push_bind(kind.as_str());
-                }
-                if let Some(since) = query.since {
-                    qb.push(" AND at >= ").push_bind(since);
-                }
-                if let Some(seq) = query.seq {
-                    qb.push(" AND seq = ").push_bind(seq);
-                }
-                if let Some(before) = query.before {
-                    qb.push(" AND seq < ").push_bind(before);
-                }
-                if let Some(until) = query.until {
-                    qb.push(" AND at < ").push_bind(until);
-                }
-                if let Some(run) = query.run {
-                    qb.push(" AND sync_run = ").push_bind(run);
-                    if let Some(source) = &query.source {
-                        Self::after_older_runs(&mut qb, source, run);
-                    }
-                }
-                for (column, value) in [
-                    ("app", &query.app),
-                    ("object_id", &query.id),
-                    ("actor", &query.actor),
-                    ("action", &query.action),
-                ] {
-                    if let Some(value) = value {
-                        qb.push(" AND ").push(column).push(" = ").push_bind(value.as_str());
-                    }
-                }
-                qb.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(query.limit));
+                let mut qb = Self::read_sql("", &Read::Audit(query));
                 let rows: Vec<AuditTuple> = qb.build_query_as().fetch_all(&self.pool).await?;
                 Ok(rows.into_iter().map(entry).collect())
             }
@@ -215,24 +179,14 @@ macro_rules! sql_store {
                 self.gitops(slug, app).await
             }
 
-            async fn organizations(&self, limit: u32) -> Result<Vec<OrgSwitch>, StoreError> {
-                let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT app, slug, gitops, managed_by FROM organizations ORDER BY app, slug LIMIT ",
-                );
-                qb.push_bind(i64::from(limit));
+            async fn organizations(&self, after: Option<(&str, &str)>, limit: u32) -> Result<Vec<OrgSwitch>, StoreError> {
+                let mut qb = Self::read_sql("", &Read::Organizations { after, limit });
                 let rows: Vec<OrgSwitchRow> = qb.build_query_as().fetch_all(&self.pool).await?;
                 Ok(switches(rows))
             }
 
             async fn gitops(&self, slug: &str, app: Option<&str>) -> Result<Vec<OrgSwitch>, StoreError> {
-                let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT app, slug, gitops, managed_by FROM organizations WHERE slug = ",
-                );
-                qb.push_bind(slug);
-                if let Some(app) = app {
-                    qb.push(" AND app = ").push_bind(app);
-                }
-                qb.push(" ORDER BY app");
+                let mut qb = Self::read_sql("", &Read::Organization { slug, app });
                 let rows: Vec<OrgSwitchRow> = qb.build_query_as().fetch_all(&self.pool).await?;
                 Ok(switches(rows))
             }
@@ -344,6 +298,85 @@ macro_rules! sql_store {
 
             async fn lock_source(&self, source: &str, mode: LockMode) -> Result<Option<SourceLock>, StoreError> {
                 self.take_lock(source, mode).await
+            }
+        }
+
+        impl $store {
+            /// The SQL of a page's read, after `prefix` (`EXPLAIN`, for
+            /// `AnyStore::query_plan`): the statement the page runs, exactly.
+            fn read_sql(prefix: &str, read: &Read<'_>) -> QueryBuilder<$db> {
+                let mut qb = QueryBuilder::<$db>::new(prefix);
+                match *read {
+                    Read::Audit(query) => {
+                        qb.push("SELECT ").push(AUDIT_COLUMNS).push(" FROM audit_log WHERE 1 = 1");
+                        if let Some(source) = &query.source {
+                            qb.push(" AND source = ").push_bind(source.as_str());
+                        }
+                        if let Some(kind) = query.kind {
+                            qb.push(" AND kind = ").push_bind(kind.as_str());
+                        }
+                        if let Some(seq) = query.seq {
+                            qb.push(" AND seq = ").push_bind(seq);
+                        }
+                        if let Some(before) = query.before {
+                            qb.push(" AND seq < ").push_bind(before);
+                        }
+                        if let Some(run) = query.run {
+                            qb.push(" AND sync_run = ").push_bind(run);
+                            if let Some(source) = &query.source {
+                                Self::after_older_runs(&mut qb, source, run);
+                            }
+                        }
+                        // A time range is also a range of `seq`, found by
+                        // a probe of the time index at each end, so the rows
+                        // are read by key however far back the range lies.
+                        // Times rise with `seq` only as far as the clocks of
+                        // the processes that wrote them agree: each bound is
+                        // taken `CLOCK_SLACK` beyond the range, and holds
+                        // while no row is written more than that earlier
+                        // than one before it.
+                        if let Some(since) = query.since {
+                            qb.push(" AND at >= ").push_bind(since);
+                            qb.push(" AND seq > COALESCE((SELECT seq FROM audit_log WHERE at < ")
+                                .push_bind(since - CLOCK_SLACK)
+                                .push(" ORDER BY at DESC, seq DESC LIMIT 1), 0)");
+                        }
+                        if let Some(until) = query.until {
+                            qb.push(" AND at < ").push_bind(until);
+                            qb.push(" AND seq < COALESCE((SELECT seq FROM audit_log WHERE at >= ")
+                                .push_bind(until + CLOCK_SLACK)
+                                .push(" ORDER BY at, seq LIMIT 1), ")
+                                .push_bind(i64::MAX)
+                                .push(")");
+                        }
+                        for (column, value) in [
+                            ("app", &query.app),
+                            ("object_id", &query.id),
+                            ("actor", &query.actor),
+                            ("action", &query.action),
+                        ] {
+                            if let Some(value) = value {
+                                qb.push(" AND ").push(column).push(" = ").push_bind(value.as_str());
+                            }
+                        }
+                        qb.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(query.limit));
+                    }
+                    Read::Organizations { after, limit } => {
+                        qb.push("SELECT app, slug, gitops, managed_by FROM organizations");
+                        if let Some((app, slug)) = after {
+                            qb.push(" WHERE (app, slug) > (").push_bind(app).push(", ").push_bind(slug).push(")");
+                        }
+                        qb.push(" ORDER BY app, slug LIMIT ").push_bind(i64::from(limit));
+                    }
+                    Read::Organization { slug, app } => {
+                        qb.push("SELECT app, slug, gitops, managed_by FROM organizations WHERE slug = ").push_bind(slug);
+                        if let Some(app) = app {
+                            qb.push(" AND app = ").push_bind(app);
+                        }
+                        qb.push(" ORDER BY app");
+                    }
+                }
+                qb
             }
         }
     };
@@ -466,6 +499,40 @@ fn switches(rows: Vec<OrgSwitchRow>) -> Vec<OrgSwitch> {
 /// A read's blocking task that panicked or was cancelled.
 pub(super) fn load_stopped(error: tokio::task::JoinError) -> StoreError {
     StoreError::Stopped(error)
+}
+
+/// How far the clocks of the processes writing the history may disagree
+/// (or one be set back) for a time range to find every row in it.
+const CLOCK_SLACK: chrono::Duration = chrono::Duration::hours(1);
+
+impl SqliteStore {
+    /// The plan SQLite makes for `read` (`EXPLAIN QUERY PLAN`), a line a step.
+    pub async fn query_plan(&self, read: &Read<'_>) -> Result<String, StoreError> {
+        let rows: Vec<(i64, i64, i64, String)> = Self::read_sql("EXPLAIN QUERY PLAN ", read)
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(.., step)| step)
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+}
+
+impl PostgresStore {
+    /// The plan PostgreSQL makes for `read` (`EXPLAIN`), as it prints it.
+    pub async fn query_plan(&self, read: &Read<'_>) -> Result<String, StoreError> {
+        let rows: Vec<(String,)> = Self::read_sql("EXPLAIN ", read)
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(line,)| line)
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
 }
 
 sql_store!(SqliteStore, sqlx::Sqlite, 32_000usize);

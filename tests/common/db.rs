@@ -191,3 +191,28 @@ pub async fn locked(store: &impl accord::store::Store, source: &str) -> accord::
         .expect("lock")
         .expect("a waiting lock is always taken")
 }
+
+/// Applies `objects` as one sync of `source` (actor `tester@host`) does.
+pub async fn sync_objects(
+    store: &accord::store::AnyStore,
+    source: &str,
+    objects: Vec<accord::model::Object>,
+) {
+    use accord::store::Store;
+    let desired = super::builders::desired_objects(objects);
+    let live = store.load_for_plan(source).await.expect("load");
+    let plan = accord::plan::plan(&desired, &live, source, Default::default());
+    store
+        .apply(
+            locked(store, source).await,
+            accord::store::ApplyRequest::new(
+                source,
+                "rev",
+                "tester@host",
+                accord::policy::DriftPolicy::Correct,
+                &plan,
+            ),
+        )
+        .await
+        .expect("apply");
+}

@@ -9,7 +9,7 @@ use axum::response::Response;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::{given, layout, page};
+use super::{given, layout, more, page, urlencode, SHOWN};
 use crate::access::{GrantRef, Path, PermitRef, Subject};
 use crate::controller::state::State;
 
@@ -20,6 +20,42 @@ pub struct Ask {
     slug: Option<String>,
     permission: Option<String>,
     app: Option<String>,
+}
+
+/// Answers listed on the page at most (paths, permits, holders); the API
+/// answers the same question whole.
+const ANSWERS: usize = 4 * SHOWN;
+
+/// The first `ANSWERS` items of `groups`, group by group.
+fn first_of<T>(groups: &std::collections::BTreeMap<String, Vec<T>>) -> Vec<(&String, &[T])> {
+    let mut left = ANSWERS;
+    let mut shown = Vec::new();
+    for (group, items) in groups {
+        if left == 0 {
+            break;
+        }
+        let take = items.len().min(left);
+        shown.push((group, &items[..take]));
+        left -= take;
+    }
+    shown
+}
+
+impl Ask {
+    /// The same question to the JSON API (`can`, `who-can` or `subject`).
+    fn api(&self, endpoint: &str) -> String {
+        let parts: Vec<String> = [
+            ("user", &self.user),
+            ("contact", &self.contact),
+            ("slug", &self.slug),
+            ("permission", &self.permission),
+            ("app", &self.app),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| given(value).map(|v| format!("{name}={}", urlencode(v))))
+        .collect();
+        format!("/api/v1/access/{endpoint}?{}", parts.join("&"))
+    }
 }
 
 fn place(permit: &PermitRef) -> Markup {
@@ -104,16 +140,18 @@ pub async fn access_page(
             html! {
                 @if decision.allowed {
                     p class="answer" { span class="badge synced" { "✓ allowed" } " " code { (decision.subject) } " can " code { (permission) } }
-                    ul { @for p in &decision.paths { (path(p)) } }
+                    ul { @for p in decision.paths.iter().take(ANSWERS) { (path(p)) } }
+                    (more(decision.paths.len(), ANSWERS, "paths", &ask.api("can")))
                 } @else {
                     p class="answer" { span class="badge error" { "✕ denied" } " " code { (decision.subject) } " cannot " code { (permission) } }
                     @if decision.permits.is_empty() {
                         p { "No permit grants " code { (permission) } "." }
                     } @else {
                         p { "It is granted by:" }
-                        ul { @for p in &decision.permits {
+                        ul { @for p in decision.permits.iter().take(ANSWERS) {
                             li { "permit " code { (p.id) } " in app " code { (p.app) } " to roles " code { (p.roles.join(", ")) } " and slugs " code { (p.slugs.join(", ")) } (place(p)) }
                         } }
+                        (more(decision.permits.len(), ANSWERS, "permits", &ask.api("can")))
                     }
                 }
             }
@@ -123,10 +161,11 @@ pub async fn access_page(
             html! {
                 h2 { "Who holds " code { (permission) } }
                 @if who.apps.is_empty() { p class="muted" { "Nobody." } }
-                @for (app, holdings) in &who.apps {
+                @for (app, holdings) in first_of(&who.apps) {
                     h3 { "App " code { (app) } }
                     ul { @for h in holdings { li { code { (h.holder.to_string()) } ": " @match &h.path.grant { Some(g) => (grant(g)), None => { "named by permit " code { (h.path.permit.id) } } } } } }
                 }
+                (more(who.apps.values().map(Vec::len).sum(), ANSWERS, "holders", &ask.api("who-can")))
             }
         }
         (Some(subject), None) => {
@@ -134,10 +173,11 @@ pub async fn access_page(
             html! {
                 h2 { "What " code { (held.subject) } " holds" }
                 @if held.apps.is_empty() { p class="muted" { "No permission." } }
-                @for (app, paths) in &held.apps {
+                @for (app, paths) in first_of(&held.apps) {
                     h3 { "App " code { (app) } }
                     ul { @for p in paths { li { code { (p.permission_id) } ": " @match &p.grant { Some(g) => (grant(g)), None => { "as slug" } } " → permit " code { (p.permit.id) } } } }
                 }
+                (more(held.apps.values().map(Vec::len).sum(), ANSWERS, "permissions", &ask.api("subject")))
             }
         }
         (None, None) => html! {},

@@ -266,7 +266,7 @@ pub fn entries_table(id: Option<&str>, entries: &[AuditEntry], diffs: &Diffs) ->
                             td {
                                 details {
                                     summary { "diff" @if let Some(origin) = &entry.origin { " · " (origin) } }
-                                    (diff(shown))
+                                    (diff(shown, &format!("/api/v1/audit-logs/{}", entry.seq)))
                                     @if shown.len() < entry.diff.len() {
                                         p class="muted" {
                                             "Diff cut here: "

@@ -206,15 +206,52 @@ fn commit_whole(commit: &Commit) -> Markup {
     }
 }
 
+/// A diff is shown up to this many lines and bytes, then a link to the
+/// whole of it: with the lists' caps (`SHOWN`, `ITEMS`), no page passes 200 KB however
+/// large the objects are (tests/ui_budget.rs).
+const DIFF_LINES: usize = 20;
+const DIFF_BYTES: usize = 1_000;
+
+/// Items of a long list shown on one page (errors, access answers); the
+/// rest are counted and a link away.
+pub(super) const SHOWN: usize = 50;
+
+/// Drift items and conflicts shown on a source's page, each with its diff.
+const ITEMS: usize = 20;
+
 /// A unified diff with each line marked added, removed or context, as
-/// text (escaped) inside a `pre`.
-pub fn diff(text: &str) -> Markup {
+/// text (escaped) inside a `pre`; a long one is cut, with a link to `whole`
+/// (where the API serves it uncut).
+pub fn diff(text: &str, whole: &str) -> Markup {
+    let mut lines = Vec::new();
+    let mut bytes = 0;
+    for line in text.lines().take(DIFF_LINES) {
+        let line = clip(line, DIFF_BYTES / 4);
+        if !lines.is_empty() && bytes + line.len() > DIFF_BYTES {
+            break;
+        }
+        bytes += line.len();
+        lines.push(line);
+    }
+    let cut = text.lines().count() - lines.len();
     html! {
         pre class="diff" {
-            @for line in text.lines() {
+            @for line in &lines {
                 @let class = if line.starts_with('+') { "add" } else if line.starts_with('-') { "del" } else { "ctx" };
                 span class=(class) { (line) } "\n"
             }
+        }
+        @if cut > 0 {
+            p class="muted" { (cut) " more lines: " a href=(whole) { "the full diff" } }
+        }
+    }
+}
+
+/// "N more" under a list of `total` cut at `shown`, with where to see them all.
+pub(super) fn more(total: usize, shown: usize, what: &str, whole: &str) -> Markup {
+    html! {
+        @if total > shown {
+            p class="muted more" { (total - shown) " more " (what) " not shown: " a href=(whole) { "all of them" } }
         }
     }
 }
@@ -243,11 +280,12 @@ fn items_table(
                     }
                 }
                 tbody {
-                    @for item in items {
+                    @for item in items.iter().take(ITEMS) {
                         (item_row(item, source.is_none()))
                     }
                 }
             }
+            (more(items.len(), ITEMS, "items", DRIFT_API))
         }
     }
 }
@@ -264,11 +302,37 @@ fn item_row(item: &OpenItem, with_source: bool) -> Markup {
             td {
                 details {
                     summary { "diff" }
-                    (diff(&item.diff))
+                    (diff(&item.diff, DRIFT_API))
                 }
             }
         }
     }
+}
+
+/// Every open drift item and conflict, whole, as JSON.
+const DRIFT_API: &str = "/api/v1/drift";
+
+/// A source's errors, the first `shown` of them, each cut to a line's worth.
+fn errors_list(errors: &[String], shown: usize, whole: &str) -> Markup {
+    html! {
+        ul { @for error in errors.iter().take(shown) { li { code { (clip(error, CLIP)) } } } }
+        (more(errors.len(), shown, "errors", whole))
+    }
+}
+
+/// A message or an error as far as a page shows it, in bytes.
+const CLIP: usize = 500;
+
+/// `text` cut to at most `max` bytes (and an ellipsis).
+fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
 }
 
 /// `GET /`: every source's state, the history's chain and the
@@ -328,7 +392,7 @@ pub fn overview(state: &State) -> Response {
         @for s in statuses.iter().filter(|s| !s.errors.is_empty()) {
             section class="errors" aria-labelledby=(format!("errors-{}", s.name)) {
                 h2 id=(format!("errors-{}", s.name)) { "Errors of " (s.name) }
-                ul { @for error in &s.errors { li { code { (error) } } } }
+                (errors_list(&s.errors, 5, &format!("/sources/{}", urlencode(&s.name))))
             }
         }
         @if !receivers.is_empty() {
@@ -365,7 +429,7 @@ fn source_row(s: &SourceStatus) -> Markup {
             td data-field="managed" { (s.counts.managed) }
             td data-field="drift" { (s.drift.len()) }
             td data-field="conflicts" { (s.conflicts.len()) }
-            td data-field="message" { (s.message) }
+            td data-field="message" { (clip(&s.message, CLIP)) }
         }
     }
 }
@@ -413,7 +477,7 @@ async fn source_page(
     let body = html! {
         h1 { "Source " (s.name) " " span data-live="state" data-source=(s.name) { (state_badge(s.state)) } }
         p { (s.kind) " · " code { (s.location) } }
-        p data-live="message" data-source=(s.name) { (s.message) }
+        p data-live="message" data-source=(s.name) { (clip(&s.message, CLIP)) }
         dl class="facts" {
             dt { "Applied revision" } dd { (revision(s.last_applied_revision.as_deref())) }
             @if let Some(commit) = &s.last_applied_commit {
@@ -440,7 +504,7 @@ async fn source_page(
         }
         @if !s.errors.is_empty() {
             h2 { "Errors of the attempted revision" }
-            ul { @for error in &s.errors { li { code { (error) } } } }
+            (errors_list(&s.errors, SHOWN, "/api/v1/status"))
         }
         h2 { "Open drift" }
         (items_table("drift", &s.drift.iter().collect::<Vec<_>>(), Some(&s.name), "Objects edited by hand and left in place (report mode)", "No open drift."))

@@ -4,21 +4,38 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State as Extract};
+use axum::extract::{Path, Query, State as Extract};
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
+use serde::Deserialize;
 
-use super::{diff, layout, page, urlencode};
+use super::{diff, given, layout, page, urlencode};
 use crate::controller::state::State;
 use crate::model::{Key, Kind, Object};
 use crate::store::Store;
 
-/// Organizations listed on one page at most.
-const LIMIT: u32 = 5000;
+/// Organizations listed on one page at most; the next page starts after
+/// the last one shown (by app and slug, a key the index serves).
+const LIMIT: u32 = 200;
 
-pub async fn list(Extract(state): Extract<Arc<State>>) -> Response {
-    let switches = match state.store.organizations(LIMIT + 1).await {
+/// Members listed on one page at most, in each app.
+const MEMBERS: usize = 500;
+
+/// Where a page of the list starts: after this app and slug.
+#[derive(Debug, Default, Deserialize)]
+pub struct Page {
+    after_app: Option<String>,
+    after_slug: Option<String>,
+}
+
+pub async fn list(
+    Extract(state): Extract<Arc<State>>,
+    page_of: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let page_of = page_of.map(|Query(p)| p).unwrap_or_default();
+    let after = given(&page_of.after_app).zip(given(&page_of.after_slug));
+    let switches = match state.store.organizations(after, LIMIT + 1).await {
         Ok(switches) => switches,
         Err(error) => return unavailable(&error.to_string()),
     };
@@ -43,8 +60,15 @@ pub async fn list(Extract(state): Extract<Arc<State>>) -> Response {
                     }
                 }
             }
-            @if switches.len() > LIMIT as usize {
-                p class="muted" { "The first " (LIMIT) " are shown." }
+            nav class="pages" aria-label="Pages" {
+                @if after.is_some() {
+                    a href="/organizations" { "First" }
+                }
+                @if switches.len() > LIMIT as usize {
+                    @if let Some(last) = switches.get(LIMIT as usize - 1) {
+                        " " a href=(format!("/organizations?after_app={}&after_slug={}", urlencode(&last.app), urlencode(&last.slug))) rel="next" { "More organizations" }
+                    }
+                }
             }
         }
     };
@@ -62,7 +86,19 @@ fn unavailable(error: &str) -> Response {
     )
 }
 
-pub async fn one(Extract(state): Extract<Arc<State>>, Path(slug): Path<String>) -> Response {
+/// Where the members shown start.
+#[derive(Debug, Default, Deserialize)]
+pub struct Members {
+    from: Option<usize>,
+}
+
+pub async fn one(
+    Extract(state): Extract<Arc<State>>,
+    Path(slug): Path<String>,
+    members: Result<Query<Members>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let from = members.ok().and_then(|Query(m)| m.from).unwrap_or(0);
+    let to = from.saturating_add(MEMBERS);
     let switches = match state.store.gitops(&slug, None).await {
         Ok(switches) => switches,
         Err(error) => return unavailable(&error.to_string()),
@@ -116,10 +152,10 @@ pub async fn one(Extract(state): Extract<Arc<State>>, Path(slug): Path<String>) 
                 }
                 @if let Some(org) = &org {
                     table {
-                        caption { "Members" }
+                        caption { "Members" @if org.members.len() > MEMBERS { " " (from.min(org.members.len()) + 1) "–" (to.min(org.members.len())) " of " (org.members.len()) } }
                         thead { tr { th scope="col" { "Member" } th scope="col" { "Role" } th scope="col" { "Token limit" } } }
                         tbody {
-                            @for member in &org.members {
+                            @for member in org.members.iter().skip(from).take(MEMBERS) {
                                 tr {
                                     td { code { (member.user_id.as_deref().map(|u| format!("user:{u}")).or_else(|| member.contact_id.as_deref().map(|c| format!("contact:{c}"))).unwrap_or_default()) } }
                                     td { (member.role) }
@@ -128,11 +164,19 @@ pub async fn one(Extract(state): Extract<Arc<State>>, Path(slug): Path<String>) 
                             }
                         }
                     }
+                    nav class="pages" aria-label="Members" {
+                        @if from > 0 {
+                            a href=(format!("/organizations/{}", urlencode(&slug))) { "First members" }
+                        }
+                        @if to < org.members.len() {
+                            " " a href=(format!("/organizations/{}?from={to}", urlencode(&slug))) rel="next" { "More members" }
+                        }
+                    }
                 }
                 @for item in statuses.iter().flat_map(|s| s.drift.iter().chain(s.conflicts.iter())).filter(|i| i.kind == "Organization" && i.id == slug && i.app == switch.app) {
                     div class="alert" {
                         p { strong { (item.note) } " (source " (item.source) ")" }
-                        (diff(&item.diff))
+                        (diff(&item.diff, &format!("/api/v1/organizations/{}/gitops/drift", urlencode(&slug))))
                     }
                 }
                 p { a href=(format!("/audit?kind=Organization&app={}&id={}", urlencode(&switch.app), urlencode(&slug))) { "History" } }
