@@ -68,6 +68,8 @@ pub struct Settings {
     /// Record a sync run even when nothing changes: each `accord apply`
     /// leaves a trace, while an idle controller does not grow `sync_runs`.
     pub record_unchanged: bool,
+    /// What started the sync, recorded with its run.
+    pub cause: Option<String>,
 }
 
 impl Settings {
@@ -81,6 +83,7 @@ impl Settings {
             force: false,
             actor: actor.to_owned(),
             record_unchanged: false,
+            cause: None,
         }
     }
 }
@@ -339,6 +342,7 @@ async fn finish<S: Store>(
         drift: settings.drift,
         plan: &planned.plan,
         guard,
+        cause: settings.cause.as_deref(),
     };
     let applying = std::time::Instant::now();
     let record = match store.apply(lock, request).await {

@@ -147,6 +147,29 @@ both_backends!(
 );
 
 both_backends!(
+    a_sync_runs_cause_is_recorded_and_covered_by_its_hash,
+    |backend| async move {
+        let db = history(backend).await;
+        assert_eq!(
+            db.scalar("SELECT COUNT(*) FROM sync_runs WHERE cause = 'accord apply'")
+                .await,
+            2
+        );
+        drop_guards(&db).await;
+        db.exec("UPDATE sync_runs SET cause = 'webhook' WHERE id = 2")
+            .await
+            .expect("edit");
+        assert_broken(&db, "cause changed", "sync_runs row 2 was edited");
+        // Taken away, as if the row predated causes: its hash no longer
+        // matches either.
+        db.exec("UPDATE sync_runs SET cause = NULL WHERE id = 2")
+            .await
+            .expect("edit");
+        assert_broken(&db, "cause removed", "sync_runs row 2 was edited");
+    }
+);
+
+both_backends!(
     an_audit_row_deleted_is_found_in_the_middle_and_at_the_end,
     |backend| async move {
         let db = history(backend).await;

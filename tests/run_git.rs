@@ -452,6 +452,23 @@ async fn webhooks_with_a_valid_signature_trigger_a_sync_and_others_are_401() {
     // the refused ones asked for none.
     assert_eq!(status["triggers"]["webhook"], 1, "{status:#}");
     assert_ne!(first, second);
+    // The sync's run records what started it; the first one, the start.
+    let cause = |revision: &str| {
+        format!(
+            "SELECT COUNT(*) FROM sync_runs WHERE revision = '{revision}' AND cause = 'webhook'"
+        )
+    };
+    assert_eq!(db.scalar(&cause(&second)).await, 1);
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT COUNT(*) FROM sync_runs WHERE revision = '{first}' AND cause = 'start'"
+        ))
+        .await,
+        1
+    );
+    let (code, page) = accord.get_text("/sources/platform").await;
+    assert_eq!(code, 200);
+    assert!(page.contains("<td>webhook</td>"), "{page}");
     let missing = client
         .post(format!("{}/hooks/nope", accord.url))
         .send()

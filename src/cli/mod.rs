@@ -602,6 +602,7 @@ async fn apply(args: &ApplyArgs, style: Style, default_actor: &str) -> u8 {
     settings.deletion_window = args.deletion_window;
     settings.force = args.force;
     settings.record_unchanged = true;
+    settings.cause = Some("accord apply".into());
     let mode = sync::Mode::Apply(LockMode::Wait(LOCK_WAIT));
     let synced = match sync_folder(&args.plan, &settings, mode).await {
         Ok(synced) => synced,

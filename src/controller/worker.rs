@@ -127,6 +127,9 @@ pub struct Worker {
     /// would plan the same again, so it is skipped. Cleared by every
     /// requested sync (webhook, API), which always plans.
     quiet: Option<(String, u64)>,
+    /// What started the sync under way (`start`, `interval`, `webhook`,
+    /// …, several joined when they were served by one sync).
+    cause: String,
     /// Notes on the newest revision read (a force-push), shown with its status.
     notes: Vec<String>,
 }
@@ -166,6 +169,7 @@ impl Worker {
             desired: None,
             parsed: ParseCache::new(Limits::default()),
             quiet: None,
+            cause: String::new(),
             notes: Vec::new(),
         }
     }
@@ -175,6 +179,10 @@ impl Worker {
         let mut waiting: Vec<oneshot::Sender<SourceStatus>> = Vec::new();
         let mut reasons = vec!["start".to_owned()];
         loop {
+            let mut causes = reasons.clone();
+            causes.sort();
+            causes.dedup();
+            self.cause = causes.join(", ");
             self.handle.update(|s| {
                 for reason in reasons.drain(..) {
                     *s.triggers.entry(reason).or_default() += 1;
@@ -367,6 +375,7 @@ impl Worker {
         settings.drift = config.drift;
         settings.max_delete_percent = config.max_delete_percent;
         settings.deletion_window = config.deletion_window;
+        settings.cause = Some(self.cause.clone()).filter(|c| !c.is_empty());
         settings
     }
 

@@ -320,13 +320,14 @@ pub(super) async fn apply<W: Writer>(
         ],
         message: request.guard.message(),
         audited: count(writes.audit.len()),
+        cause: request.cause.map(str::to_owned),
     };
     let run_hash = run.hash();
     let run_chain = chain::link(&run_head, &run_hash);
     let finished_at = run.finished_at;
     let mut sql = Sql::new(
         "INSERT INTO sync_runs (source, revision, actor, started_at, finished_at, outcome, created, updated, \
-         deleted, drift, conflict, suspended, message, audited, row_hash, chain_hash) VALUES (",
+         deleted, drift, conflict, suspended, message, audited, row_hash, chain_hash, cause) VALUES (",
     );
     let mut values: Vec<Cell<'_>> = vec![
         run.source.as_str().into(),
@@ -342,6 +343,7 @@ pub(super) async fn apply<W: Writer>(
         Cell::Int(run.audited),
         chain::stored_row_hash(&run_hash).to_vec().into(),
         run_chain.to_vec().into(),
+        run.cause.as_deref().into(),
     ]);
     sql.list(values);
     let sync_id = conn.fetch_id(sql.then(") RETURNING id")).await?;

@@ -117,6 +117,9 @@ pub struct SyncRunRow {
     pub counts: [i64; 6],
     pub message: String,
     pub audited: i64,
+    /// What started the sync; rows written before it was recorded have
+    /// none, and their hash is what it was.
+    pub cause: Option<String>,
 }
 
 impl SyncRunRow {
@@ -133,6 +136,9 @@ impl SyncRunRow {
         fields.extend(self.counts.iter().map(|n| Field::Int(*n)));
         fields.push(Field::Text(&self.message));
         fields.push(Field::Int(self.audited));
+        if let Some(cause) = &self.cause {
+            fields.push(Field::Text(cause));
+        }
         row_hash("sync_runs", &fields)
     }
 }
@@ -501,8 +507,8 @@ impl Walk {
 /// The sync runs and audit rows as a walk reads them, from `?1` and `?2`.
 pub const SYNC_RUNS_QUERY: &str =
     "SELECT id, source, revision, actor, started_at, finished_at, outcome, \
-     created, updated, deleted, drift, conflict, suspended, message, audited, row_hash, chain_hash \
-     FROM sync_runs WHERE id >= $1 ORDER BY id";
+     created, updated, deleted, drift, conflict, suspended, message, audited, row_hash, chain_hash, \
+     cause FROM sync_runs WHERE id >= $1 ORDER BY id";
 pub const AUDIT_ROWS_QUERY: &str =
     "SELECT seq, at, actor, source, revision, sync_run, action, kind, app, \
      object_id, before, after, diff, origin, row_hash, chain_hash \

@@ -88,6 +88,9 @@ pub struct ApplyRequest<'a> {
     pub plan: &'a Plan,
     /// What this apply does to the deletion guard's record.
     pub guard: GuardRecord,
+    /// What started the sync (`start`, `interval`, `webhook`, …), recorded
+    /// with its run.
+    pub cause: Option<&'a str>,
 }
 
 /// What an apply records about the deletion guard (table `deletion_guard`).
@@ -175,6 +178,7 @@ impl<'a> ApplyRequest<'a> {
             drift,
             plan,
             guard: GuardRecord::Clear,
+            cause: None,
         }
     }
 }
@@ -303,6 +307,8 @@ pub struct SyncRun {
     /// Audit rows the run wrote; unknown for runs recorded before accord
     /// counted them.
     pub audited: Option<i64>,
+    /// What started it; unknown for runs recorded before accord kept it.
+    pub cause: Option<String>,
     /// Its audit rows, newest first: `RunQuery::changes` at most.
     pub changes: Vec<AuditEntry>,
 }

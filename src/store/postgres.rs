@@ -312,6 +312,7 @@ impl PostgresStore {
                     ],
                     message: row.try_get(13)?,
                     audited: row.try_get::<Option<i64>, _>(14)?.unwrap_or(-1),
+                    cause: row.try_get(17)?,
                 };
                 let audited: Option<i64> = row.try_get(14)?;
                 let hashes: (Option<&[u8]>, Option<&[u8]>) = (row.try_get(15)?, row.try_get(16)?);

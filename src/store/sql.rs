@@ -57,6 +57,7 @@ type RunTuple = (
     i64,
     String,
     Option<i64>,
+    Option<String>,
 );
 
 macro_rules! sql_store {
@@ -121,7 +122,7 @@ macro_rules! sql_store {
                 let source = query.source.as_str();
                 let mut qb = QueryBuilder::<$db>::new(
                     "SELECT id, revision, actor, started_at, finished_at, outcome, created, updated, \
-                     deleted, drift, conflict, suspended, message, audited FROM sync_runs WHERE source = ",
+                     deleted, drift, conflict, suspended, message, audited, cause FROM sync_runs WHERE source = ",
                 );
                 qb.push_bind(source);
                 if let Some(before) = query.before {
@@ -459,6 +460,7 @@ fn run(source: &str, row: RunTuple) -> SyncRun {
         suspended,
         message,
         audited,
+        cause,
     ) = row;
     let count = |n: i64| usize::try_from(n).unwrap_or(0);
     SyncRun {
@@ -479,6 +481,7 @@ fn run(source: &str, row: RunTuple) -> SyncRun {
         },
         message,
         audited,
+        cause,
         changes: Vec::new(),
     }
 }

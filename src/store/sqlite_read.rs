@@ -196,6 +196,7 @@ pub fn walk_history(path: &Path, from: chain::Position) -> Result<chain::Report,
                     ],
                     message: row.get(13)?,
                     audited: audited.unwrap_or(-1),
+                    cause: row.get(17)?,
                 };
                 let hash = |i: usize| -> rusqlite::Result<Option<Vec<u8>>> {
                     Ok(match row.get_ref(i)? {

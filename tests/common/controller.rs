@@ -150,6 +150,17 @@ impl Controller {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// A page, as text.
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
     pub async fn post(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         let mut request = reqwest::Client::new().post(format!("{}{path}", self.url));
         if let Some(token) = token {

@@ -52,7 +52,7 @@ pub async fn section(store: &AnyStore, source: &str, before: Option<i64>) -> Mar
                             caption class="visually-hidden" { "This source's recorded syncs, newest first" }
                             thead { tr {
                                 th scope="col" { "Run" } th scope="col" { "Finished" } th scope="col" { "Revision" }
-                                th scope="col" { "Run by" } th scope="col" { "Outcome" } th scope="col" { "Created" }
+                                th scope="col" { "Trigger" } th scope="col" { "Run by" } th scope="col" { "Outcome" } th scope="col" { "Created" }
                                 th scope="col" { "Updated" } th scope="col" { "Deleted" } th scope="col" { "Drift" }
                                 th scope="col" { "Took" }
                             } }
@@ -96,6 +96,7 @@ fn run_rows(run: &SyncRun, source: &str, diffs: &Diffs) -> Markup {
                 th scope="row" { "#" (run.id) }
                 td { (time(Some(run.finished_at))) }
                 td { (revision(Some(&run.revision))) }
+                td { (run.cause.as_deref().unwrap_or("—")) }
                 td { (run.actor) }
                 td {
                     (run.outcome)
@@ -109,7 +110,7 @@ fn run_rows(run: &SyncRun, source: &str, diffs: &Diffs) -> Markup {
             }
             @if !shown.is_empty() {
                 tr class="changes" {
-                    td colspan="10" {
+                    td colspan="11" {
                         details {
                             summary {
                                 @if cut { "Changes: the newest " (shown.len()) " of " (total) } @else { "Changes: " (total) }
