@@ -345,7 +345,7 @@ both_backends!(
         .await
         .expect("load");
         let subject = accord::access::Subject::parse(["contact:mallory@evil.example"]).unwrap();
-        let expected = serde_json::to_value(state.access().can(
+        let expected = serde_json::to_value(state.into_access().can(
             &subject,
             "payment-svc:payment:process",
             None,

@@ -169,6 +169,11 @@ impl Access {
     /// with the place it was declared.
     pub fn build(objects: impl IntoIterator<Item = Placed>) -> Access {
         let mut access = Access::default();
+        let objects = objects.into_iter();
+        // Grants come one an enrollment and one a member: about one an
+        // object, and growing the vectors as they fill costs a copy each time.
+        access.grants.reserve(objects.size_hint().0);
+        access.permits.reserve(objects.size_hint().0 / 2);
         for (object, place) in objects {
             access.apps.insert(object.app().into());
             match &*object {

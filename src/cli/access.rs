@@ -62,10 +62,8 @@ async fn indexed(query: &QueryArgs) -> Option<(Access, std::time::Instant)> {
     let started = std::time::Instant::now();
     let state = load_or_report(&query.state.spec(), query.state.max_file_size).await?;
     let read = started.elapsed();
-    let access = state.access();
+    let access = state.into_access();
     let index = started.elapsed() - read;
-    // The process ends soon; freeing every object one by one is wasted time.
-    std::mem::forget(state);
     tracing::debug!(
         target: "accord::timing",
         read_s = read.as_secs_f64(),

@@ -75,7 +75,7 @@ pub async fn test(args: &TestArgs, style: Style) -> u8 {
             return ERROR;
         }
     };
-    let access = state.access();
+    let access = state.into_access();
     let checker = Checker::new(&access);
     // Each assertion is answered from the index alone, so they share the cores.
     let outcomes: Vec<Outcome> = assertions.par_iter().map(|a| checker.check(a)).collect();
@@ -86,7 +86,7 @@ pub async fn test(args: &TestArgs, style: Style) -> u8 {
     }
     // The process ends here; freeing a large state object by object is
     // wasted time.
-    std::mem::forget((state, access, assertions, outcomes));
+    std::mem::forget((access, assertions, outcomes));
     if failed == 0 {
         OK
     } else {

@@ -114,9 +114,9 @@ pub struct State {
 }
 
 impl State {
-    /// The access index of the state.
-    pub fn access(&self) -> Access {
-        Access::build(self.objects.values().cloned())
+    /// The access index of the state, which takes its objects over.
+    pub fn into_access(self) -> Access {
+        Access::build(self.objects.into_values())
     }
 
     fn from_snapshot(spec: &StateSpec, snapshot: &Snapshot) -> Result<State, StateError> {
