@@ -37,6 +37,8 @@ const ALLOWED: [(&str, &[&str]); 15] = [
             "model",
             "plan",
             "policy",
+            // A Git source's commit, shown on the pages.
+            "source",
             "store",
             "sync",
         ],
