@@ -319,9 +319,14 @@ both_backends!(
         db.exec("CREATE INDEX audit_log_by_object ON audit_log (kind, app, object_id)")
             .await
             .expect("the operator's index");
-        db.exec(
-            "DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)",
-        )
+        // The migration that adds them, by its number on each backend.
+        let version = match backend {
+            Backend::Sqlite => 11,
+            Backend::Postgres => 12,
+        };
+        db.exec(&format!(
+            "DELETE FROM _sqlx_migrations WHERE version = {version}"
+        ))
         .await
         .expect("the migration pending");
 
