@@ -168,12 +168,39 @@ impl Access {
     /// Indexes the permits, enrollments and organizations of a state; each
     /// with the place it was declared.
     pub fn build(objects: impl IntoIterator<Item = Placed>) -> Access {
+        // Permits and grants are indexed apart (they share no table), so
+        // the two halves are built side by side; each keeps its objects'
+        // order.
+        let (permits, others): (Vec<Placed>, Vec<Placed>) = objects
+            .into_iter()
+            .partition(|(object, _)| matches!(**object, Object::Permit(_)));
+        let (mut access, granted) =
+            rayon::join(|| Access::index(permits), || Access::index(others));
+        access.grants = granted.grants;
+        access.by_user = granted.by_user;
+        access.by_contact = granted.by_contact;
+        access.by_domain = granted.by_domain;
+        access.every_contact = granted.every_contact;
+        access.by_role = granted.by_role;
+        access.roles_by_app = granted.roles_by_app;
+        access.apps.extend(granted.apps);
+        access.apps.remove(EVERY_APP);
+        access
+    }
+
+    /// The index of `objects` alone.
+    fn index(objects: Vec<Placed>) -> Access {
         let mut access = Access::default();
-        let objects = objects.into_iter();
-        // Grants come one an enrollment and one a member: about one an
-        // object, and growing the vectors as they fill costs a copy each time.
-        access.grants.reserve(objects.size_hint().0);
-        access.permits.reserve(objects.size_hint().0 / 2);
+        // About one grant an object (an enrollment, or an organization's
+        // member): growing the vector as it fills costs a copy each time.
+        if objects
+            .first()
+            .is_some_and(|(o, _)| matches!(**o, Object::Permit(_)))
+        {
+            access.permits.reserve(objects.len());
+        } else {
+            access.grants.reserve(objects.len());
+        }
         for (object, place) in objects {
             access.apps.insert(object.app().into());
             match &*object {
@@ -236,7 +263,6 @@ impl Access {
             roles.sort_unstable();
             roles.dedup();
         }
-        access.apps.remove(EVERY_APP);
         access
     }
 
