@@ -171,11 +171,19 @@ impl Access {
         // Permits and grants are indexed apart (they share no table), so
         // the two halves are built side by side; each keeps its objects'
         // order.
+        let started = std::time::Instant::now();
         let (permits, others): (Vec<Placed>, Vec<Placed>) = objects
             .into_iter()
             .partition(|(object, _)| matches!(**object, Object::Permit(_)));
+        let split = started.elapsed();
         let (mut access, granted) =
             rayon::join(|| Access::index(permits), || Access::index(others));
+        tracing::debug!(
+            target: "accord::timing",
+            split_s = split.as_secs_f64(),
+            indexed_s = (started.elapsed() - split).as_secs_f64(),
+            "access index built"
+        );
         access.grants = granted.grants;
         access.by_user = granted.by_user;
         access.by_contact = granted.by_contact;
