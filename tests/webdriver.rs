@@ -587,6 +587,67 @@ async fn audit_filters_narrow_the_rows_and_survive_a_reload_from_the_url() {
     browser.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_older_link_walks_a_ten_thousand_row_log_without_repeats_or_gaps() {
+    let site = Site::start(Backend::Sqlite, "1h").await;
+    // 10,000 more entries: one apply of 10,000 permits from a source of their own.
+    let bulk = tempfile::tempdir().expect("tempdir");
+    let text: String = (0..10_000)
+        .map(|n| format!("- id: bulk-{n}\n  permissionId: svc:read\n  slugs: [s{n}]\n"))
+        .collect();
+    std::fs::write(bulk.path().join("bulk.yaml"), text).expect("write");
+    let applied = Command::new(env!("CARGO_BIN_EXE_accord"))
+        .args(["apply", "--source"])
+        .arg(bulk.path())
+        .args(["--source-name", "bulk", "--database", &site.db.url])
+        .env_remove("ACCORD_DATABASE_URL")
+        .output()
+        .expect("run accord apply");
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+
+    let browser = Browser::start(&site.accord.url).await;
+    browser.open("/audit?source=bulk").await;
+    let mut seen: Vec<i64> = Vec::new();
+    let mut pages = 0;
+    loop {
+        let rows = browser.js(AUDIT_ROWS).await;
+        seen.extend(
+            rows.as_array()
+                .expect("rows")
+                .iter()
+                .filter_map(Value::as_i64),
+        );
+        pages += 1;
+        let older = browser
+            .js("const a = document.querySelector('a[rel=next]'); return a ? a.href : null")
+            .await;
+        let Some(older) = older.as_str() else { break };
+        // Followed as a user does: a click, then the next page's load.
+        browser.click("a[rel=next]").await;
+        browser
+            .until(
+                "the older page",
+                &format!(
+                    "return document.readyState === 'complete' && location.href === {}",
+                    json!(older)
+                ),
+            )
+            .await;
+        browser.assert_clean(older).await;
+    }
+    assert_eq!(pages, 200);
+    assert_eq!(seen.len(), 10_000);
+    assert!(
+        seen.windows(2).all(|w| w[0] == w[1] + 1),
+        "newest first, none skipped or repeated"
+    );
+    browser.close().await;
+}
+
 /// The answer shown next to the button `css` (the page clears it when the
 /// button is pressed), once there is one.
 fn answer_to(css: &str) -> String {
