@@ -208,7 +208,12 @@ pub async fn sync<S: Store>(
             },
         };
         // Before the read: a write that lands after it moves the mark.
-        let mark = store.change_mark().await?;
+        // The mark only spares later work: a store that cannot give it
+        // (a role without the right, say) still syncs, and always plans.
+        let mark = store.change_mark().await.unwrap_or_else(|error| {
+            tracing::debug!(source = name, error = %explain(&error), "no change mark");
+            None
+        });
         let live = store.load_for_plan(name).await?;
         Ok::<_, SyncError>((lock, live, mark, started.elapsed()))
     };
