@@ -949,26 +949,7 @@ async fn pages_show_what_users_wrote_as_text_and_forbid_inline_script() {
 async fn the_audit_page_filters_by_its_url_and_pages_through_a_long_log_by_key() {
     let api = Api::new(Backend::Sqlite).await;
     // 10,000 more entries: one apply of 10,000 permits from another source.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut text = String::new();
-    for n in 0..10_000 {
-        text.push_str(&format!(
-            "- id: bulk-{n}\n  permissionId: svc:read\n  slugs: [s{n}]\n"
-        ));
-    }
-    std::fs::write(dir.path().join("bulk.yaml"), text).expect("write");
-    let applied = Command::new(env!("CARGO_BIN_EXE_accord"))
-        .args(["apply", "--source"])
-        .arg(dir.path())
-        .args(["--source-name", "bulk", "--database", &api._db.url])
-        .env_remove("ACCORD_DATABASE_URL")
-        .output()
-        .expect("run accord apply");
-    assert!(
-        applied.status.success(),
-        "{}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
+    common::db::apply_bulk_permits(&api._db.url, 10_000);
 
     // Every entry of source `bulk`, page by page: no repeats, no gaps.
     let mut url = "/audit?source=bulk".to_owned();

@@ -591,23 +591,7 @@ async fn audit_filters_narrow_the_rows_and_survive_a_reload_from_the_url() {
 async fn the_older_link_walks_a_ten_thousand_row_log_without_repeats_or_gaps() {
     let site = Site::start(Backend::Sqlite, "1h").await;
     // 10,000 more entries: one apply of 10,000 permits from a source of their own.
-    let bulk = tempfile::tempdir().expect("tempdir");
-    let text: String = (0..10_000)
-        .map(|n| format!("- id: bulk-{n}\n  permissionId: svc:read\n  slugs: [s{n}]\n"))
-        .collect();
-    std::fs::write(bulk.path().join("bulk.yaml"), text).expect("write");
-    let applied = Command::new(env!("CARGO_BIN_EXE_accord"))
-        .args(["apply", "--source"])
-        .arg(bulk.path())
-        .args(["--source-name", "bulk", "--database", &site.db.url])
-        .env_remove("ACCORD_DATABASE_URL")
-        .output()
-        .expect("run accord apply");
-    assert!(
-        applied.status.success(),
-        "{}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
+    common::db::apply_bulk_permits(&site.db.url, 10_000);
 
     let browser = Browser::start(&site.accord.url).await;
     browser.open("/audit?source=bulk").await;

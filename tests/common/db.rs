@@ -216,3 +216,26 @@ pub async fn sync_objects(
         .await
         .expect("apply");
 }
+
+/// `accord apply` of `count` permits (`bulk-0`, `bulk-1`, …) from a source
+/// named `bulk` into `url`: as many audit rows, written by accord itself,
+/// so the history's chain holds.
+pub fn apply_bulk_permits(url: &str, count: usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text: String = (0..count)
+        .map(|n| format!("- id: bulk-{n}\n  permissionId: svc:read\n  slugs: [s{n}]\n"))
+        .collect();
+    std::fs::write(dir.path().join("bulk.yaml"), text).expect("write");
+    let applied = std::process::Command::new(env!("CARGO_BIN_EXE_accord"))
+        .args(["apply", "--source"])
+        .arg(dir.path())
+        .args(["--source-name", "bulk", "--database", url])
+        .env_remove("ACCORD_DATABASE_URL")
+        .output()
+        .expect("run accord apply");
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+}
