@@ -978,52 +978,18 @@ mod tests {
         }
     }
 
-    fn object() -> impl Strategy<Value = Object> {
-        let app = prop::sample::select(vec!["a", "b"]);
-        let enrollment_app = prop::sample::select(vec!["a", "b", "*"]);
-        let role = prop::sample::select(vec!["s:r1", "s:r2", "t:r1", "user-svc:org:o1:admin"]);
-        let pattern = prop::sample::select(vec![
-            "s:r1",
-            "s:r2",
-            "s:*",
-            "*:r1",
-            "user-svc:org:*:admin",
-            "user-svc:org:o1:*",
-        ]);
-        let who = prop::sample::select(vec![
-            (Some("u1"), None),
-            (Some("u2"), None),
-            (None, Some("c1@x.com")),
-            (None, Some("*")),
-            (None, Some("*@x.COM")),
-        ]);
-        let permission = prop::sample::select(vec!["p:one", "p:two"]);
-        let slug = prop::sample::select(vec!["svc1", "svc2"]);
-        let member_role = prop::sample::select(vec!["admin", "user"]);
-        prop_oneof![
-            (
-                app.clone(),
-                permission,
-                prop::collection::vec(slug, 0..2),
-                prop::collection::vec(pattern, 0..3)
-            )
-                .prop_map(|(app, perm, slugs, roles)| permit(app, "p", perm, &slugs, &roles)),
-            (enrollment_app, role, who.clone())
-                .prop_map(|(app, role, who)| enrollment(app, "e", role, who)),
-            (app, prop::collection::vec((who, member_role), 0..3)).prop_map(|(app, members)| {
-                let members: Vec<_> = members
-                    .into_iter()
-                    .map(|((user, contact), role)| (user, contact, role))
-                    .collect();
-                org(app, "o", &members)
-            }),
-        ]
-    }
-
     /// Two states: each slot is in the base, the head, both alike, or both
     /// with different content.
     fn two_states() -> impl Strategy<Value = (Vec<Object>, Vec<Object>)> {
-        prop::collection::vec((object(), object(), 0..4u8), 0..10).prop_map(|slots| {
+        prop::collection::vec(
+            (
+                crate::access::tests::object(),
+                crate::access::tests::object(),
+                0..4u8,
+            ),
+            0..10,
+        )
+        .prop_map(|slots| {
             let (mut base, mut head): (KeyMap<Object>, KeyMap<Object>) = Default::default();
             for (n, (a, b, mode)) in slots.into_iter().enumerate() {
                 let (a, b) = (with_id(a, n), with_id(b, n));

@@ -333,6 +333,12 @@ fn brute_can(objects: &[Object], who: &Subject, permission: &str, app: &str) -> 
 }
 
 fn small_state() -> impl Strategy<Value = Vec<Object>> {
+    prop::collection::vec(object(), 0..12)
+}
+
+/// One random object over a few apps, roles, patterns and holders (the
+/// impact's property test draws its states from it too).
+pub(super) fn object() -> impl Strategy<Value = Object> {
     let app = prop::sample::select(vec!["a", "b"]);
     let enrollment_app = prop::sample::select(vec!["a", "b", "*"]);
     let role = prop::sample::select(vec!["s:r1", "s:r2", "t:r1", "user-svc:org:o1:admin"]);
@@ -356,7 +362,7 @@ fn small_state() -> impl Strategy<Value = Vec<Object>> {
     let permission = prop::sample::select(vec!["p:one", "p:two"]);
     let slug = prop::sample::select(vec!["svc1", "svc2"]);
     let member_role = prop::sample::select(vec!["admin", "user"]);
-    let object = prop_oneof![
+    prop_oneof![
         (
             app.clone(),
             permission,
@@ -380,8 +386,7 @@ fn small_state() -> impl Strategy<Value = Vec<Object>> {
                 .collect();
             org(app, "o1", &members)
         }),
-    ];
-    prop::collection::vec(object, 0..12)
+    ]
 }
 
 proptest! {
