@@ -3,37 +3,15 @@
 //! granted; failures and malformed test files are located; and the same
 //! tests run against a folder, a Git revision and the database.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::cli::accord_in;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn accord_in(dir: &Path, args: &[&str]) -> Run {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = Command::new(env!("CARGO_BIN_EXE_accord"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("ACCORD_DATABASE_URL")
-        .env_remove("ACCORD_SOURCE")
-        .env("ACCORD_COLOR", "never")
-        .output()
-        .expect("run accord");
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {

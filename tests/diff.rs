@@ -5,32 +5,13 @@
 //! comment (summary first, collapsed details, capped, escaped); and
 //! `accord plan --output markdown` against SQLite with drift.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::cli::{accord_in as accord, Run};
 use serde_json::Value;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn accord(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_accord"))
-        .args(args)
-        .current_dir(dir)
-        .env("ACCORD_COLOR", "never")
-        .env_remove("ACCORD_DATABASE_URL")
-        .env_remove("ACCORD_SOURCE")
-        .output()
-        .expect("run accord");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config")

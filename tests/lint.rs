@@ -2,31 +2,12 @@
 //! the object; severities from a file and from flags; `--deny warnings`;
 //! the JSON shape; and quiet on the bundled examples.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
+use common::cli::accord_in as accord;
 use serde_json::Value;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn accord(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_accord"))
-        .args(args)
-        .current_dir(dir)
-        .env("ACCORD_COLOR", "never")
-        .env_remove("ACCORD_LOG")
-        .output()
-        .expect("run accord");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// A temp folder holding `tree/` with the given files, and room beside it
 /// for a configuration file.

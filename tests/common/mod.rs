@@ -1,4 +1,5 @@
 pub mod builders;
+pub mod cli;
 pub mod controller;
 pub mod db;
 pub mod git_servers;
