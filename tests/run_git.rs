@@ -127,7 +127,9 @@ async fn a_pushed_commit_is_applied_with_its_author_and_commit_id() {
 }
 
 /// The worker's log line for `revision`: how many files it parsed and reused.
-fn parse_counts(accord: &Controller, revision: &str) -> Option<(u32, u32)> {
+/// The files of `revision` the controller read, parsed and took from its
+/// parse cache, from its log.
+fn parse_counts(accord: &Controller, revision: &str) -> Option<(u32, u32, u32)> {
     let log = accord.log_text();
     let line = log
         .lines()
@@ -136,7 +138,7 @@ fn parse_counts(accord: &Controller, revision: &str) -> Option<(u32, u32)> {
         let at = line.find(&format!(" {name}="))? + name.len() + 2;
         line[at..].split_whitespace().next()?.parse().ok()
     };
-    Some((field("parsed")?, field("reused")?))
+    Some((field("read")?, field("parsed")?, field("reused")?))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,7 +168,7 @@ async fn a_commit_parses_only_the_files_it_changed_and_the_whole_tree_rules_stil
     accord
         .wait_for("platform", WAIT, |s| applied(s, &first))
         .await;
-    assert_eq!(parse_counts(&accord, &first), Some((3, 0)));
+    assert_eq!(parse_counts(&accord, &first), Some((3, 3, 0)));
 
     repo.write(
         "people/ann.yaml",
@@ -176,7 +178,7 @@ async fn a_commit_parses_only_the_files_it_changed_and_the_whole_tree_rules_stil
     accord
         .wait_for("platform", WAIT, |s| applied(s, &second))
         .await;
-    assert_eq!(parse_counts(&accord, &second), Some((1, 2)));
+    assert_eq!(parse_counts(&accord, &second), Some((1, 1, 2)));
     assert_eq!(
         db.scalar("SELECT COUNT(*) FROM enrollments WHERE role = 'payment-svc:admin'")
             .await,
@@ -203,7 +205,7 @@ async fn a_commit_parses_only_the_files_it_changed_and_the_whole_tree_rules_stil
             .contains("declared twice"),
         "{status}"
     );
-    assert_eq!(parse_counts(&accord, &third), Some((1, 3)));
+    assert_eq!(parse_counts(&accord, &third), Some((1, 1, 3)));
 
     // After a restart the cache is empty: the first read parses the whole
     // tree again, and the next commit only what it changed.
@@ -214,13 +216,13 @@ async fn a_commit_parses_only_the_files_it_changed_and_the_whole_tree_rules_stil
             s["lastAttemptedRevision"] == third.as_str()
         })
         .await;
-    assert_eq!(parse_counts(&accord, &third), Some((4, 0)));
+    assert_eq!(parse_counts(&accord, &third), Some((4, 4, 0)));
     std::fs::remove_file(dir.path().join("repo/people/copy.yaml")).expect("remove");
     let fourth = repo.commit("bob once", "Alice <alice@example.com>");
     accord
         .wait_for("platform", WAIT, |s| applied(s, &fourth))
         .await;
-    assert_eq!(parse_counts(&accord, &fourth), Some((0, 3)));
+    assert_eq!(parse_counts(&accord, &fourth), Some((0, 0, 3)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use super::report::{self, Settled};
 use super::state::{SourceHandle, SourceStatus, State, SyncRequest};
 use crate::config::SourceConfig;
 use crate::metrics::{KindLabels, OutcomeLabels, SourceLabel};
-use crate::model::incremental::ParseCache;
+use crate::model::incremental::{Held, ParseCache, Unread};
 use crate::model::{DesiredState, Kind, Limits};
 use crate::plan::{GuardRefusal, Plan, PlanOptions};
 use crate::source::kubernetes::{KubernetesSource, SyncResult};
@@ -42,6 +42,17 @@ impl Source for AnySource {
             AnySource::Directory(s) => s.poll(known).await,
             AnySource::Git(s) => s.poll(known).await,
             AnySource::Kubernetes(s) => s.poll(known).await,
+        }
+    }
+
+    async fn poll_holding(
+        &self,
+        known: Option<&str>,
+        held: Held,
+    ) -> Result<Option<Snapshot>, SourceError> {
+        match self {
+            AnySource::Git(s) => s.poll_holding(known, held).await,
+            _ => self.poll(known).await,
         }
     }
 
@@ -273,33 +284,52 @@ impl Worker {
     async fn read(&mut self) -> Result<Option<Parsed>, SyncError> {
         let known = self.desired.as_ref().map(|p| p.revision.clone());
         let started = Instant::now();
-        let snapshot = self.source.poll(known.as_deref()).await?;
-        let polled = started.elapsed();
-        let Some(snapshot) = snapshot else {
-            return Ok(self.desired.clone());
+        let mut held = self.parsed.held();
+        let (snapshot, parsed, reuse, polled) = loop {
+            let snapshot = self.source.poll_holding(known.as_deref(), held).await?;
+            let polled = started.elapsed();
+            let Some(snapshot) = snapshot else {
+                return Ok(self.desired.clone());
+            };
+            let mut cache = std::mem::replace(&mut self.parsed, ParseCache::new(Limits::default()));
+            let (snapshot, parsed, cache) = tokio::task::spawn_blocking(move || {
+                let parsed = snapshot.desired_incremental(&mut cache);
+                (snapshot, parsed, cache)
+            })
+            .await
+            .map_err(|e| SyncError::Task("parser", e))?;
+            self.parsed = cache;
+            match parsed {
+                Ok((parsed, reuse)) => break (snapshot, parsed, reuse, polled),
+                // `held` was taken from this cache, which only this loop
+                // changes, so this is a defect; reading every file is
+                // always right.
+                Err(Unread(path)) => {
+                    tracing::error!(source = %self.config.name, file = %path, "a file left unread is not in the parse cache; reading every file");
+                    held = Held::nothing();
+                }
+            }
         };
         for note in &snapshot.notes {
             tracing::warn!(source = %self.config.name, note = %note, "source note");
         }
-        let revision = snapshot.revision.clone();
-        let commit = snapshot.commit.clone();
-        self.notes = snapshot.notes.clone();
-        let rejected: Vec<String> = snapshot
-            .declared
+        let Snapshot {
+            revision,
+            commit,
+            notes,
+            declared,
+            files,
+            ..
+        } = snapshot;
+        self.notes = notes;
+        let rejected: Vec<String> = declared
             .as_ref()
             .map(|d| d.rejected.iter().map(ToString::to_string).collect())
             .unwrap_or_default();
-        let mut cache = std::mem::replace(&mut self.parsed, ParseCache::new(Limits::default()));
-        let (parsed, cache, reuse) = tokio::task::spawn_blocking(move || {
-            let (parsed, reuse) = snapshot.desired_incremental(&mut cache);
-            (parsed, cache, reuse)
-        })
-        .await
-        .map_err(|e| SyncError::Task("parser", e))?;
-        self.parsed = cache;
         tracing::debug!(
             source = %self.config.name,
             %revision,
+            read = files.len(),
             parsed = reuse.parsed,
             reused = reuse.reused,
             read_s = polled.as_secs_f64(),

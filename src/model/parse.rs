@@ -114,17 +114,25 @@ pub(super) fn parse_source_file(
 pub fn assemble(
     parsed: Vec<(Vec<Declaration>, Vec<Diagnostic>)>,
 ) -> Result<DesiredState, Vec<Diagnostic>> {
+    assemble_shared(parsed.iter().map(|(d, e)| (&d[..], &e[..])))
+}
+
+/// `assemble` of files whose declarations stay where they are (a parse
+/// cache's): each declaration is copied into the state, its object shared.
+pub fn assemble_shared<'a>(
+    parsed: impl Iterator<Item = (&'a [Declaration], &'a [Diagnostic])> + Clone,
+) -> Result<DesiredState, Vec<Diagnostic>> {
     let mut errors = Vec::new();
     let mut state = DesiredState::default();
     state
         .objects
-        .reserve(parsed.iter().map(|(d, _)| d.len()).sum());
+        .reserve(parsed.clone().map(|(d, _)| d.len()).sum());
     for (declarations, diagnostics) in parsed {
-        errors.extend(diagnostics);
+        errors.extend_from_slice(diagnostics);
         for declaration in declarations {
             match state.objects.entry(declaration.object.key()) {
                 Entry::Vacant(slot) => {
-                    slot.insert(declaration);
+                    slot.insert(declaration.clone());
                 }
                 Entry::Occupied(first) => errors.push(declared_twice(
                     first.key(),

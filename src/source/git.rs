@@ -15,6 +15,7 @@ use git2::{
 use serde::Deserialize;
 
 use super::{Commit, Snapshot, Source, SourceError};
+use crate::model::incremental::{ContentId, Held};
 use crate::model::{Diagnostic, Mark, SourceFile};
 
 mod trust;
@@ -189,8 +190,19 @@ impl GitSource {
     }
 
     /// Reads the tree under `path` of `commit`.
-    pub fn read_commit(&self, repo: &Repository, commit: Oid) -> Result<Snapshot, SourceError> {
-        read_tree(repo, commit, self.prefix().as_deref(), self.max_file_size)
+    pub fn read_commit(
+        &self,
+        repo: &Repository,
+        commit: Oid,
+        held: &Held,
+    ) -> Result<Snapshot, SourceError> {
+        read_tree_holding(
+            repo,
+            commit,
+            self.prefix().as_deref(),
+            self.max_file_size,
+            held,
+        )
     }
 
     fn prefix(&self) -> Option<String> {
@@ -202,7 +214,12 @@ impl GitSource {
     }
 
     /// Fetches, and reads the tree when the commit differs from `known`.
-    pub fn poll_blocking(&self, known: Option<&str>) -> Result<Option<Snapshot>, SourceError> {
+    /// Blobs `held` names (same path, same id) are listed but not read.
+    pub fn poll_blocking(
+        &self,
+        known: Option<&str>,
+        held: &Held,
+    ) -> Result<Option<Snapshot>, SourceError> {
         let (repo, oid) = self.fetch_blocking()?;
         let mut notes = Vec::new();
         {
@@ -220,7 +237,7 @@ impl GitSource {
         if known == Some(oid.to_string().as_str()) {
             return Ok(None);
         }
-        let mut snapshot = self.read_commit(&repo, oid)?;
+        let mut snapshot = self.read_commit(&repo, oid, held)?;
         snapshot.notes = notes;
         Ok(Some(snapshot))
     }
@@ -293,8 +310,19 @@ impl Source for GitSource {
     }
 
     async fn poll(&self, known: Option<&str>) -> Result<Option<Snapshot>, SourceError> {
+        self.poll_holding(known, Held::nothing()).await
+    }
+
+    async fn poll_holding(
+        &self,
+        known: Option<&str>,
+        held: Held,
+    ) -> Result<Option<Snapshot>, SourceError> {
         let known = known.map(str::to_owned);
-        blocking(self, move |this| this.poll_blocking(known.as_deref())).await?
+        blocking(self, move |this| {
+            this.poll_blocking(known.as_deref(), &held)
+        })
+        .await?
     }
 
     async fn authors(&self, revision: &str, files: Vec<Arc<str>>) -> HashMap<Arc<str>, String> {
@@ -347,15 +375,34 @@ pub fn read_tree(
     prefix: Option<&str>,
     max_file_size: u64,
 ) -> Result<Snapshot, SourceError> {
+    read_tree_holding(repo, commit, prefix, max_file_size, &Held::nothing())
+}
+
+/// `read_tree`, with every file listed by blob id and only the blobs `held`
+/// does not name read: a commit that changed a few files reads a few blobs.
+pub fn read_tree_holding(
+    repo: &Repository,
+    commit: Oid,
+    prefix: Option<&str>,
+    max_file_size: u64,
+    held: &Held,
+) -> Result<Snapshot, SourceError> {
     use rayon::prelude::*;
     let walked = walk(repo, commit, prefix)?;
     let path = repo.path().to_owned();
-    let read: Vec<Blob> = walked
+    let ids: Vec<ContentId> = walked.blobs.iter().map(|(_, id)| content_id(*id)).collect();
+    let read: Vec<Option<Blob>> = walked
         .blobs
         .par_iter()
+        .zip(&ids)
         .map_init(
             || Repository::open(&path),
-            |opened, (_, id)| read_blob(opened.as_ref().map_err(copy_error)?, *id, max_file_size),
+            |opened, ((path, oid), id)| {
+                if held.contains(path, id) {
+                    return Ok(None);
+                }
+                read_blob(opened.as_ref().map_err(copy_error)?, *oid, max_file_size).map(Some)
+            },
         )
         .collect::<Result<_, git2::Error>>()
         .map_err(git_error)?;
@@ -365,16 +412,32 @@ pub fn read_tree(
         commit: Some(walked.commit),
         ..Snapshot::default()
     };
-    for ((path, _), blob) in walked.blobs.into_iter().zip(read) {
+    let mut listing = Vec::with_capacity(ids.len());
+    for (((path, _), id), blob) in walked.blobs.into_iter().zip(ids).zip(read) {
         match blob {
-            Blob::Bytes(bytes) => snapshot.files.push(SourceFile { path, bytes }),
-            Blob::TooLarge(size) => snapshot
-                .problems
-                .push(too_large(&path, size, max_file_size)),
+            None => listing.push((path, id)),
+            Some(Blob::Bytes(bytes)) => {
+                listing.push((path.clone(), id));
+                snapshot.files.push(SourceFile { path, bytes });
+            }
+            Some(Blob::TooLarge(size)) => {
+                snapshot
+                    .problems
+                    .push(too_large(&path, size, max_file_size))
+            }
         }
     }
     snapshot.files.sort_by(|a, b| a.path.cmp(&b.path));
+    listing.sort_by(|a, b| a.0.cmp(&b.0));
+    snapshot.listing = Some(listing);
     Ok(snapshot)
+}
+
+/// A blob's id as a parse cache names content.
+fn content_id(oid: Oid) -> ContentId {
+    let mut id = [0; 20];
+    id.copy_from_slice(oid.as_bytes());
+    id
 }
 
 /// A libgit2 error, again (they cannot be cloned).
@@ -524,4 +587,69 @@ fn escapes(dir: &str, target: &str) -> bool {
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::model::arbitrary::{apply, change};
+    use crate::model::incremental::ParseCache;
+    use crate::model::Limits;
+    use crate::source::DEFAULT_MAX_FILE_SIZE;
+
+    /// Commits `tree` (flat: file name to text) on top of `parent`.
+    fn commit(repo: &Repository, tree: &BTreeMap<String, String>, parent: Option<Oid>) -> Oid {
+        let mut builder = repo.treebuilder(None).unwrap();
+        for (path, text) in tree {
+            let blob = repo.blob(text.as_bytes()).unwrap();
+            builder.insert(path, blob, 0o100644).unwrap();
+        }
+        let tree = repo.find_tree(builder.write().unwrap()).unwrap();
+        let who = git2::Signature::new("A", "a@example.com", &git2::Time::new(0, 0)).unwrap();
+        let parents: Vec<git2::Commit<'_>> = parent
+            .map(|p| repo.find_commit(p).unwrap())
+            .into_iter()
+            .collect();
+        let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
+        repo.commit(None, &who, &who, "change", &tree, &parents)
+            .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Every commit of a random sequence, read by blob id with only the
+        /// blobs the cache lacks read and parsed through the cache, gives
+        /// what reading and parsing the whole tree gives, and reads exactly
+        /// the blobs that are new at their path.
+        #[test]
+        fn a_commit_read_by_blob_id_parses_as_the_whole_tree(
+            changes in prop::collection::vec(change(), 1..10)
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let repo = Repository::init_bare(dir.path()).unwrap();
+            let mut tree = BTreeMap::new();
+            let mut parent = None;
+            let mut cache = ParseCache::new(Limits::default());
+            let mut before = BTreeMap::new();
+            for change in &changes {
+                apply(&mut tree, change);
+                let id = commit(&repo, &tree, parent);
+                parent = Some(id);
+                let whole = read_tree(&repo, id, None, DEFAULT_MAX_FILE_SIZE).unwrap();
+                let full = whole.desired_for_plan(Limits::default());
+                let held = cache.held();
+                let read = read_tree_holding(&repo, id, None, DEFAULT_MAX_FILE_SIZE, &held).unwrap();
+                let (incremental, _) = read.desired_incremental(&mut cache).unwrap();
+                prop_assert_eq!(&incremental, &full);
+                let new = tree.iter().filter(|(p, t)| before.get(*p) != Some(*t)).count();
+                prop_assert_eq!(read.files.len(), new);
+                before = tree.clone();
+            }
+        }
+    }
 }

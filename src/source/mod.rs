@@ -13,7 +13,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::model::incremental::{ParseCache, Reuse};
+use crate::model::incremental::{ContentId, Held, ParseCache, Reuse, Tree, Unread};
 use crate::model::{parse_tree, parse_tree_for_plan, DesiredState, Diagnostic, Limits, SourceFile};
 
 pub use directory::DirectorySource;
@@ -28,6 +28,10 @@ pub struct Snapshot {
     /// A content hash of the tree for a folder, the commit id for Git.
     pub revision: String,
     pub files: Vec<SourceFile>,
+    /// Every file of the tree by path and content id, sorted by path, when
+    /// the source names content without reading it (Git): `files` then
+    /// holds only those read, and the rest are the ones a `Held` named.
+    pub listing: Option<Vec<(Arc<str>, ContentId)>>,
     /// Files that could not be taken (too large, unreadable, a symlink out of
     /// the root), located like parse errors. Any of them rejects the revision.
     pub problems: Vec<Diagnostic>,
@@ -86,17 +90,23 @@ impl Snapshot {
 
     /// `desired_for_plan`, parsing only the files `cache` does not hold
     /// (same path, same content) and keeping this revision's files in it.
+    /// `Unread` when the snapshot left out a file the cache no longer holds.
     pub fn desired_incremental(
         &self,
         cache: &mut ParseCache,
-    ) -> (Result<DesiredState, Vec<Diagnostic>>, Reuse) {
-        let mut reuse = Reuse::default();
-        let desired = self.parsed_with(|files| {
-            let (desired, counted) = cache.parse(files);
-            reuse = counted;
-            desired
-        });
-        (desired, reuse)
+    ) -> Result<(Result<DesiredState, Vec<Diagnostic>>, Reuse), Unread> {
+        let tree = match &self.listing {
+            Some(listing) => Tree::Listed {
+                listing,
+                read: &self.files,
+            },
+            None => Tree::Read(&self.files),
+        };
+        if let Some(declared) = &self.declared {
+            return Ok((Ok(declared.desired.clone()), Reuse::default()));
+        }
+        let (parsed, reuse) = cache.parse(tree)?;
+        Ok((self.with_problems(parsed), reuse))
     }
 
     fn parsed(
@@ -104,17 +114,19 @@ impl Snapshot {
         limits: Limits,
         parse: fn(&[SourceFile], Limits) -> Result<DesiredState, Vec<Diagnostic>>,
     ) -> Result<DesiredState, Vec<Diagnostic>> {
-        self.parsed_with(|files| parse(files, limits))
-    }
-
-    fn parsed_with(
-        &self,
-        parse: impl FnOnce(&[SourceFile]) -> Result<DesiredState, Vec<Diagnostic>>,
-    ) -> Result<DesiredState, Vec<Diagnostic>> {
         if let Some(declared) = &self.declared {
             return Ok(declared.desired.clone());
         }
-        match parse(&self.files) {
+        self.with_problems(parse(&self.files, limits))
+    }
+
+    /// A parse's outcome with the files that could not be taken: any of
+    /// them rejects the revision.
+    fn with_problems(
+        &self,
+        parsed: Result<DesiredState, Vec<Diagnostic>>,
+    ) -> Result<DesiredState, Vec<Diagnostic>> {
+        match parsed {
             Ok(desired) if self.problems.is_empty() => Ok(desired),
             parsed => {
                 let mut errors = self.problems.clone();
@@ -177,6 +189,17 @@ pub trait Source: Send + Sync {
             let snapshot = self.read().await?;
             Ok((known != Some(snapshot.revision.as_str())).then_some(snapshot))
         }
+    }
+
+    /// `poll`, leaving out of the snapshot the files `held` names when the
+    /// source can tell them without reading them (Git: by blob id).
+    fn poll_holding(
+        &self,
+        known: Option<&str>,
+        held: Held,
+    ) -> impl Future<Output = Result<Option<Snapshot>, SourceError>> + Send {
+        let _ = held;
+        self.poll(known)
     }
 
     /// Drops from `plan` what the source keeps as it was (Kubernetes: the
