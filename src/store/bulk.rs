@@ -239,10 +239,14 @@ fn copy_text(out: &mut String, cell: &Cell<'_>) {
         }
         Cell::Bytes(b) => {
             // bytea's hex input form, its backslash escaped for COPY.
+            // A table, not `write!`: every audit row carries two hashes.
+            const HEX: &[u8; 16] = b"0123456789abcdef";
             out.push_str("\\\\x");
-            for byte in b {
-                let _ = write!(out, "{byte:02x}");
-            }
+            out.extend(
+                b.iter()
+                    .flat_map(|byte| [HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]])
+                    .map(char::from),
+            );
             return;
         }
         Cell::Text(s) => *s,
@@ -347,5 +351,8 @@ mod tests {
         out.clear();
         copy_text(&mut out, &Cell::Null);
         assert_eq!(out, "\\N");
+        out.clear();
+        copy_text(&mut out, &Cell::Bytes(vec![0x00, 0x0f, 0xa5, 0xff]));
+        assert_eq!(out, "\\\\x000fa5ff");
     }
 }

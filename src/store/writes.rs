@@ -104,6 +104,18 @@ impl<'a> Writes<'a> {
             }
             audited.push((audit_action, change));
         }
+        // In the order of the log's object index, `(object_id, app, kind)`:
+        // its entries are then appended instead of scattered through it,
+        // which made that one index more than a third of a first apply of a
+        // million objects (SQLite 24 s against 16 s without it; PostgreSQL
+        // takes ascending keys on a fast path too).
+        audited.sort_by(|(_, a), (_, b)| {
+            (&a.key.id, &a.key.app, a.key.kind.as_str()).cmp(&(
+                &b.key.id,
+                &b.key.app,
+                b.key.kind.as_str(),
+            ))
+        });
         w.audit = audited;
         let hashed: Vec<String> = w
             .upserts
