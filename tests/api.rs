@@ -19,7 +19,6 @@ use accord::controller::state::{
     OpenItem, RefusedDeletions, SourceHandle, SourceStatus, State, SyncRequest, SyncState,
 };
 use accord::controller::worker::{AnySource, Outcome, Worker};
-use accord::metrics::Metrics;
 use accord::policy::DriftPolicy;
 use accord::source::git::GitConfig;
 use accord::source::{Commit, GitSource};
@@ -32,7 +31,6 @@ use common::db::{Backend, TestDb};
 use http::{HeaderMap, Method, Request, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 const TOKEN: &str = "t0ken-for-tests";
@@ -153,16 +151,8 @@ impl Api {
             s.last_success_at = Some(chrono::Utc::now());
         });
         let state = Arc::new(State {
-            sources: vec![local, hooked],
-            history: Default::default(),
-            store,
-            metrics: Metrics::default(),
             api_token: Some(TOKEN.into()),
-            shutdown: CancellationToken::new(),
-            leadership: None,
-            access: Default::default(),
-            notifier: None,
-            read_only: false,
+            ..State::new(vec![local, hooked], store)
         });
         Api {
             _dir: dir,
@@ -1029,18 +1019,7 @@ impl GitApi {
             webhook_secret: None,
             watcher: None,
         });
-        let state = Arc::new(State {
-            sources: vec![handle.clone()],
-            history: Default::default(),
-            store,
-            metrics: Metrics::default(),
-            api_token: None,
-            shutdown: CancellationToken::new(),
-            leadership: None,
-            access: Default::default(),
-            notifier: None,
-            read_only: false,
-        });
+        let state = Arc::new(State::new(vec![handle.clone()], store));
         let config = SourceConfig {
             name: REPO.into(),
             kind: SourceKind::Git(git),

@@ -7,31 +7,16 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
+use common::cli::{accord_in, Run};
 use common::controller::Controller;
 use common::db::{Backend, TestDb};
 use serde_json::Value;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
+/// `accord` run from the crate's folder.
 fn accord(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_accord"))
-        .args(args)
-        .env_remove("ACCORD_DATABASE_URL")
-        .env("ACCORD_COLOR", "never")
-        .output()
-        .expect("run accord");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    accord_in(Path::new(env!("CARGO_MANIFEST_DIR")), args)
 }
 
 fn examples() -> String {

@@ -12,7 +12,6 @@ use accord::config::{KubernetesConfig, SourceConfig, SourceKind};
 use accord::controller::leader::Leadership;
 use accord::controller::state::{SourceHandle, SourceStatus, State};
 use accord::controller::worker::{AnySource, Outcome, Worker};
-use accord::metrics::Metrics;
 use accord::model::Kind;
 use accord::plan::{self, Action, PlanOptions};
 use accord::policy::DriftPolicy;
@@ -25,7 +24,6 @@ use kube::api::DynamicObject;
 use kube::client::Body;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
@@ -103,16 +101,8 @@ impl Harness {
             watcher: None,
         });
         let state = Arc::new(State {
-            sources: vec![source_handle.clone()],
-            history: Default::default(),
-            store: store.clone(),
-            metrics: Metrics::default(),
-            api_token: None,
-            shutdown: CancellationToken::new(),
             leadership: Some(Arc::new(Leadership::fixed("replica-1", leading))),
-            access: Default::default(),
-            notifier: None,
-            read_only: false,
+            ..State::new(vec![source_handle.clone()], store.clone())
         });
         let config = SourceConfig {
             name: SOURCE.into(),

@@ -81,6 +81,16 @@ impl Setup {
     async fn start(&self) -> Controller {
         Controller::start(self.dir.path(), &self.config).await
     }
+
+    /// `start`, once the folder as it is now is applied; and its revision.
+    async fn start_synced(&self) -> (Controller, String) {
+        let accord = self.start().await;
+        let revision = self.revision();
+        accord
+            .wait_for(SOURCE, WAIT, |s| synced_at(s, &revision))
+            .await;
+        (accord, revision)
+    }
 }
 
 /// One text value from a query (None for no row or NULL).
@@ -182,11 +192,7 @@ async fn a_file_edited_in_the_watched_folder_is_applied() {
     // A one-hour interval: only the file watcher can explain a quick sync.
     let setup = Setup::new(Backend::Sqlite, "    interval: 1h\n", false).await;
     setup.declare("permits.yaml", &[grant("p1", "svc:v1")]);
-    let accord = setup.start().await;
-    let first = setup.revision();
-    accord
-        .wait_for(SOURCE, WAIT, |s| synced_at(s, &first))
-        .await;
+    let (accord, first) = setup.start_synced().await;
 
     setup.declare("permits.yaml", &[grant("p1", "svc:v2")]);
     let second = setup.revision();
@@ -225,11 +231,7 @@ async fn rewrite_twenty_files(gap: Duration) {
     for id in &ids {
         setup.declare(&format!("{id}.yaml"), &[grant(id, "svc:v1")]);
     }
-    let accord = setup.start().await;
-    let first = setup.revision();
-    accord
-        .wait_for(SOURCE, WAIT, |s| synced_at(s, &first))
-        .await;
+    let (accord, _) = setup.start_synced().await;
     // Whatever the first read stirred up has been served before counting.
     let before = accord.settled(SOURCE, None).await;
     let file_syncs_before = before["triggers"]["file change"].as_u64().unwrap_or(0);
@@ -325,11 +327,7 @@ both_backends!(
     |backend| async move {
         let setup = Setup::new(backend, "    interval: 500ms\n", false).await;
         setup.declare("permits.yaml", &[grant("p1", "svc:reader")]);
-        let accord = setup.start().await;
-        let revision = setup.revision();
-        accord
-            .wait_for(SOURCE, WAIT, |s| synced_at(s, &revision))
-            .await;
+        let (accord, _) = setup.start_synced().await;
 
         let changed = setup
             .db
@@ -378,11 +376,7 @@ both_backends!(
             "permits.yaml",
             &[grant("p1", "svc:reader"), grant("p2", "svc:reader")],
         );
-        let accord = setup.start().await;
-        let revision = setup.revision();
-        accord
-            .wait_for(SOURCE, WAIT, |s| synced_at(s, &revision))
-            .await;
+        let (accord, _) = setup.start_synced().await;
         const SKIPPED: &str = "nothing written since the last sync";
         if backend == Backend::Sqlite {
             // SQLite's mark moves only with commits to this file; a
@@ -441,11 +435,7 @@ both_backends!(
             "permits.yaml",
             &[grant("p1", "svc:reader"), grant("p2", "svc:reader")],
         );
-        let accord = setup.start().await;
-        let revision = setup.revision();
-        accord
-            .wait_for(SOURCE, WAIT, |s| synced_at(s, &revision))
-            .await;
+        let (accord, revision) = setup.start_synced().await;
 
         setup
             .db
@@ -515,11 +505,7 @@ both_backends!(
 async fn rows_nobody_manages_are_never_touched() {
     let setup = Setup::new(Backend::Sqlite, "    interval: 300ms\n", false).await;
     setup.declare("permits.yaml", &[grant("p1", "svc:reader")]);
-    let accord = setup.start().await;
-    let revision = setup.revision();
-    accord
-        .wait_for(SOURCE, WAIT, |s| synced_at(s, &revision))
-        .await;
+    let (accord, _) = setup.start_synced().await;
 
     // One row the source does not declare (pruning must not take it), and one
     // whose key the source is about to declare (it must not take it over).
@@ -590,11 +576,7 @@ async fn rows_nobody_manages_are_never_touched() {
 async fn mutating_endpoints_need_the_token_and_errors_are_problem_documents() {
     let setup = Setup::new(Backend::Sqlite, "    interval: 1h\n", true).await;
     setup.declare("permits.yaml", &[grant("p1", "svc:reader")]);
-    let accord = setup.start().await;
-    let revision = setup.revision();
-    accord
-        .wait_for(SOURCE, WAIT, |s| synced_at(s, &revision))
-        .await;
+    let (accord, revision) = setup.start_synced().await;
     let url = |path: &str| format!("{}{path}", accord.url);
     let post = reqwest::Method::POST;
     let sync = url("/api/v1/sources/local/sync");
@@ -701,11 +683,7 @@ async fn status_health_and_metrics_describe_a_directory_source() {
     );
     setup.declare("orgs.yaml", &[org("acme").name("Acme").build()]);
     let started = chrono::Utc::now();
-    let accord = setup.start().await;
-    let revision = setup.revision();
-    accord
-        .wait_for(SOURCE, WAIT, |s| synced_at(s, &revision))
-        .await;
+    let (accord, revision) = setup.start_synced().await;
 
     let (code, body) = accord.get("/api/v1/status").await;
     assert_eq!(code, 200);
@@ -829,11 +807,7 @@ async fn status_health_and_metrics_describe_a_directory_source() {
 async fn the_managed_objects_metric_leaves_out_a_conflict_the_source_does_not_own() {
     let setup = Setup::new(Backend::Sqlite, "    interval: 300ms\n", false).await;
     setup.declare("permits.yaml", &[grant("p1", "svc:reader")]);
-    let accord = setup.start().await;
-    let first = setup.revision();
-    accord
-        .wait_for(SOURCE, WAIT, |s| synced_at(s, &first))
-        .await;
+    let (accord, _) = setup.start_synced().await;
     setup
         .db
         .exec(
@@ -907,11 +881,7 @@ async fn get_with_id(accord: &Controller, path: &str, id: Option<&str>) -> (u16,
 async fn metrics_pass_promtool_and_count_requests_by_route_template() {
     let setup = Setup::new(Backend::Sqlite, "    interval: 1h\n", true).await;
     setup.declare("permits.yaml", &[grant("p1", "svc:reader")]);
-    let accord = setup.start().await;
-    let revision = setup.revision();
-    accord
-        .wait_for(SOURCE, WAIT, |s| synced_at(s, &revision))
-        .await;
+    let (accord, _) = setup.start_synced().await;
     let seq = audit(&accord, "limit=1").await[0]["seq"]
         .as_i64()
         .expect("an audit entry");
@@ -1174,11 +1144,7 @@ async fn an_organization_disabled_over_the_api_is_left_alone_until_enabled() {
             .member("ann@acme.com", "admin")
             .build()],
     );
-    let accord = setup.start().await;
-    let revision = setup.revision();
-    accord
-        .wait_for(SOURCE, WAIT, |s| synced_at(s, &revision))
-        .await;
+    let (accord, _) = setup.start_synced().await;
     let name = || {
         text(
             &setup.db,
@@ -1268,11 +1234,7 @@ fn declare_suspended_org(setup: &Setup, suspended: bool) {
 async fn gitops_false_in_yaml_suspends_the_organization_and_leaves_its_row_alone() {
     let setup = Setup::new(Backend::Sqlite, "    interval: 500ms\n", false).await;
     declare_suspended_org(&setup, false);
-    let accord = setup.start().await;
-    let first = setup.revision();
-    accord
-        .wait_for(SOURCE, WAIT, |s| synced_at(s, &first))
-        .await;
+    let (accord, _) = setup.start_synced().await;
     let name = || {
         text(
             &setup.db,
@@ -1325,11 +1287,7 @@ async fn gitops_false_in_yaml_suspends_the_organization_and_leaves_its_row_alone
 async fn an_organization_suspended_in_yaml_reads_as_suspended_on_its_gitops_status() {
     let setup = Setup::new(Backend::Sqlite, "    interval: 500ms\n", false).await;
     declare_suspended_org(&setup, false);
-    let accord = setup.start().await;
-    let first = setup.revision();
-    accord
-        .wait_for(SOURCE, WAIT, |s| synced_at(s, &first))
-        .await;
+    let (accord, _) = setup.start_synced().await;
     declare_suspended_org(&setup, true);
     let suspended = setup.revision();
     accord
@@ -1349,11 +1307,7 @@ async fn status_drift_and_audit_commands_read_a_running_server() {
         "permits.yaml",
         &[grant("p1", "svc:reader"), grant("p2", "svc:reader")],
     );
-    let accord = setup.start().await;
-    let revision = setup.revision();
-    accord
-        .wait_for(SOURCE, WAIT, |s| synced_at(s, &revision))
-        .await;
+    let (accord, revision) = setup.start_synced().await;
     let server = accord.url.clone();
     let server = server.as_str();
 

@@ -10,7 +10,6 @@ mod common;
 use std::sync::{Arc, RwLock};
 
 use accord::controller::state::{OpenItem, SourceHandle, SourceStatus, State, SyncState};
-use accord::metrics::Metrics;
 use accord::model::Object;
 use accord::store::AnyStore;
 use axum::body::Body;
@@ -19,7 +18,6 @@ use common::builders::{org, permit};
 use common::db::{sync_objects, Backend, TestDb};
 use http::{Request, StatusCode};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 /// The budget for one page.
@@ -118,20 +116,10 @@ async fn no_page_sends_more_than_200_kb_however_large_the_state() {
     let db = TestDb::new(Backend::Sqlite).await;
     let store = AnyStore::connect(&db.url).await.expect("connect");
     large_state(&store).await;
-    let state = Arc::new(State {
-        sources: (0..3)
-            .map(|n| busy_source(&format!("source-{n}")))
-            .collect(),
-        history: Default::default(),
-        store: Arc::new(store),
-        metrics: Metrics::default(),
-        api_token: None,
-        shutdown: CancellationToken::new(),
-        leadership: None,
-        access: Default::default(),
-        notifier: None,
-        read_only: false,
-    });
+    let sources = (0..3)
+        .map(|n| busy_source(&format!("source-{n}")))
+        .collect();
+    let state = Arc::new(State::new(sources, Arc::new(store)));
     let router = accord::server::router(state);
 
     // Each page, and what shows that its list or diff was cut with a way

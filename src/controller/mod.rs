@@ -412,16 +412,12 @@ pub async fn start(
         .as_ref()
         .map(|_| Arc::new(leader::Leadership::new(&identity)));
     let state = Arc::new(State {
-        sources: handles,
-        history: Default::default(),
-        store,
         metrics,
         api_token,
         shutdown: shutdown.clone(),
         leadership: leadership.clone(),
-        access: Default::default(),
         notifier,
-        read_only: false,
+        ..State::new(handles, store)
     });
     let mut campaign_task = None;
     if let (Some(election), Some(leadership), Some(client)) =

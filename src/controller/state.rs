@@ -272,20 +272,30 @@ impl AccessCache {
 }
 
 impl State {
-    /// The state `accord ui` serves: a database to browse, no sources, no
-    /// controller, nothing it may change.
-    pub fn browse(store: Arc<AnyStore>, shutdown: CancellationToken) -> State {
+    /// `sources` over `store`: no API token, no leader election, no
+    /// notifications, fresh metrics; the rest is set by struct update.
+    pub fn new(sources: Vec<Arc<SourceHandle>>, store: Arc<AnyStore>) -> State {
         State {
-            sources: Vec::new(),
+            sources,
             history: Default::default(),
             store,
             metrics: Metrics::default(),
             api_token: None,
-            shutdown,
+            shutdown: CancellationToken::new(),
             leadership: None,
             access: Default::default(),
             notifier: None,
+            read_only: false,
+        }
+    }
+
+    /// The state `accord ui` serves: a database to browse, no sources, no
+    /// controller, nothing it may change.
+    pub fn browse(store: Arc<AnyStore>, shutdown: CancellationToken) -> State {
+        State {
+            shutdown,
             read_only: true,
+            ..State::new(Vec::new(), store)
         }
     }
 

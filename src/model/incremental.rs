@@ -222,39 +222,26 @@ mod tests {
     proptest! {
         /// Every revision of a random commit sequence parses incrementally to
         /// exactly what a full parse gives: the same declarations from the
-        /// same places with the same hashes, or the same errors.
+        /// same places with the same hashes, or the same errors; whether
+        /// every file is read (a folder) or the tree is listed by blob id
+        /// and only the blobs the cache lacks are read (a Git source).
         #[test]
         fn an_incremental_parse_is_a_full_parse(
             changes in prop::collection::vec(change(), 1..12)
         ) {
             let mut tree = std::collections::BTreeMap::new();
-            let mut cache = ParseCache::new(Limits::default());
+            let ways: [fn(&mut ParseCache, &[SourceFile]) -> Outcome; 2] = [read, listed];
+            let mut caches = ways.map(|_| ParseCache::new(Limits::default()));
             for change in &changes {
                 apply(&mut tree, change);
                 let files: Vec<SourceFile> = tree.iter().map(|(p, t)| file(p, t)).collect();
                 let full = parse_tree_for_plan(&files, Limits::default());
-                let (incremental, reuse) = read(&mut cache, &files);
-                prop_assert_eq!(&incremental, &full);
-                prop_assert_eq!(reuse.parsed + reuse.reused, files.len());
-                prop_assert_eq!(cache.len(), files.len());
-            }
-        }
-
-        /// The same for a tree listed by blob id with only the blobs the
-        /// cache lacks read (a Git source's commits).
-        #[test]
-        fn a_parse_of_a_listed_tree_is_a_full_parse(
-            changes in prop::collection::vec(change(), 1..12)
-        ) {
-            let mut tree = std::collections::BTreeMap::new();
-            let mut cache = ParseCache::new(Limits::default());
-            for change in &changes {
-                apply(&mut tree, change);
-                let files: Vec<SourceFile> = tree.iter().map(|(p, t)| file(p, t)).collect();
-                let full = parse_tree_for_plan(&files, Limits::default());
-                let (incremental, reuse) = listed(&mut cache, &files);
-                prop_assert_eq!(&incremental, &full);
-                prop_assert_eq!(reuse.parsed + reuse.reused, files.len());
+                for (parse, cache) in ways.iter().zip(&mut caches) {
+                    let (incremental, reuse) = parse(cache, &files);
+                    prop_assert_eq!(&incremental, &full);
+                    prop_assert_eq!(reuse.parsed + reuse.reused, files.len());
+                    prop_assert_eq!(cache.len(), files.len());
+                }
             }
         }
     }

@@ -114,7 +114,8 @@ pub(super) fn parse_source_file(
 pub fn assemble(
     parsed: Vec<(Vec<Declaration>, Vec<Diagnostic>)>,
 ) -> Result<DesiredState, Vec<Diagnostic>> {
-    assemble_shared(parsed.iter().map(|(d, e)| (&d[..], &e[..])))
+    let objects = parsed.iter().map(|(d, _)| d.len()).sum();
+    assemble_files(parsed, objects)
 }
 
 /// `assemble` of files whose declarations stay where they are (a parse
@@ -122,17 +123,31 @@ pub fn assemble(
 pub fn assemble_shared<'a>(
     parsed: impl Iterator<Item = (&'a [Declaration], &'a [Diagnostic])> + Clone,
 ) -> Result<DesiredState, Vec<Diagnostic>> {
+    let objects = parsed.clone().map(|(d, _)| d.len()).sum();
+    assemble_files(
+        parsed.map(|(d, e)| (d.iter().cloned(), e.iter().cloned())),
+        objects,
+    )
+}
+
+/// Both `assemble`s: `objects` declarations over all the files.
+fn assemble_files<D, E>(
+    files: impl IntoIterator<Item = (D, E)>,
+    objects: usize,
+) -> Result<DesiredState, Vec<Diagnostic>>
+where
+    D: IntoIterator<Item = Declaration>,
+    E: IntoIterator<Item = Diagnostic>,
+{
     let mut errors = Vec::new();
     let mut state = DesiredState::default();
-    state
-        .objects
-        .reserve(parsed.clone().map(|(d, _)| d.len()).sum());
-    for (declarations, diagnostics) in parsed {
-        errors.extend_from_slice(diagnostics);
+    state.objects.reserve(objects);
+    for (declarations, diagnostics) in files {
+        errors.extend(diagnostics);
         for declaration in declarations {
             match state.objects.entry(declaration.object.key()) {
                 Entry::Vacant(slot) => {
-                    slot.insert(declaration.clone());
+                    slot.insert(declaration);
                 }
                 Entry::Occupied(first) => errors.push(declared_twice(
                     first.key(),
