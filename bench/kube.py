@@ -12,7 +12,7 @@ together with the CRDs (`accord crds --output json`), and a fresh SQLite databas
              written: its duration and the status writes it made (target: none)
   edit       one object's spec patched → its status shows the new generation applied
   floor      the same N status writes (same shape: two conditions) made directly by a Python
-             client with the same number in flight (16), one keep-alive-less request each:
+             client with the same number in flight (16), each over its own keep-alive connection:
              what the emulator itself can take; the ratio first/floor is accord's overhead
              (startup, list, database apply included) over the API server's own cost
 
@@ -65,6 +65,14 @@ def start_emulator(work, preload):
     return proc, port
 
 
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def request(port, method, path, body=None, ctype="application/json"):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     data = json.dumps(body).encode() if body is not None else None
@@ -84,6 +92,42 @@ def wait(cond, timeout, step=0.05):
     return False
 
 
+def empty_rss(accord, crds):
+    """accord's RSS once started against no objects: what memory per object is measured from."""
+    work = tempfile.mkdtemp(prefix="accord-kube-bench.")
+    try:
+        with open(f"{work}/objects.json", "w") as f:
+            json.dump(objects(0), f)
+        emulator, _ = start_emulator(work, [crds, f"{work}/objects.json"])
+        listen = 20000 + (os.getpid() + 1) % 20000
+        write_config(work, listen)
+        proc = subprocess.Popen([accord, "run", "--config", f"{work}/accord.yaml"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            def up():
+                try:
+                    return request(listen, "GET", "/api/v1/status")[0] == 200
+                except OSError:
+                    return False
+            assert wait(up, 60), "accord did not start"
+            time.sleep(2)
+            return rss_mb(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            emulator.terminate()
+            emulator.wait(timeout=30)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def write_config(work, listen):
+    with open(f"{work}/accord.yaml", "w") as f:
+        f.write(f"database: sqlite://{work}/accord.db\nlisten: 127.0.0.1:{listen}\n"
+                f"sources:\n  - name: kubernetes\n    kubernetes:\n      kubeconfig: {work}/kubeconfig\n"
+                f"    interval: 1h\n")
+
+
 def one_run(accord, n, crds):
     work = tempfile.mkdtemp(prefix="accord-kube-bench.")
     try:
@@ -91,10 +135,7 @@ def one_run(accord, n, crds):
             json.dump(objects(n), f)
         emulator, port = start_emulator(work, [crds, f"{work}/objects.json"])
         listen = 20000 + os.getpid() % 20000
-        with open(f"{work}/accord.yaml", "w") as f:
-            f.write(f"database: sqlite://{work}/accord.db\nlisten: 127.0.0.1:{listen}\n"
-                    f"sources:\n  - name: kubernetes\n    kubernetes:\n      kubeconfig: {work}/kubeconfig\n"
-                    f"    interval: 1h\n")
+        write_config(work, listen)
         log = open(f"{work}/accord.log", "w")
         started = time.time()
         proc = subprocess.Popen([accord, "run", "--config", f"{work}/accord.yaml", "--log", "accord=info"],
@@ -105,6 +146,7 @@ def one_run(accord, n, crds):
             assert wait(lambda: status_writes(reqlog) >= n, 900), "statuses not written"
             result["first_s"] = time.time() - started
             time.sleep(2)
+            result["rss_mb"] = rss_mb(proc.pid)
             before = status_writes(reqlog)
             t = time.time()
             code, body = request(listen, "POST", "/api/v1/sources/kubernetes/sync")
@@ -134,6 +176,7 @@ def one_run(accord, n, crds):
         lock = threading.Lock()
 
         def worker():
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             while True:
                 with lock:
                     if not names:
@@ -149,9 +192,14 @@ def one_run(accord, n, crds):
                 body = {"apiVersion": "accord.dev/v1alpha1", "kind": "Permit",
                         "status": {"conditions": [ready, synced], "observedGeneration": 1,
                                    "lastSyncedAt": now, "app": "unnamed", "id": name}}
-                request(port, "PATCH",
-                        f"/apis/accord.dev/v1alpha1/namespaces/{ns}/permits/{name}/status?fieldManager=floor&force=true",
-                        body, "application/apply-patch+yaml")
+                conn.request("PATCH",
+                             f"/apis/accord.dev/v1alpha1/namespaces/{ns}/permits/{name}/status"
+                             "?fieldManager=floor&force=true",
+                             body=json.dumps(body).encode(),
+                             headers={"Content-Type": "application/apply-patch+yaml"})
+                response = conn.getresponse()
+                response.read()
+                assert response.status == 200, response.status
         t = time.time()
         threads = [threading.Thread(target=worker) for _ in range(CONCURRENCY)]
         for th in threads:
@@ -181,6 +229,7 @@ def main():
     crds = f"{work}/crds.json"
     with open(crds, "w") as f:
         f.write(subprocess.run([accord, "crds", "--output", "json"], check=True, capture_output=True, text=True).stdout)
+    empty = empty_rss(accord, crds)
     runs = []
     for i in range(a.runs):
         r = one_run(accord, a.objects, crds)
@@ -202,6 +251,9 @@ def main():
         f"| baseline: the same {a.objects} status writes from Python, {CONCURRENCY} in flight | {med['floor_s']:.1f} s | {series('floor_s', '.1f')} |",
         f"| ratio first / baseline | {med['first_s'] / med['floor_s']:.2f}× | |",
         f"| forced no-op sync | {med['noop_s']:.2f} s, {med['noop_writes']:.0f} API writes | {series('noop_writes', 'd')} writes |",
+        f"| RSS after the first sync, and per object over an empty start ({empty:.0f} MB) | "
+        f"{med['rss_mb']:.0f} MB, {(med['rss_mb'] - empty) * 1024 * 1024 / a.objects / 1000:.1f} KB | "
+        f"{series('rss_mb', '.0f')} MB |",
         f"| one spec edit → its status shows the new generation applied | {med['edit_s']:.2f} s | {series('edit_s', '.2f')} |",
     ]
     text = "\n".join(lines) + "\n"

@@ -182,7 +182,7 @@ pub async fn read_desired(
         .await
         .map_err(|e| SyncError::Task("parser", e))?
         .map_err(SyncError::Invalid)?;
-    Ok((revision, Arc::new(desired)))
+    Ok((revision, desired))
 }
 
 /// One sync of `source` into `store`. `desired` (the source read and

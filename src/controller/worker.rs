@@ -340,7 +340,7 @@ impl Worker {
             Ok(desired) => {
                 let parsed = Parsed {
                     revision: revision.clone(),
-                    desired: Arc::new(desired),
+                    desired,
                     commit: commit.clone(),
                 };
                 self.desired = Some(parsed.clone());

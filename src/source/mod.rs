@@ -70,31 +70,32 @@ impl Commit {
 /// A source's declarations taken one object at a time.
 #[derive(Clone, Debug, Default)]
 pub struct Declared {
-    pub desired: DesiredState,
+    /// Shared with the snapshots read from it, not copied.
+    pub desired: Arc<DesiredState>,
     /// Objects that were not taken, each located by the object's own name.
     pub rejected: Vec<Diagnostic>,
 }
+
+/// A revision's desired state, or every problem with it.
+pub type Checked = Result<Arc<DesiredState>, Vec<Diagnostic>>;
 
 impl Snapshot {
     /// The declared state of this revision, or every problem with it: files
     /// that could not be taken and parse errors together, sorted by place.
     pub fn desired(&self, limits: Limits) -> Result<DesiredState, Vec<Diagnostic>> {
-        self.parsed(limits, parse_tree)
+        self.parsed(limits, parse_tree).map(Arc::unwrap_or_clone)
     }
 
     /// `desired`, with each object's content hash for the plan to compare
     /// (`Declaration::digest`; a Kubernetes source's objects come without).
-    pub fn desired_for_plan(&self, limits: Limits) -> Result<DesiredState, Vec<Diagnostic>> {
+    pub fn desired_for_plan(&self, limits: Limits) -> Checked {
         self.parsed(limits, parse_tree_for_plan)
     }
 
     /// `desired_for_plan`, parsing only the files `cache` does not hold
     /// (same path, same content) and keeping this revision's files in it.
     /// `Unread` when the snapshot left out a file the cache no longer holds.
-    pub fn desired_incremental(
-        &self,
-        cache: &mut ParseCache,
-    ) -> Result<(Result<DesiredState, Vec<Diagnostic>>, Reuse), Unread> {
+    pub fn desired_incremental(&self, cache: &mut ParseCache) -> Result<(Checked, Reuse), Unread> {
         let tree = match &self.listing {
             Some(listing) => Tree::Listed {
                 listing,
@@ -106,18 +107,18 @@ impl Snapshot {
             return Ok((Ok(declared.desired.clone()), Reuse::default()));
         }
         let (parsed, reuse) = cache.parse(tree)?;
-        Ok((self.with_problems(parsed), reuse))
+        Ok((self.with_problems(parsed).map(Arc::new), reuse))
     }
 
     fn parsed(
         &self,
         limits: Limits,
         parse: fn(&[SourceFile], Limits) -> Result<DesiredState, Vec<Diagnostic>>,
-    ) -> Result<DesiredState, Vec<Diagnostic>> {
+    ) -> Checked {
         if let Some(declared) = &self.declared {
             return Ok(declared.desired.clone());
         }
-        self.with_problems(parse(&self.files, limits))
+        self.with_problems(parse(&self.files, limits)).map(Arc::new)
     }
 
     /// A parse's outcome with the files that could not be taken: any of

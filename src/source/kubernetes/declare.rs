@@ -31,7 +31,7 @@ pub fn declare(objects: &[KubeObject], limits: Limits) -> Declared {
         let mut spec = object.spec.clone();
         if let (Value::Object(fields), Some(app)) = (&mut spec, &object.namespace_app) {
             if !fields.contains_key("app") && !fields.contains_key("appHost") {
-                fields.insert("app".into(), Value::String(app.clone()));
+                fields.insert("app".into(), Value::String(app.to_string()));
             }
         }
         let manifest = serde_json::json!({
@@ -62,7 +62,10 @@ pub fn declare(objects: &[KubeObject], limits: Limits) -> Declared {
             }
         }
     }
-    Declared { desired, rejected }
+    Declared {
+        desired: Arc::new(desired),
+        rejected,
+    }
 }
 
 /// Keeps what a rejected object applied before: a delete of a key last
@@ -232,10 +235,10 @@ fn named(object: &KubeObject) -> AppliesAs {
 mod tests {
     use super::*;
     use crate::plan::{LiveRow, LiveState, PlanOptions};
-    use k8s_openapi::api::core::v1::ObjectReference;
+    use crate::source::kubernetes::object::Watched;
 
     fn permit(name: &str) -> KubeObject {
-        KubeObject {
+        let watched = Watched {
             kind: Kind::Permit,
             namespace: "team-a".into(),
             name: name.into(),
@@ -245,11 +248,10 @@ mod tests {
             spec: serde_json::json!({"permissionId": "svc:act", "slugs": ["caller"]}),
             status: None,
             resource_version: 1,
-            namespace_app: None,
-            reference: ObjectReference::default(),
             field_manager: None,
             reconcile_requested: None,
-        }
+        };
+        KubeObject::new(Arc::new(watched), None)
     }
 
     #[test]

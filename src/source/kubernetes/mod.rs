@@ -71,11 +71,6 @@ pub struct KubernetesSource {
     last: Mutex<Option<Arc<LastRead>>>,
     /// The fingerprint of the last objects read: an unchanged one is not re-read.
     fingerprint: Mutex<Option<u64>>,
-    /// What accord last wrote per object uid, and the resourceVersion the
-    /// write produced: until the watch cache reaches that version, the write
-    /// stands for the status (so it is not made twice); after, the cache does
-    /// (so a status another replica wrote since is corrected).
-    written: Mutex<HashMap<String, (ObjectStatus, u64)>>,
     /// Status writes in flight at once.
     concurrency: usize,
     /// Rejected objects whose previous version the last plan kept.
@@ -99,7 +94,6 @@ impl KubernetesSource {
             cache,
             last: Mutex::new(None),
             fingerprint: Mutex::new(None),
-            written: Mutex::new(HashMap::new()),
             concurrency: DEFAULT_WRITE_CONCURRENCY,
             held: Mutex::new(HashSet::new()),
             events_about: namespace_reference("default"),
@@ -241,9 +235,8 @@ impl KubernetesSource {
         let outcomes = outcomes(&last.objects, &last.declared, &held, result, drift);
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let mut writes = StatusWrites::default();
-        let live_uids: std::collections::HashSet<&str> =
-            last.objects.iter().map(|o| o.uid.as_str()).collect();
-        lock(&self.written).retain(|uid, _| live_uids.contains(uid.as_str()));
+        let live_uids: HashSet<&str> = last.objects.iter().map(|o| o.uid.as_str()).collect();
+        self.cache.forget_written_except(&live_uids);
         // Only objects whose status changes (or that get an Event) cost a
         // request; they go out a few at a time, since each is a round trip.
         let work: Vec<(&KubeObject, &Outcome, ObjectStatus, bool)> = last
@@ -251,10 +244,7 @@ impl KubernetesSource {
             .iter()
             .zip(&outcomes)
             .filter_map(|(object, outcome)| {
-                let pending = lock(&self.written)
-                    .get(&object.uid)
-                    .filter(|(_, version)| object.resource_version < *version)
-                    .map(|(status, _)| status.clone());
+                let pending = self.cache.pending(object);
                 let current = pending.as_ref().or(object.status.as_ref());
                 let next = status::status_for(
                     outcome,
@@ -313,8 +303,7 @@ impl KubernetesSource {
             {
                 Ok(updated) => {
                     patched = Some(true);
-                    lock(&self.written)
-                        .insert(object.uid.clone(), (next, resource_version(&updated)));
+                    self.cache.wrote(object, next, resource_version(&updated));
                 }
                 Err(error) => {
                     patched = Some(false);
@@ -337,7 +326,7 @@ impl KubernetesSource {
                 secondary: None,
             };
             published = Some(
-                match self.recorder.publish(&event, &object.reference).await {
+                match self.recorder.publish(&event, &object.reference()).await {
                     Ok(()) => true,
                     Err(error) => {
                         tracing::warn!(object = %object.id(), %error, "event not published");

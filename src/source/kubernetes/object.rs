@@ -1,8 +1,11 @@
 //! One custom resource as a sync sees it, read from the watch cache.
 
 use k8s_openapi::api::core::v1::ObjectReference;
+use std::sync::Arc;
+
 use kube::api::{ApiResource, DynamicObject};
 use kube::{Resource, ResourceExt};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::resources::{EnrollmentResource, ObjectStatus, OrganizationResource, PermitResource};
@@ -18,9 +21,10 @@ pub fn api_resource(kind: Kind) -> ApiResource {
     }
 }
 
-/// One custom resource as a sync sees it.
+/// What the watch cache keeps of one custom resource: only what a sync,
+/// its statuses and its audit rows read.
 #[derive(Clone, Debug)]
-pub struct KubeObject {
+pub struct Watched {
     pub kind: Kind,
     pub namespace: String,
     pub name: String,
@@ -31,9 +35,6 @@ pub struct KubeObject {
     pub spec: Value,
     pub status: Option<ObjectStatus>,
     pub resource_version: u64,
-    /// The namespace's `accord.dev/app` annotation.
-    pub namespace_app: Option<String>,
-    pub reference: ObjectReference,
     /// The field manager that last wrote the object's spec (`kubectl`,
     /// `kubectl-client-side-apply`, a GitOps controller…): who changed it,
     /// as far as a controller can tell. The requesting user is not visible.
@@ -42,24 +43,13 @@ pub struct KubeObject {
     pub reconcile_requested: Option<String>,
 }
 
-impl KubeObject {
-    /// How declarations, errors and audit rows name the object:
-    /// `namespace/Kind/name`.
-    pub fn id(&self) -> String {
-        format!("{}/{}/{}", self.namespace, self.kind, self.name)
-    }
-
-    pub(super) fn from_dynamic(
-        kind: Kind,
-        resource: &ApiResource,
-        object: &DynamicObject,
-        namespace_app: Option<String>,
-    ) -> Self {
+impl Watched {
+    pub(super) fn from_dynamic(kind: Kind, object: &DynamicObject) -> Self {
         let status = object
             .data
             .get("status")
-            .and_then(|s| serde_json::from_value(s.clone()).ok());
-        KubeObject {
+            .and_then(|s| ObjectStatus::deserialize(s).ok());
+        Watched {
             kind,
             namespace: object.namespace().unwrap_or_default(),
             name: object.name_any(),
@@ -73,10 +63,60 @@ impl KubeObject {
             spec: object.data.get("spec").cloned().unwrap_or(Value::Null),
             status,
             resource_version: resource_version(object),
-            namespace_app,
-            reference: object.object_ref(resource),
             field_manager: spec_manager(object),
             reconcile_requested: reconcile_requested(object),
+        }
+    }
+}
+
+/// One custom resource as a sync sees it: the cached object (shared with
+/// the cache, not copied) and its namespace's app at the time of the read.
+#[derive(Clone, Debug)]
+pub struct KubeObject {
+    watched: Arc<Watched>,
+    /// The namespace's `accord.dev/app` annotation.
+    pub namespace_app: Option<Arc<str>>,
+}
+
+impl std::ops::Deref for KubeObject {
+    type Target = Watched;
+
+    fn deref(&self) -> &Watched {
+        &self.watched
+    }
+}
+
+/// Changing a field copies the object first: the cache's stays as watched.
+impl std::ops::DerefMut for KubeObject {
+    fn deref_mut(&mut self) -> &mut Watched {
+        Arc::make_mut(&mut self.watched)
+    }
+}
+
+impl KubeObject {
+    pub fn new(watched: Arc<Watched>, namespace_app: Option<Arc<str>>) -> Self {
+        KubeObject {
+            watched,
+            namespace_app,
+        }
+    }
+
+    /// How declarations, errors and audit rows name the object:
+    /// `namespace/Kind/name`.
+    pub fn id(&self) -> String {
+        format!("{}/{}/{}", self.namespace, self.kind, self.name)
+    }
+
+    /// What an Event about the object names it by.
+    pub fn reference(&self) -> ObjectReference {
+        let resource = api_resource(self.kind);
+        ObjectReference {
+            api_version: Some(resource.api_version),
+            kind: Some(resource.kind),
+            name: Some(self.name.clone()),
+            namespace: Some(self.namespace.clone()),
+            uid: Some(self.uid.clone()),
+            ..ObjectReference::default()
         }
     }
 }
