@@ -9,7 +9,7 @@
 #   --runs N        commit → applied runs per mode and backend; medians are reported (default 5)
 #   --objects N     corpus size (default 100000)
 #   --backends L    comma-separated: sqlite, pg (default sqlite,pg)
-#   --rate R        target rate of the status load, requests/s (default 300)
+#   --rate R        target rate of the status load, requests/s (default 500)
 #   --transport T   how accord fetches the repository: file (a file:// URL, default; libgit2
 #                   then builds the pack itself, in accord's process) or daemon (`git daemon`
 #                   on 127.0.0.1, git:// URL; the pack is built by git in another process,
@@ -49,7 +49,7 @@ root=$(dirname "$here")
 die() { echo "bench/run_controller.sh: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
 
-runs=5 objects=100000 backends=sqlite,pg rate=300 out="" accord="" gen="" pg_no_fsync=0 keep=0
+runs=5 objects=100000 backends=sqlite,pg rate=500 out="" accord="" gen="" pg_no_fsync=0 keep=0
 connections=8 transport=file accord_env=()
 while (($#)); do
   case $1 in
