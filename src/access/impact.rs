@@ -509,7 +509,7 @@ impl Seeds {
                     Some(Object::Permit(permit)) => {
                         seeds
                             .permissions
-                            .insert((permit.app.clone(), permit.permission_id.clone()));
+                            .insert((permit.app.to_string(), permit.permission_id.to_string()));
                     }
                     Some(object) => granted[side] = grants_of(object),
                     None => {}
@@ -532,7 +532,7 @@ fn grants_of(object: &Object) -> BTreeSet<Triple> {
     match object {
         Object::Enrollment(e) => {
             if let Some(holder) = Holder::of(e.user_id.as_deref(), e.contact_id.as_deref()) {
-                grants.insert((e.app.clone(), e.role.clone(), holder));
+                grants.insert((e.app.to_string(), e.role.to_string(), holder));
             }
         }
         Object::Organization(org) => {
@@ -594,7 +594,7 @@ impl ChangedRoles {
         side.par_iter()
             .filter_map(|(_, (object, _))| match &**object {
                 Object::Permit(p) if p.roles.iter().any(|r| self.touches(&p.app, r)) => {
-                    Some((p.app.clone(), p.permission_id.clone()))
+                    Some((p.app.to_string(), p.permission_id.to_string()))
                 }
                 _ => None,
             })
@@ -688,7 +688,7 @@ impl<'a> Bearing<'a> {
         );
         let mut patterns: FxHashMap<String, Patterns> = FxHashMap::default();
         for permit in permits {
-            let of_app = patterns.entry(permit.app.clone()).or_default();
+            let of_app = patterns.entry(permit.app.to_string()).or_default();
             permit.roles.iter().for_each(|r| of_app.add(r));
         }
         Bearing {
@@ -739,8 +739,8 @@ mod tests {
             id: id.into(),
             app: app.into(),
             permission_id: permission.into(),
-            slugs: slugs.iter().map(|s| s.to_string()).collect(),
-            roles: roles.iter().map(|s| s.to_string()).collect(),
+            slugs: slugs.iter().map(|s| (*s).into()).collect(),
+            roles: roles.iter().map(|s| (*s).into()).collect(),
         })
     }
 
@@ -749,8 +749,8 @@ mod tests {
             id: id.into(),
             app: app.into(),
             role: role.into(),
-            user_id: who.0.map(str::to_owned),
-            contact_id: who.1.map(str::to_owned),
+            user_id: who.0.map(Into::into),
+            contact_id: who.1.map(Into::into),
         })
     }
 
@@ -964,11 +964,11 @@ mod tests {
     fn with_id(object: Object, n: usize) -> Object {
         match object {
             Object::Permit(mut p) => {
-                p.id = format!("p{n}");
+                p.id = format!("p{n}").into();
                 Object::Permit(p)
             }
             Object::Enrollment(mut e) => {
-                e.id = format!("e{n}");
+                e.id = format!("e{n}").into();
                 Object::Enrollment(e)
             }
             Object::Organization(mut o) => {

@@ -248,10 +248,10 @@ impl Access {
                     };
                     access.add_grant(GrantEntry {
                         app: enrollment.app.as_str().into(),
-                        role: enrollment.role.clone(),
+                        role: enrollment.role.to_string(),
                         holder,
                         via: Via::Enrollment {
-                            id: enrollment.id.clone(),
+                            id: enrollment.id.to_string(),
                         },
                         place,
                     });
@@ -326,7 +326,12 @@ impl Access {
     pub fn permissions(&self) -> BTreeSet<(String, String)> {
         self.permits
             .iter()
-            .map(|p| (p.permit().app.clone(), p.permit().permission_id.clone()))
+            .map(|p| {
+                (
+                    p.permit().app.to_string(),
+                    p.permit().permission_id.to_string(),
+                )
+            })
             .collect()
     }
 
@@ -411,11 +416,11 @@ impl Access {
             let entry = &self.permits[n as usize];
             let permit = entry.permit();
             for slug in &permit.slugs {
-                let holder = Holder::Slug(slug.clone());
+                let holder = Holder::Slug(slug.to_string());
                 if keep(&holder) {
                     holdings.push(Holding {
                         holder,
-                        path: self.path(entry, Some(slug), None, None),
+                        path: self.path(entry, Some(slug.as_str()), None, None),
                     });
                 }
             }
@@ -425,7 +430,7 @@ impl Access {
                     if keep(&grant.holder) {
                         holdings.push(Holding {
                             holder: grant.holder.clone(),
-                            path: self.path(entry, None, Some(pattern), Some(grant)),
+                            path: self.path(entry, None, Some(pattern.as_str()), Some(grant)),
                         });
                     }
                 }
@@ -481,8 +486,13 @@ impl Access {
         let mut holders: BTreeMap<String, BTreeSet<Holder>> = BTreeMap::new();
         for n in self.permits_of(permission, app) {
             let permit = self.permits[n as usize].permit();
-            let of_app = holders.entry(permit.app.clone()).or_default();
-            of_app.extend(permit.slugs.iter().map(|slug| Holder::Slug(slug.clone())));
+            let of_app = holders.entry(permit.app.to_string()).or_default();
+            of_app.extend(
+                permit
+                    .slugs
+                    .iter()
+                    .map(|slug| Holder::Slug(slug.to_string())),
+            );
             for pattern in &permit.roles {
                 for g in self.grants_matching(&permit.app, pattern) {
                     of_app.insert(self.grants[g as usize].holder.clone());
@@ -579,7 +589,11 @@ impl Access {
         let entry = &self.permits[n as usize];
         let permit = entry.permit();
         let mut paths = Vec::new();
-        if let Some(slug) = subject.slug.as_ref().filter(|s| permit.slugs.contains(s)) {
+        if let Some(slug) = subject
+            .slug
+            .as_deref()
+            .filter(|s| permit.slugs.iter().any(|own| own == s))
+        {
             paths.push(self.path(entry, Some(slug), None, None));
         }
         let mut seen = FxHashSet::default();
@@ -590,7 +604,7 @@ impl Access {
                     && role_matches(pattern, &grant.role)
                     && seen.insert(g)
                 {
-                    paths.push(self.path(entry, None, Some(pattern), Some(grant)));
+                    paths.push(self.path(entry, None, Some(pattern.as_str()), Some(grant)));
                 }
             }
         }
@@ -600,17 +614,17 @@ impl Access {
     fn path(
         &self,
         entry: &PermitEntry,
-        slug: Option<&String>,
-        pattern: Option<&String>,
+        slug: Option<&str>,
+        pattern: Option<&str>,
         grant: Option<&GrantEntry>,
     ) -> Path {
         let permit = entry.permit();
         Path {
-            app: permit.app.clone(),
-            permission_id: permit.permission_id.clone(),
+            app: permit.app.to_string(),
+            permission_id: permit.permission_id.to_string(),
             permit: permit_ref(entry),
-            slug: slug.cloned(),
-            pattern: pattern.cloned(),
+            slug: slug.map(str::to_owned),
+            pattern: pattern.map(str::to_owned),
             grant: grant.map(grant_ref),
         }
     }
@@ -639,11 +653,11 @@ fn path_order(
 fn permit_ref(entry: &PermitEntry) -> PermitRef {
     let permit = entry.permit();
     PermitRef {
-        app: permit.app.clone(),
-        id: permit.id.clone(),
-        permission_id: permit.permission_id.clone(),
-        slugs: permit.slugs.clone(),
-        roles: permit.roles.clone(),
+        app: permit.app.to_string(),
+        id: permit.id.to_string(),
+        permission_id: permit.permission_id.to_string(),
+        slugs: permit.slugs.iter().map(ToString::to_string).collect(),
+        roles: permit.roles.iter().map(ToString::to_string).collect(),
         place: entry.place.clone(),
     }
 }

@@ -803,7 +803,7 @@ impl<'a> State<'a> {
                 });
                 // This pattern covering an earlier one.
                 let covered = shape_of(pattern).and_then(|shape| {
-                    let key = (group, shapes.ids[&shape], pattern.clone());
+                    let key = (group, shapes.ids[&shape], pattern.to_string());
                     projected.get(&key).filter(|(first, _)| *first != n)
                 });
                 if let Some((first, by)) = covering {
@@ -915,8 +915,8 @@ mod tests {
                 id: id.into(),
                 app: app.into(),
                 permission_id: permission.into(),
-                slugs: slugs.iter().map(|s| s.to_string()).collect(),
-                roles: roles.iter().map(|s| s.to_string()).collect(),
+                slugs: slugs.iter().map(|s| (*s).into()).collect(),
+                roles: roles.iter().map(|s| (*s).into()).collect(),
             }))
         }
 
@@ -940,8 +940,8 @@ mod tests {
                 id: id.into(),
                 app: app.into(),
                 role: role.into(),
-                user_id: user.map(str::to_owned),
-                contact_id: contact.map(str::to_owned),
+                user_id: user.map(Into::into),
+                contact_id: contact.map(Into::into),
             }))
         }
 

@@ -11,8 +11,8 @@ fn permit(app: &str, id: &str, permission: &str, slugs: &[&str], roles: &[&str])
         id: id.into(),
         app: app.into(),
         permission_id: permission.into(),
-        slugs: slugs.iter().map(|s| s.to_string()).collect(),
-        roles: roles.iter().map(|s| s.to_string()).collect(),
+        slugs: slugs.iter().map(|s| (*s).into()).collect(),
+        roles: roles.iter().map(|s| (*s).into()).collect(),
     })
 }
 
@@ -290,11 +290,11 @@ fn subjects_parse_and_refuse_what_is_not_one_person() {
 fn brute_can(objects: &[Object], who: &Subject, permission: &str, app: &str) -> bool {
     let domain = who.domain();
     let contact = who.contact_key();
-    let names = |user: &Option<String>, c: &Option<String>| -> bool {
+    let names = |user: Option<&str>, c: Option<&str>| -> bool {
         if user.is_some() {
-            return user == &who.user;
+            return user == who.user.as_deref();
         }
-        match c.as_deref() {
+        match c {
             Some("*") => who.contact.is_some(),
             Some(c) if c.starts_with("*@") => {
                 domain.as_deref() == Some(c[2..].to_ascii_lowercase().as_str())
@@ -307,13 +307,14 @@ fn brute_can(objects: &[Object], who: &Subject, permission: &str, app: &str) -> 
     for object in objects {
         match object {
             Object::Enrollment(e)
-                if (e.app == app || e.app == EVERY_APP) && names(&e.user_id, &e.contact_id) =>
+                if (e.app == app || e.app == EVERY_APP)
+                    && names(e.user_id.as_deref(), e.contact_id.as_deref()) =>
             {
-                roles.push(e.role.clone())
+                roles.push(e.role.to_string())
             }
             Object::Organization(o) if o.app == app => {
                 for m in &o.members {
-                    if names(&m.user_id, &m.contact_id) {
+                    if names(m.user_id.as_deref(), m.contact_id.as_deref()) {
                         roles.push(member_role(&o.slug, &m.role));
                     }
                 }
@@ -323,7 +324,9 @@ fn brute_can(objects: &[Object], who: &Subject, permission: &str, app: &str) -> 
     }
     objects.iter().any(|object| match object {
         Object::Permit(p) if p.app == app && p.permission_id == permission => {
-            who.slug.as_ref().is_some_and(|s| p.slugs.contains(s))
+            who.slug
+                .as_deref()
+                .is_some_and(|s| p.slugs.iter().any(|own| own == s))
                 || p.roles
                     .iter()
                     .any(|pattern| roles.iter().any(|r| role_matches(pattern, r)))
@@ -375,8 +378,8 @@ pub(super) fn object() -> impl Strategy<Value = Object> {
                 id: "e".into(),
                 app: app.into(),
                 role: role.into(),
-                user_id: user.map(str::to_owned),
-                contact_id: contact.map(str::to_owned),
+                user_id: user.map(Into::into),
+                contact_id: contact.map(Into::into),
             })
         }),
         (app, prop::collection::vec((who, member_role), 0..3)).prop_map(|(app, members)| {

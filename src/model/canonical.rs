@@ -282,9 +282,9 @@ impl Reader<'_> {
         usize::try_from(self.u64()?).ok()
     }
 
-    fn text(&mut self) -> Option<String> {
+    fn text<T: for<'t> From<&'t str>>(&mut self) -> Option<T> {
         let n = self.count()?;
-        String::from_utf8(self.take(n)?.to_vec()).ok()
+        std::str::from_utf8(self.take(n)?).ok().map(T::from)
     }
 
     fn flag(&mut self) -> Option<bool> {
@@ -295,7 +295,7 @@ impl Reader<'_> {
         }
     }
 
-    fn optional(&mut self) -> Option<Option<String>> {
+    fn optional<T: for<'t> From<&'t str>>(&mut self) -> Option<Option<T>> {
         if self.flag()? {
             self.text().map(Some)
         } else {
@@ -311,7 +311,7 @@ impl Reader<'_> {
         }
     }
 
-    fn list(&mut self) -> Option<Vec<String>> {
+    fn list<T: for<'t> From<&'t str>>(&mut self) -> Option<Vec<T>> {
         let count = self.count()?;
         let mut list = Vec::with_capacity(count.min(self.0.len()));
         for _ in 0..count {
@@ -335,10 +335,10 @@ mod tests {
                 roles: vec![],
             }),
             Object::Permit(Permit {
-                id: String::new(),
+                id: Default::default(),
                 app: "ünïcode\t\"app\"".into(),
                 permission_id: "\\N".into(),
-                slugs: vec![String::new()],
+                slugs: vec![Default::default()],
                 roles: vec!["a".into(), "b".into(), "c".into()],
             }),
             Object::Enrollment(Enrollment {

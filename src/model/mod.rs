@@ -232,26 +232,26 @@ pub struct Member {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Permit {
-    pub id: String,
-    pub app: String,
-    pub permission_id: String,
+    pub id: CompactString,
+    pub app: CompactString,
+    pub permission_id: CompactString,
     /// Sorted and without duplicates: lists are sets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub slugs: Vec<String>,
+    pub slugs: Vec<CompactString>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub roles: Vec<String>,
+    pub roles: Vec<CompactString>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Enrollment {
-    pub id: String,
-    pub app: String,
-    pub role: String,
+    pub id: CompactString,
+    pub app: CompactString,
+    pub role: CompactString,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
+    pub user_id: Option<CompactString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contact_id: Option<String>,
+    pub contact_id: Option<CompactString>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,7 +332,7 @@ impl Object {
 
     /// Puts lists in canonical order so that order and duplicates carry no meaning.
     pub fn normalize(&mut self) {
-        fn set(list: &mut Vec<String>) {
+        fn set<T: Ord>(list: &mut Vec<T>) {
             list.sort_unstable();
             list.dedup();
         }

@@ -681,11 +681,11 @@ impl FileParser {
         });
         Some((
             Object::Permit(Permit {
-                id,
-                app,
-                permission_id: spec.permission_id,
-                slugs: spec.slugs,
-                roles: spec.roles,
+                id: id.into(),
+                app: app.into(),
+                permission_id: spec.permission_id.into(),
+                slugs: spec.slugs.into_iter().map(Into::into).collect(),
+                roles: spec.roles.into_iter().map(Into::into).collect(),
             }),
             false,
         ))
@@ -730,11 +730,11 @@ impl FileParser {
             .unwrap_or_else(|| derived_id("enr-", &[&spec.role, &subject]));
         Some((
             Object::Enrollment(Enrollment {
-                id,
-                app,
-                role: spec.role,
-                user_id: spec.user_id,
-                contact_id: spec.contact_id,
+                id: id.into(),
+                app: app.into(),
+                role: spec.role.into(),
+                user_id: spec.user_id.map(Into::into),
+                contact_id: spec.contact_id.map(Into::into),
             }),
             false,
         ))

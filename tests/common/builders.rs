@@ -19,8 +19,8 @@ pub fn key(kind: Kind, id: &str) -> Key {
     }
 }
 
-fn strings<S: Into<String>>(items: impl IntoIterator<Item = S>) -> Vec<String> {
-    items.into_iter().map(Into::into).collect()
+fn strings<S: Into<String>, T: From<String>>(items: impl IntoIterator<Item = S>) -> Vec<T> {
+    items.into_iter().map(|s| T::from(s.into())).collect()
 }
 
 // ---- objects -----------------------------------------------------------------
@@ -28,11 +28,11 @@ fn strings<S: Into<String>>(items: impl IntoIterator<Item = S>) -> Vec<String> {
 /// A permit in the default app granting `svc:read` to the role `svc:reader`.
 pub fn permit(id: &str) -> PermitBuilder {
     PermitBuilder(Permit {
-        id: id.to_owned(),
-        app: DEFAULT_APP.to_owned(),
-        permission_id: "svc:read".to_owned(),
+        id: id.into(),
+        app: DEFAULT_APP.into(),
+        permission_id: "svc:read".into(),
         slugs: Vec::new(),
-        roles: vec!["svc:reader".to_owned()],
+        roles: vec!["svc:reader".into()],
     })
 }
 
@@ -40,12 +40,12 @@ pub struct PermitBuilder(Permit);
 
 impl PermitBuilder {
     pub fn app(mut self, app: &str) -> Self {
-        self.0.app = app.to_owned();
+        self.0.app = app.into();
         self
     }
 
     pub fn permission(mut self, permission_id: &str) -> Self {
-        self.0.permission_id = permission_id.to_owned();
+        self.0.permission_id = permission_id.into();
         self
     }
 
@@ -73,10 +73,10 @@ impl PermitBuilder {
 /// An enrollment in the default app of the user `alice` in `svc:viewer`.
 pub fn enrollment(id: &str) -> EnrollmentBuilder {
     EnrollmentBuilder(Enrollment {
-        id: id.to_owned(),
-        app: DEFAULT_APP.to_owned(),
-        role: "svc:viewer".to_owned(),
-        user_id: Some("alice".to_owned()),
+        id: id.into(),
+        app: DEFAULT_APP.into(),
+        role: "svc:viewer".into(),
+        user_id: Some("alice".into()),
         contact_id: None,
     })
 }
@@ -85,23 +85,23 @@ pub struct EnrollmentBuilder(Enrollment);
 
 impl EnrollmentBuilder {
     pub fn app(mut self, app: &str) -> Self {
-        self.0.app = app.to_owned();
+        self.0.app = app.into();
         self
     }
 
     pub fn role(mut self, role: &str) -> Self {
-        self.0.role = role.to_owned();
+        self.0.role = role.into();
         self
     }
 
     pub fn user(mut self, user_id: &str) -> Self {
-        self.0.user_id = Some(user_id.to_owned());
+        self.0.user_id = Some(user_id.into());
         self.0.contact_id = None;
         self
     }
 
     pub fn contact(mut self, contact_id: &str) -> Self {
-        self.0.contact_id = Some(contact_id.to_owned());
+        self.0.contact_id = Some(contact_id.into());
         self.0.user_id = None;
         self
     }

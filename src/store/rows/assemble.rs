@@ -77,7 +77,7 @@ fn compact_list(text: &str) -> Option<Vec<Cow<'_, str>>> {
     Some(list)
 }
 
-pub fn list_to_json(list: &[String]) -> String {
+pub fn list_to_json<S: serde::Serialize>(list: &[S]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
 }
 
