@@ -506,8 +506,10 @@ def report(rows, meta):
                         p99 is not None and rate_ok and p99 < STATUS_P99_TARGET_MS))
         secs = [r["seconds"] for r in hooks if r.get("ok")]
         med = statistics.median(secs) if secs and len(secs) == len(hooks) else None
-        results.append((f"{title}: commit → applied with the webhook < {WEBHOOK_TARGET_S:g} s (median)", med,
-                        WEBHOOK_TARGET_S, med is not None and med < WEBHOOK_TARGET_S))
+        # Issue 3's target is for 100,000 objects; a million has none.
+        if int(m('objects')) <= 100_000:
+            results.append((f"{title}: commit → applied with the webhook < {WEBHOOK_TARGET_S:g} s (median)", med,
+                            WEBHOOK_TARGET_S, med is not None and med < WEBHOOK_TARGET_S))
         # The issue's measurement: resident memory while idle after the first sync.
         first_idle = [x for r in by.get((b, "idle_webhook"), []) for x in r.get("rss_samples") or [r.get("VmRSS")]]
         worst_first = mb(max(first_idle)) if first_idle else None

@@ -111,7 +111,9 @@ pub(super) async fn apply<W: Writer>(
     request: ApplyRequest<'_>,
 ) -> Result<SyncRecord, StoreError> {
     let started_at = Utc::now();
+    let mut laps = Laps::new(request.source);
     let writes = Writes::sort_out(&request);
+    laps.lap("sorted out", writes.audit.len());
     let source = request.source;
     let now = Utc::now();
 
@@ -191,6 +193,7 @@ pub(super) async fn apply<W: Writer>(
         ]
     })
     .await?;
+    laps.lap("permits", permits.len());
     let enrollments: Vec<((&Enrollment, &String), bool)> = writes
         .of_kind(Kind::Enrollment)
         .filter_map(|(o, hash, new)| match o {
@@ -211,6 +214,7 @@ pub(super) async fn apply<W: Writer>(
         ]
     })
     .await?;
+    laps.lap("enrollments", enrollments.len());
 
     // Prune: only rows this source manages (or that lost their owner by hand).
     let deletes = group_keys(writes.deletes.iter().copied());
@@ -259,6 +263,7 @@ pub(super) async fn apply<W: Writer>(
         ]
     })
     .await?;
+    laps.lap("ledger", ledger.len());
     let forgotten = group_keys(writes.deletes.iter().copied().chain(&request.plan.forget));
     delete_keys(conn, &forgotten, |kind| {
         let mut sql = Sql::new("DELETE FROM ledger WHERE kind = ");
@@ -400,6 +405,7 @@ pub(super) async fn apply<W: Writer>(
         ]
     })
     .await?;
+    laps.lap("audit log", writes.audit.len());
     Ok(SyncRecord {
         id: sync_id,
         source: source.to_owned(),
@@ -409,6 +415,35 @@ pub(super) async fn apply<W: Writer>(
         summary,
         audited: writes.audit.len(),
     })
+}
+
+/// Where a write's time goes, for the benchmarks: each step's seconds at
+/// debug level under `accord::timing`.
+struct Laps<'a> {
+    source: &'a str,
+    last: std::time::Instant,
+}
+
+impl<'a> Laps<'a> {
+    fn new(source: &'a str) -> Self {
+        Laps {
+            source,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    fn lap(&mut self, step: &str, rows: usize) {
+        let now = std::time::Instant::now();
+        tracing::debug!(
+            target: "accord::timing",
+            source = self.source,
+            step,
+            rows,
+            seconds = (now - self.last).as_secs_f64(),
+            "written"
+        );
+        self.last = now;
+    }
 }
 
 /// Writes rows marked new with plain inserts and the others as upserts.
