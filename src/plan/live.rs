@@ -72,6 +72,16 @@ impl LiveRow {
         }
     }
 
+    /// Leaves out the content of a row that is exactly as accord last wrote
+    /// it for `source` (its content hashes to the hash accord recorded), as
+    /// a store that never read it would (`LiveRow::unread`): after a sync,
+    /// nearly every row, whose bytes a plan that leaves it alone never needs.
+    pub fn leave_unread_if_applied(&mut self, source: &str) {
+        if self.as_applied() && self.managed_by.as_deref() == Some(source) {
+            self.content = None;
+        }
+    }
+
     /// Records the row's key's entry in the source's ledger.
     pub fn set_ledger(&mut self, entry: LedgerEntry) {
         self.ledger = Some(entry);

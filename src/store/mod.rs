@@ -742,18 +742,6 @@ impl Store for AnyStore {
     }
 }
 
-/// `keys`' rows among all of `live`'s (a load without a source, whose rows
-/// carry no ledger entries).
-fn rows_among(mut live: LiveState, keys: &[Key]) -> RowMap {
-    let mut rows = RowMap::default();
-    for key in keys {
-        if let Some(row) = live.rows.swap_remove(key) {
-            rows.insert(key.clone(), row);
-        }
-    }
-    rows
-}
-
 /// Reads whole the rows `plan` changes that `live` holds without their
 /// content (`Plan::unread_rows`), into `live`; whether it read any, in
 /// which case the plan must be made again. The rows are read after the

@@ -77,17 +77,23 @@ impl SqliteStore {
     }
 
     pub(super) async fn read_live(&self, source: Option<&str>) -> Result<LiveState, StoreError> {
+        self.load(source, false).await
+    }
+
+    async fn load(&self, source: Option<&str>, for_plan: bool) -> Result<LiveState, StoreError> {
         let path = self.path.clone();
         let source = source.map(str::to_owned);
-        tokio::task::spawn_blocking(move || sqlite_read::load(&path, source.as_deref()))
+        tokio::task::spawn_blocking(move || sqlite_read::load(&path, source.as_deref(), for_plan))
             .await
             .map_err(load_stopped)?
     }
 
-    /// SQLite reads every row whole: it has no row versions to tell an
-    /// unedited row by (and its load is within the plan's budget anyway).
+    /// `read_live`, but the permits and enrollments exactly as accord last
+    /// wrote them for `source` are kept without their content. SQLite has
+    /// no row versions to tell them by without reading them, so it reads
+    /// and hashes each; what a plan's memory is spared is keeping the bytes.
     pub(super) async fn read_for_plan(&self, source: &str) -> Result<LiveState, StoreError> {
-        self.read_live(Some(source)).await
+        self.load(Some(source), true).await
     }
 
     /// `PRAGMA data_version` on the store's own idle connection (opened on
@@ -100,10 +106,13 @@ impl SqliteStore {
             .map_err(load_stopped)?
     }
 
-    /// Never needed by a plan (`read_for_plan` leaves nothing unread); the
-    /// rows of every key, read as a whole load reads them.
+    /// The rows of `keys`, whole, found by their primary keys.
     pub(super) async fn read_keyed(&self, keys: &[Key]) -> Result<RowMap, StoreError> {
-        Ok(super::rows_among(self.read_live(None).await?, keys))
+        let path = self.path.clone();
+        let keys = keys.to_vec();
+        tokio::task::spawn_blocking(move || sqlite_read::load_keyed(&path, &keys))
+            .await
+            .map_err(load_stopped)?
     }
 
     pub fn pool(&self) -> &SqlitePool {

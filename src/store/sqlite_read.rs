@@ -16,7 +16,8 @@ use rusqlite::{Connection, OpenFlags, Row, ToSql};
 use super::chain;
 use super::rows::{Assembler, Columns, LiveTable};
 use super::StoreError;
-use crate::plan::LiveState;
+use crate::model::{Key, Kind};
+use crate::plan::{LiveState, RowMap};
 
 /// `PRAGMA data_version` on `kept`, the connection opened on first use and
 /// kept, because the number means something only on one connection.
@@ -46,17 +47,10 @@ pub fn data_version(
 }
 
 /// Reads the live state in one read transaction, i.e. one snapshot (WAL).
-pub fn load(path: &Path, source: Option<&str>) -> Result<LiveState, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        // The file exists: the store created it and ran the migrations.
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(failed("the database"))?;
-    conn.busy_timeout(Duration::from_secs(30))
-        .and_then(|()| conn.execute_batch("PRAGMA query_only = 1; BEGIN"))
-        .map_err(failed("the database"))?;
-
+/// `for_plan`: the permits and enrollments exactly as accord last wrote them
+/// for `source` come without their content (`Assembler::leave_applied_unread`).
+pub fn load(path: &Path, source: Option<&str>, for_plan: bool) -> Result<LiveState, StoreError> {
+    let conn = open_snapshot(path)?;
     // The map of rows is sized exactly (cheap); the source's ledger is
     // counted through its index, to tell whether the rows brought it all.
     let (rows, ledger): (i64, i64) = conn
@@ -69,40 +63,103 @@ pub fn load(path: &Path, source: Option<&str>) -> Result<LiveState, StoreError> 
         )
         .map_err(failed("the database"))?;
     let mut live = Assembler::with_capacity(usize::try_from(rows).unwrap_or(0), source.is_some());
+    if let (Some(source), true) = (source, for_plan) {
+        live = live.for_source(source).leave_applied_unread();
+    }
     // The queries' `?1` is the source; without one, rows are read without
     // ledger entries and no query takes a parameter.
     let params: &[&dyn ToSql] = match &source {
         Some(source) => &[source],
         None => &[],
     };
-    let read = |live: &mut Assembler, table: LiveTable| -> Result<(), StoreError> {
-        let sql = table.query("?1", source.is_some());
-        let mut read = || -> Result<(), String> {
-            let mut statement = conn.prepare(&sql).map_err(|e| e.to_string())?;
-            // Parameters the query does not use are left unbound.
-            let used = params.len().min(statement.parameter_count());
-            let mut rows = statement
-                .query(&params[..used])
-                .map_err(|e| e.to_string())?;
-            while let Some(row) = rows.next().map_err(|e| e.to_string())? {
-                live.add(table, &SqliteColumns(row))?;
-            }
-            Ok(())
-        };
-        read().map_err(|message| StoreError::Decode {
-            table: table.name().to_owned(),
-            message,
-        })
-    };
     for table in LiveTable::LOAD_ORDER {
-        read(&mut live, table)?;
+        read_table(
+            &conn,
+            &mut live,
+            table,
+            &table.query("?1", source.is_some()),
+            params,
+        )?;
     }
     if source.is_some() && usize::try_from(ledger).unwrap_or(0) > live.in_ledger() {
-        read(&mut live, LiveTable::Orphans)?;
+        let table = LiveTable::Orphans;
+        read_table(&conn, &mut live, table, &table.query("?1", true), params)?;
     }
     conn.execute_batch("COMMIT")
         .map_err(failed("the database"))?;
     Ok(live.finish())
+}
+
+/// The rows of `keys` (those that exist), whole and without ledger
+/// entries, in one snapshot: each kind's keys go to its query as one JSON
+/// array of `[app, id]` pairs, which the table's primary key finds.
+pub fn load_keyed(path: &Path, keys: &[Key]) -> Result<RowMap, StoreError> {
+    let conn = open_snapshot(path)?;
+    let mut live = Assembler::with_capacity(keys.len(), false);
+    for kind in Kind::ALL {
+        let pairs: Vec<(&str, &str)> = keys
+            .iter()
+            .filter(|key| key.kind == kind)
+            .map(|key| (key.app.as_str(), key.id.as_str()))
+            .collect();
+        if pairs.is_empty() {
+            continue;
+        }
+        let table = LiveTable::of(kind);
+        let json = serde_json::to_string(&pairs).map_err(|e| StoreError::Decode {
+            table: table.name().into(),
+            message: e.to_string(),
+        })?;
+        let params: &[&dyn ToSql] = &[&json];
+        if kind == Kind::Organization {
+            let members = LiveTable::Members;
+            read_table(&conn, &mut live, members, &members.keyed_sqlite(), params)?;
+        }
+        read_table(&conn, &mut live, table, &table.keyed_sqlite(), params)?;
+    }
+    conn.execute_batch("COMMIT")
+        .map_err(failed("the database"))?;
+    Ok(live.finish().rows)
+}
+
+/// A connection in a read transaction, so every query sees one snapshot.
+fn open_snapshot(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        // The file exists: the store created it and ran the migrations.
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(failed("the database"))?;
+    conn.busy_timeout(Duration::from_secs(30))
+        .and_then(|()| conn.execute_batch("PRAGMA query_only = 1; BEGIN"))
+        .map_err(failed("the database"))?;
+    Ok(conn)
+}
+
+/// Runs `sql` and adds its rows to `live` as rows of `table`.
+fn read_table(
+    conn: &Connection,
+    live: &mut Assembler,
+    table: LiveTable,
+    sql: &str,
+    params: &[&dyn ToSql],
+) -> Result<(), StoreError> {
+    let mut read = || -> Result<(), String> {
+        let mut statement = conn.prepare(sql).map_err(|e| e.to_string())?;
+        // Parameters the query does not use are left unbound.
+        let used = params.len().min(statement.parameter_count());
+        let mut rows = statement
+            .query(&params[..used])
+            .map_err(|e| e.to_string())?;
+        while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+            live.add(table, &SqliteColumns(row))?;
+        }
+        Ok(())
+    };
+    read().map_err(|message| StoreError::Decode {
+        table: table.name().to_owned(),
+        message,
+    })
 }
 
 fn failed(table: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {

@@ -109,6 +109,9 @@ pub struct Assembler {
     last_owner: Option<Arc<str>>,
     /// The source a load is for: the owner of its `LiveTable::Unread` rows.
     source: Option<Arc<str>>,
+    /// Whether the permits and enrollments read exactly as accord last
+    /// wrote them for `source` keep their content (`leave_applied_unread`).
+    keep_applied: bool,
     claims: KeyMap<Vec<Claim>>,
 }
 
@@ -131,6 +134,7 @@ impl Assembler {
             shared: FxHashMap::default(),
             last_owner: None,
             source: None,
+            keep_applied: true,
             claims: KeyMap::default(),
         };
         assembler.rows.reserve(rows);
@@ -140,6 +144,15 @@ impl Assembler {
     /// Rows are read for `source`, which owns the `Unread` ones.
     pub fn for_source(mut self, source: &str) -> Assembler {
         self.source = Some(self.shared(source));
+        self
+    }
+
+    /// For a plan: a permit or enrollment read exactly as accord last wrote
+    /// it for the source (`for_source`) is kept without its content
+    /// (`LiveRow::leave_unread_if_applied`), as PostgreSQL's unedited rows
+    /// are never read. A plan that changes it reads it again whole.
+    pub fn leave_applied_unread(mut self) -> Assembler {
+        self.keep_applied = false;
         self
     }
 
@@ -273,6 +286,9 @@ impl Assembler {
         let owner = self.owner(row, 5)?;
         let applied = row.optional(6)?.as_deref().and_then(parse_digest);
         let mut live = LiveRow::from_canonical(content, owner, applied, true);
+        if let (false, Some(source)) = (self.keep_applied, &self.source) {
+            live.leave_unread_if_applied(source);
+        }
         self.ledger_entry(&mut live, row, 7)?;
         self.rows.insert(key, live);
         Ok(())

@@ -78,13 +78,28 @@ impl LiveTable {
     /// their organizations' keys) are in the JSON array of `[app, id]`
     /// pairs held by the setting `setting`.
     pub fn keyed(self, setting: &str) -> String {
+        self.keyed_among(&format!(
+            "SELECT k->>0, k->>1 FROM json_array_elements(current_setting('{setting}')::json) k"
+        ))
+    }
+
+    /// SQLite: `keyed`, the JSON array of `[app, id]` pairs being the
+    /// query's parameter `?1`.
+    pub fn keyed_sqlite(self) -> String {
+        self.keyed_among(
+            "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?1)",
+        )
+    }
+
+    /// The query for this table's rows whose `(app, id)` (members: their
+    /// organization's) `pairs`, a query, returns.
+    fn keyed_among(self, pairs: &str) -> String {
         let id = match self {
             LiveTable::Members => "org_slug",
             _ => self.rows_of().map_or("id", |(_, id)| id),
         };
         format!(
-            "{} WHERE (r.app, r.{id}) IN (SELECT k->>0, k->>1 \
-             FROM json_array_elements(current_setting('{setting}')::json) k)",
+            "{} WHERE (r.app, r.{id}) IN ({pairs})",
             self.query("NULL", false)
         )
     }
