@@ -742,6 +742,29 @@ impl Store for AnyStore {
     }
 }
 
+/// `keys` by the table of their kind, each table's as one JSON array of
+/// `[app, id]` pairs, which a keyed query (`LiveTable::keyed`) takes.
+fn keys_by_table(keys: &[Key]) -> Result<Vec<(rows::LiveTable, String)>, StoreError> {
+    let mut tables = Vec::new();
+    for kind in Kind::ALL {
+        let pairs: Vec<(&str, &str)> = keys
+            .iter()
+            .filter(|key| key.kind == kind)
+            .map(|key| (key.app.as_str(), key.id.as_str()))
+            .collect();
+        if pairs.is_empty() {
+            continue;
+        }
+        let table = rows::LiveTable::of(kind);
+        let json = serde_json::to_string(&pairs).map_err(|e| StoreError::Decode {
+            table: table.name().into(),
+            message: e.to_string(),
+        })?;
+        tables.push((table, json));
+    }
+    Ok(tables)
+}
+
 /// Reads whole the rows `plan` changes that `live` holds without their
 /// content (`Plan::unread_rows`), into `live`; whether it read any, in
 /// which case the plan must be made again. The rows are read after the

@@ -13,7 +13,7 @@ use super::copy_text;
 use super::rows::{self, LiveTable};
 use super::sql::{load_stopped, locked, schema_is_current};
 use super::{lock_key, Held, LockMode, SourceLock, StoreError};
-use crate::model::{Key, Kind};
+use crate::model::Key;
 use crate::plan::{LiveState, RowMap};
 
 pub struct PostgresStore {
@@ -86,22 +86,9 @@ impl PostgresStore {
     pub(super) async fn read_keyed(&self, keys: &[Key]) -> Result<RowMap, StoreError> {
         let mut settings = Vec::new();
         let mut queries = Vec::new();
-        for kind in Kind::ALL {
-            let pairs: Vec<(&str, &str)> = keys
-                .iter()
-                .filter(|key| key.kind == kind)
-                .map(|key| (key.app.as_str(), key.id.as_str()))
-                .collect();
-            if pairs.is_empty() {
-                continue;
-            }
-            let table = LiveTable::of(kind);
+        for (table, json) in super::keys_by_table(keys)? {
             let setting = format!("accord.{}", table.name());
-            let json = serde_json::to_string(&pairs).map_err(|e| StoreError::Decode {
-                table: table.name().into(),
-                message: e.to_string(),
-            })?;
-            if kind == Kind::Organization {
+            if table == LiveTable::Organizations {
                 queries.push((LiveTable::Members, LiveTable::Members.keyed(&setting)));
             }
             queries.push((table, table.keyed(&setting)));

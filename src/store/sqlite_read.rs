@@ -16,7 +16,7 @@ use rusqlite::{Connection, OpenFlags, Row, ToSql};
 use super::chain;
 use super::rows::{Assembler, Columns, LiveTable};
 use super::StoreError;
-use crate::model::{Key, Kind};
+use crate::model::Key;
 use crate::plan::{LiveState, RowMap};
 
 /// `PRAGMA data_version` on `kept`, the connection opened on first use and
@@ -96,22 +96,9 @@ pub fn load(path: &Path, source: Option<&str>, for_plan: bool) -> Result<LiveSta
 pub fn load_keyed(path: &Path, keys: &[Key]) -> Result<RowMap, StoreError> {
     let conn = open_snapshot(path)?;
     let mut live = Assembler::with_capacity(keys.len(), false);
-    for kind in Kind::ALL {
-        let pairs: Vec<(&str, &str)> = keys
-            .iter()
-            .filter(|key| key.kind == kind)
-            .map(|key| (key.app.as_str(), key.id.as_str()))
-            .collect();
-        if pairs.is_empty() {
-            continue;
-        }
-        let table = LiveTable::of(kind);
-        let json = serde_json::to_string(&pairs).map_err(|e| StoreError::Decode {
-            table: table.name().into(),
-            message: e.to_string(),
-        })?;
+    for (table, json) in super::keys_by_table(keys)? {
         let params: &[&dyn ToSql] = &[&json];
-        if kind == Kind::Organization {
+        if table == LiveTable::Organizations {
             let members = LiveTable::Members;
             read_table(&conn, &mut live, members, &members.keyed_sqlite(), params)?;
         }

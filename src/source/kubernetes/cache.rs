@@ -488,15 +488,19 @@ mod tests {
         .expect("an object")
     }
 
-    #[test]
-    fn a_reconcile_request_wakes_the_source_and_other_metadata_or_status_does_not() {
-        let mut feeds = Feeds::new(&[]);
-        let index = feeds
+    fn permit_slot(feeds: &Feeds) -> usize {
+        feeds
             .cache
             .slots
             .iter()
             .position(|s| s.kind == Kind::Permit)
-            .expect("a permit slot");
+            .expect("a permit slot")
+    }
+
+    #[test]
+    fn a_reconcile_request_wakes_the_source_and_other_metadata_or_status_does_not() {
+        let mut feeds = Feeds::new(&[]);
+        let index = permit_slot(&feeds);
         let mut apply = |object| feeds.apply(index, watcher::Event::Apply(object));
         let none = json!({});
         assert!(
@@ -540,12 +544,7 @@ mod tests {
 
         cache.wrote(&before, ours.clone(), 2);
         assert_eq!(cache.pending(&before), Some(ours.clone()), "not echoed yet");
-        let index = feeds
-            .cache
-            .slots
-            .iter()
-            .position(|s| s.kind == Kind::Permit)
-            .expect("a permit slot");
+        let index = permit_slot(&feeds);
         let echo = permit(1, 2, json!({}), json!({"app": "unnamed"}));
         feeds.apply(index, watcher::Event::Apply(echo.clone()));
         assert_eq!(cache.pending(&before), None, "the echo stands for it");
