@@ -212,8 +212,8 @@ fn changes_to_unread_rows_name_the_rows_to_read_and_then_show_them() {
         .build();
     let plan = plan_git(&desired, &read);
     assert!(plan.unread_rows(&read).is_empty());
-    assert_eq!(plan.changes[0].before, Some(old));
-    assert_eq!(plan.changes[1].before, Some(pay));
+    assert_eq!(plan.changes[0].before.as_deref(), Some(&old));
+    assert_eq!(plan.changes[1].before.as_deref(), Some(&pay));
     assert_eq!(plan.changes[1].after.as_deref(), Some(&changed));
 }
 
@@ -232,7 +232,7 @@ fn new_declared_value_for_an_untouched_managed_row_is_an_update() {
 
     let change = only_change(&plan);
     assert_eq!(change.action, Action::Update);
-    assert_eq!(change.before, Some(before));
+    assert_eq!(change.before.as_deref(), Some(&before));
     assert_eq!(change.after.as_deref(), Some(&after));
     assert_eq!(change.origin, Some(origin("permits/pay.yaml", 3)));
     assert!(plan.is_pending());
@@ -455,7 +455,7 @@ fn managed_row_no_longer_declared_is_deleted() {
     let change = only_change(&plan);
     assert_eq!(change.action, Action::Delete);
     assert_eq!(change.key, dropped.key());
-    assert_eq!(change.before, Some(dropped));
+    assert_eq!(change.before.as_deref(), Some(&dropped));
     assert_eq!(change.after, None);
     assert!(change.fields.is_empty());
     assert!(plan.forget.is_empty());
@@ -574,7 +574,7 @@ fn declared_key_whose_row_nobody_manages_is_a_conflict() {
 
     let change = only_change(&plan);
     assert_eq!(change.action, Action::Conflict);
-    assert_eq!(change.before, Some(by_api));
+    assert_eq!(change.before.as_deref(), Some(&by_api));
     assert_eq!(change.after.as_deref(), Some(&declared_value));
     assert!(
         change.note.contains("no source manages"),
@@ -609,7 +609,7 @@ fn declared_key_owned_by_another_source_is_a_conflict_naming_it() {
 
     let change = only_change(&plan);
     assert_eq!(change.action, Action::Conflict);
-    assert_eq!(change.before, Some(theirs));
+    assert_eq!(change.before.as_deref(), Some(&theirs));
     assert_eq!(change.after.as_deref(), Some(&ours));
     assert!(change.note.contains(KUBERNETES), "note: {}", change.note);
 }
@@ -735,7 +735,7 @@ fn managed_row_edited_by_hand_is_drift() {
 
     let change = only_change(&plan);
     assert_eq!(change.action, Action::Drift);
-    assert_eq!(change.before, Some(edited.clone()));
+    assert_eq!(change.before.as_deref(), Some(&edited));
     assert_eq!(change.after.as_deref(), Some(&applied));
     assert_eq!(field_names(change), ["roles"]);
     assert_eq!(change.drift_hash, Some(edited.content_hash()));
@@ -843,7 +843,7 @@ fn hand_edit_plus_a_new_declared_value_is_still_drift() {
 
     let change = only_change(&plan);
     assert_eq!(change.action, Action::Drift);
-    assert_eq!(change.before, Some(edited.clone()));
+    assert_eq!(change.before.as_deref(), Some(&edited));
     assert_eq!(change.after.as_deref(), Some(&new_declared));
     assert_eq!(change.drift_hash, Some(edited.content_hash()));
     assert_eq!(plan.count(Action::Update), 0);
@@ -865,7 +865,7 @@ fn row_hand_edited_to_exactly_the_declared_content_is_an_update_with_a_note() {
 
     let change = only_change(&plan);
     assert_eq!(change.action, Action::Update);
-    assert_eq!(change.before, Some(declared_now.clone()));
+    assert_eq!(change.before.as_deref(), Some(&declared_now));
     assert_eq!(change.after.as_deref(), Some(&declared_now));
     assert!(change.fields.is_empty(), "{:#?}", change.fields);
     assert!(
@@ -915,7 +915,7 @@ fn declaration_with_gitops_false_is_suspended_even_when_content_differs() {
 
     let change = only_change(&plan);
     assert_eq!(change.action, Action::Suspended);
-    assert_eq!(change.before, Some(applied));
+    assert_eq!(change.before.as_deref(), Some(&applied));
     assert_eq!(change.after.as_deref(), Some(&declared_value));
     assert_eq!(plan.count(Action::Update), 0);
     assert!(!plan.is_pending());
@@ -956,7 +956,7 @@ fn organization_suspended_in_the_database_is_suspended_when_declared() {
 
     let change = only_change(&plan);
     assert_eq!(change.action, Action::Suspended);
-    assert_eq!(change.before, Some(applied));
+    assert_eq!(change.before.as_deref(), Some(&applied));
     assert!(!plan.is_pending());
 }
 
@@ -976,7 +976,7 @@ fn organization_suspended_in_the_database_is_never_pruned() {
     let change = only_change(&plan);
     assert_eq!(change.action, Action::Suspended);
     assert_eq!(change.key, acme.key());
-    assert_eq!(change.before, Some(acme));
+    assert_eq!(change.before.as_deref(), Some(&acme));
     assert_eq!(plan.count(Action::Delete), 0);
     assert!(plan.forget.is_empty());
     assert!(guard(&plan, 0, 0).is_ok());

@@ -53,7 +53,7 @@ pub struct Change {
     pub action: Action,
     pub key: Key,
     /// The row as it is now (for drift: as someone left it).
-    pub before: Option<Object>,
+    pub before: Option<Box<Object>>,
     /// The object as declared (shared with the declaration).
     pub after: Option<Arc<Object>>,
     pub fields: Vec<FieldChange>,
@@ -82,7 +82,7 @@ impl Change {
         Change {
             action,
             key,
-            before,
+            before: before.map(Box::new),
             after,
             fields,
             note: String::new(),
@@ -101,7 +101,7 @@ impl Change {
 
     /// A unified diff of the object rendered as YAML, before → after.
     pub fn diff(&self) -> String {
-        render::object_diff(self.before.as_ref(), self.after.as_deref())
+        render::object_diff(self.before.as_deref(), self.after.as_deref())
     }
 }
 

@@ -50,7 +50,7 @@ impl<'a> AuditRow<'a> {
         AuditRow {
             action,
             change,
-            before: json(change.before.as_ref()),
+            before: json(change.before.as_deref()),
             after: json(change.after.as_deref()),
             diff: if whole { String::new() } else { change.diff() },
         }
