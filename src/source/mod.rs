@@ -96,6 +96,9 @@ impl Snapshot {
     /// (same path, same content) and keeping this revision's files in it.
     /// `Unread` when the snapshot left out a file the cache no longer holds.
     pub fn desired_incremental(&self, cache: &mut ParseCache) -> Result<(Checked, Reuse), Unread> {
+        if let Some(declared) = &self.declared {
+            return Ok((Ok(declared.desired.clone()), Reuse::default()));
+        }
         let tree = match &self.listing {
             Some(listing) => Tree::Listed {
                 listing,
@@ -103,9 +106,6 @@ impl Snapshot {
             },
             None => Tree::Read(&self.files),
         };
-        if let Some(declared) = &self.declared {
-            return Ok((Ok(declared.desired.clone()), Reuse::default()));
-        }
         let (parsed, reuse) = cache.parse(tree)?;
         Ok((self.with_problems(parsed).map(Arc::new), reuse))
     }

@@ -29,15 +29,7 @@ pub fn data_version(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if kept.is_none() {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(failed("the database"))?;
-        conn.busy_timeout(Duration::from_secs(30))
-            .and_then(|()| conn.execute_batch("PRAGMA query_only = 1"))
-            .map_err(failed("the database"))?;
-        *kept = Some(conn);
+        *kept = Some(open_read_only(path, "the database", false)?);
     }
     let conn = kept.as_ref().expect("opened above");
     let version: i64 = conn
@@ -111,15 +103,26 @@ pub fn load_keyed(path: &Path, keys: &[Key]) -> Result<RowMap, StoreError> {
 
 /// A connection in a read transaction, so every query sees one snapshot.
 fn open_snapshot(path: &Path) -> Result<Connection, StoreError> {
+    open_read_only(path, "the database", true)
+}
+
+/// A connection that only reads, waiting out a writer's lock; in a read
+/// transaction (one snapshot) when `begin`. Errors name `what` it reads.
+fn open_read_only(path: &Path, what: &str, begin: bool) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
         // The file exists: the store created it and ran the migrations.
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(failed("the database"))?;
+    .map_err(failed(what))?;
+    let setup = if begin {
+        "PRAGMA query_only = 1; BEGIN"
+    } else {
+        "PRAGMA query_only = 1"
+    };
     conn.busy_timeout(Duration::from_secs(30))
-        .and_then(|()| conn.execute_batch("PRAGMA query_only = 1; BEGIN"))
-        .map_err(failed("the database"))?;
+        .and_then(|()| conn.execute_batch(setup))
+        .map_err(failed(what))?;
     Ok(conn)
 }
 
@@ -189,14 +192,7 @@ impl Columns for SqliteColumns<'_, '_> {
 /// transaction (one snapshot).
 pub fn walk_history(path: &Path, from: chain::Position) -> Result<chain::Report, StoreError> {
     let fail = failed("the history");
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(&fail)?;
-    conn.busy_timeout(Duration::from_secs(30))
-        .and_then(|()| conn.execute_batch("PRAGMA query_only = 1; BEGIN"))
-        .map_err(&fail)?;
+    let conn = open_read_only(path, "the history", true)?;
     let legacy: Vec<(String, i64)> = conn
         .prepare("SELECT name, legacy_through FROM audit_chain")
         .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
