@@ -70,6 +70,11 @@ pub struct Settings {
     pub record_unchanged: bool,
     /// What started the sync, recorded with its run.
     pub cause: Option<String>,
+    /// Keep the declarations in `Planned` once planned. A one-shot apply
+    /// whose report shows only the changes lets them go before the write:
+    /// the plan holds every object it writes, and a million declarations'
+    /// map is about 200 MB of the write's peak.
+    pub keep_declarations: bool,
 }
 
 impl Settings {
@@ -84,6 +89,7 @@ impl Settings {
             actor: actor.to_owned(),
             record_unchanged: false,
             cause: None,
+            keep_declarations: true,
         }
     }
 }
@@ -101,13 +107,35 @@ pub enum Mode {
 #[derive(Debug)]
 pub struct Planned {
     pub revision: String,
-    pub desired: Arc<DesiredState>,
+    /// What the source declares; `None` when let go after planning
+    /// (`Settings::keep_declarations`).
+    pub desired: Option<Arc<DesiredState>>,
     pub live: LiveState,
     pub plan: Plan,
     /// The database's change mark taken before `live` was read
     /// (`Store::change_mark`): while it stays, this plan stays what a new
     /// one would be.
     pub mark: Option<u64>,
+    /// Whether the rows read ahead (`preload`) were used.
+    pub preloaded: bool,
+}
+
+/// A source's rows read ahead of its sync, with the change mark taken
+/// before them: while a fetch or a parse runs, say. A sync uses them only
+/// if the mark has not moved once it holds the source's lock.
+#[derive(Debug)]
+pub struct Preloaded {
+    mark: u64,
+    live: LiveState,
+}
+
+/// Reads `source`'s rows for a plan ahead of its sync; `None` when the
+/// store cannot tell later whether they still hold (no change mark), or
+/// when reading fails (the sync then reads, and reports the error itself).
+pub async fn preload<S: Store>(store: &S, source: &str) -> Option<Preloaded> {
+    let mark = store.change_mark().await.ok().flatten()?;
+    let live = store.load_for_plan(source).await.ok()?;
+    Some(Preloaded { mark, live })
 }
 
 /// How a sync ended.
@@ -196,6 +224,7 @@ pub async fn sync<S: Store>(
     desired: impl Future<Output = Result<(String, Arc<DesiredState>), SyncError>>,
     settings: &Settings,
     mode: Mode,
+    preloaded: Option<Preloaded>,
 ) -> Result<Synced, Failed> {
     let name = settings.source.as_str();
     let started = std::time::Instant::now();
@@ -214,20 +243,28 @@ pub async fn sync<S: Store>(
             tracing::debug!(source = name, error = %explain(&error), "no change mark");
             None
         });
-        let live = store.load_for_plan(name).await?;
-        Ok::<_, SyncError>((lock, live, mark, started.elapsed()))
+        let (live, preloaded) = match preloaded {
+            // Nothing was committed since those rows were read (the mark,
+            // taken before them, stands), so they are what a read now
+            // would give, and the lock now keeps them so.
+            Some(rows) if mark == Some(rows.mark) => (rows.live, true),
+            _ => (store.load_for_plan(name).await?, false),
+        };
+        Ok::<_, SyncError>((lock, live, mark, preloaded, started.elapsed()))
     };
     let (desired, loaded) = tokio::join!(desired, loading);
-    let (lock, live, mark, loaded_in) = loaded?;
+    let (lock, live, mark, preloaded, loaded_in) = loaded?;
     let (revision, desired) = desired?;
     let read_in = started.elapsed();
     let mut planned = plan(store, source, revision, desired, live, settings).await?;
     planned.mark = mark;
+    planned.preloaded = preloaded;
     // Where a sync's time goes, for the benchmarks: at debug level under
     // `accord::timing`.
     tracing::debug!(
         target: "accord::timing",
         source = name,
+        preloaded,
         load_s = loaded_in.as_secs_f64(),
         read_s = read_in.as_secs_f64(),
         plan_s = (started.elapsed() - read_in).as_secs_f64(),
@@ -417,10 +454,11 @@ async fn plan<S: Store>(
     source.hold(&mut plan);
     Ok(Planned {
         revision,
-        desired,
+        desired: settings.keep_declarations.then_some(desired),
         live,
         plan,
         mark: None,
+        preloaded: false,
     })
 }
 

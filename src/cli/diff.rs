@@ -1011,7 +1011,7 @@ fn plan_states(planned: &Planned) -> (KeyMap<Placed>, KeyMap<Placed>, usize) {
             Some(object) => Arc::new(object),
             // Left unread because it is as accord wrote it: what is
             // declared, when it still is.
-            None => match planned.desired.objects.get(key) {
+            None => match (planned.desired.as_ref()).and_then(|desired| desired.objects.get(key)) {
                 Some(declaration) => declaration.object.clone(),
                 None => {
                     unread += 1;

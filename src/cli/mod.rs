@@ -554,7 +554,7 @@ async fn sync_folder(
             .await
             .map_err(|e| SyncError::Task("source reader", e))?
     };
-    let result = sync::sync(&store, &source, desired, settings, mode).await;
+    let result = sync::sync(&store, &source, desired, settings, mode, None).await;
     store.close().await;
     match result {
         Ok(synced) => Ok(synced),
@@ -603,6 +603,8 @@ async fn apply(args: &ApplyArgs, style: Style, default_actor: &str) -> u8 {
     settings.force = args.force;
     settings.record_unchanged = true;
     settings.cause = Some("accord apply".into());
+    // Only the markdown report shows objects the plan does not change.
+    settings.keep_declarations = args.plan.output == diff::ReportFormat::Markdown;
     let mode = sync::Mode::Apply(LockMode::Wait(LOCK_WAIT));
     let synced = match sync_folder(&args.plan, &settings, mode).await {
         Ok(synced) => synced,

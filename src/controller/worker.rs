@@ -257,12 +257,27 @@ impl Worker {
             s.last_attempt_at = Some(Utc::now());
             s.attempts += 1;
         });
-        let outcome = match self.read().await {
+        // A requested sync (a webhook's push, an operator's request, the
+        // start) most likely has a revision to apply: its rows are read
+        // while the source is fetched and parsed, not after. An interval
+        // tick, usually with nothing new, reads nothing ahead.
+        let ahead = self.cause.split(", ").any(|cause| cause != "interval");
+        let preload = {
+            let (store, name) = (self.state.store.clone(), self.config.name.clone());
+            async move {
+                match ahead {
+                    true => sync::preload(store.as_ref(), &name).await,
+                    false => None,
+                }
+            }
+        };
+        let (read, preloaded) = tokio::join!(self.read(), preload);
+        let outcome = match read {
             Err(error) => self.fail(Outcome::Failed, sync::explain(&error)),
             Ok(None) => self.fail(Outcome::Invalid, String::new()),
             Ok(Some(parsed)) => match self.still_quiet(&parsed.revision).await {
                 true => Outcome::Unchanged,
-                false => self.reconcile(&parsed).await,
+                false => self.reconcile(&parsed, preloaded).await,
             },
         };
         if outcome != Outcome::Busy {
@@ -429,7 +444,7 @@ impl Worker {
         }
     }
 
-    async fn reconcile(&mut self, parsed: &Parsed) -> Outcome {
+    async fn reconcile(&mut self, parsed: &Parsed, preloaded: Option<sync::Preloaded>) -> Outcome {
         self.quiet = None;
         let (revision, desired) = (parsed.revision.as_str(), &parsed.desired);
         let store = self.state.store.as_ref();
@@ -441,6 +456,7 @@ impl Worker {
             read,
             &settings,
             Mode::Apply(LockMode::Try),
+            preloaded,
         )
         .await;
         if let Err(Failed {
