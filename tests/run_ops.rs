@@ -380,7 +380,7 @@ both_backends!(
         const SKIPPED: &str = "nothing written since the last sync";
         if backend == Backend::Sqlite {
             // SQLite's mark moves only with commits to this file; a
-            // PostgreSQL server's WAL moves with every other test's writes too.
+            // PostgreSQL server's snapshot moves with every other test's writes too.
             let skipped = eventually(FEW_INTERVALS, || async {
                 accord.log_text().contains(SKIPPED)
             })

@@ -111,7 +111,7 @@ both_backends!(
         };
         let first = mark().await;
         if backend == Backend::Sqlite {
-            // Reading is not writing (a PostgreSQL server's WAL also moves
+            // Reading is not writing (a PostgreSQL server's snapshot also moves
             // with the other tests' writes, so only SQLite's can be held still).
             store.load(None).await.expect("load");
             assert_eq!(mark().await, first);
@@ -126,6 +126,40 @@ both_backends!(
         assert_ne!(edited, synced, "a hand edit on another connection");
         db.exec("DELETE FROM permits").await.expect("hand delete");
         assert_ne!(mark().await, edited, "a hand deletion");
+    }
+);
+
+both_backends!(
+    a_write_under_way_when_the_mark_is_taken_moves_it_once_committed,
+    |backend| async move {
+        use sqlx::Connection as _;
+        let (db, store) = open(backend).await;
+        sync(&store, &desired_objects(sample())).await;
+        let mark = || async { store.change_mark().await.expect("mark").expect("a mark") };
+        // The edit is made, not yet committed, when the mark is taken: a
+        // read then does not see it, so its commit must move the mark.
+        let edit = "UPDATE organizations SET name = 'Hand' WHERE slug = 'acme'";
+        let before = match backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&db.url)
+                    .await
+                    .expect("connect");
+                let mut tx = conn.begin().await.expect("begin");
+                sqlx::query(edit).execute(&mut *tx).await.expect("edit");
+                let before = mark().await;
+                tx.commit().await.expect("commit");
+                before
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+                let mut tx = conn.begin().await.expect("begin");
+                sqlx::query(edit).execute(&mut *tx).await.expect("edit");
+                let before = mark().await;
+                tx.commit().await.expect("commit");
+                before
+            }
+        };
+        assert_ne!(mark().await, before);
     }
 );
 
@@ -1106,7 +1140,7 @@ both_backends!(
         let quiet = sync_folder(&store, dir.path(), Some(ahead.expect("a change mark"))).await;
         assert!(!quiet.planned.plan.is_pending(), "{:?}", quiet.planned.plan);
         assert!(matches!(quiet.outcome, accord::sync::Outcome::Unchanged));
-        // PostgreSQL's mark is the server's WAL position, which other
+        // PostgreSQL's mark is the server's snapshot, which writes to other
         // databases on the same server (the other tests) move as well: there
         // the rows read ahead may be read again, which is only slower.
         if backend == Backend::Sqlite {

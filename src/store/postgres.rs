@@ -48,22 +48,27 @@ impl PostgresStore {
         self.read_tables(source, &settings, &queries).await
     }
 
+    /// The server's current snapshot (`xmin:xmax:in-progress`), hashed.
+    /// Any transaction that writes takes a transaction id, and its commit
+    /// either raises `xmax` or takes it off the in-progress list, so an
+    /// unchanged snapshot means nothing was committed in between, by anyone
+    /// (writes to the server's other databases move it too). Unlike the
+    /// WAL position, checkpoints, vacuum and hint bits leave it alone, so a
+    /// quiet database keeps its mark and a sync keeps the rows it read ahead.
+    pub(super) async fn read_change_mark(&self) -> Result<u64, StoreError> {
+        let (snapshot,): (String,) = sqlx::query_as("SELECT pg_current_snapshot()::text")
+            .fetch_one(&self.pool)
+            .await?;
+        let hash = blake3::hash(snapshot.as_bytes());
+        let mut mark = [0u8; 8];
+        mark.copy_from_slice(&hash.as_bytes()[..8]);
+        Ok(u64::from_le_bytes(mark))
+    }
+
     /// `read_live`, but the permits and enrollments that are exactly as
     /// accord last wrote them for `source` come as `LiveTable::Unread`:
     /// without their content, which accord then neither decodes, hashes nor
     /// keeps (after a sync, nearly every row).
-    /// The server's WAL insert position: every committed write (to any
-    /// database of the server, and its own housekeeping) moves it, so an
-    /// unmoved position means nothing was written. A busy server moves it
-    /// all the time, and then every sync plans, as it would without a mark.
-    pub(super) async fn read_change_mark(&self) -> Result<u64, StoreError> {
-        let (lsn,): (i64,) =
-            sqlx::query_as("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(lsn as u64)
-    }
-
     pub(super) async fn read_for_plan(&self, source: &str) -> Result<LiveState, StoreError> {
         let mut queries = Vec::new();
         for table in LiveTable::LOAD_ORDER {
