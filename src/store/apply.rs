@@ -11,7 +11,7 @@ use super::bulk::{Cell, Table};
 use super::chain;
 use super::rows;
 use super::schema::*;
-use super::writes::{group_keys, AuditRow, Writes};
+use super::writes::{group_keys, AuditRow, HexHash, Writes};
 use super::{ApplyRequest, GuardRecord, StoreError, SyncRecord};
 use crate::model::{Enrollment, Key, Kind, Member, Object, Organization, Permit};
 use crate::plan::Action;
@@ -118,7 +118,7 @@ pub(super) async fn apply<W: Writer>(
     let now = Utc::now();
 
     // Rows first: organizations (with their members), permits, enrollments.
-    let orgs: Vec<((&Organization, &String), bool)> = writes
+    let orgs: Vec<((&Organization, &HexHash), bool)> = writes
         .of_kind(Kind::Organization)
         .filter_map(|(o, hash, new)| match o {
             Object::Organization(o) => Some(((o, hash), *new)),
@@ -173,7 +173,7 @@ pub(super) async fn apply<W: Writer>(
         ]
     })
     .await?;
-    let permits: Vec<((&Permit, &String), bool)> = writes
+    let permits: Vec<((&Permit, &HexHash), bool)> = writes
         .of_kind(Kind::Permit)
         .filter_map(|(o, hash, new)| match o {
             Object::Permit(p) => Some(((p, hash), *new)),
@@ -194,7 +194,7 @@ pub(super) async fn apply<W: Writer>(
     })
     .await?;
     laps.lap("permits", permits.len());
-    let enrollments: Vec<((&Enrollment, &String), bool)> = writes
+    let enrollments: Vec<((&Enrollment, &HexHash), bool)> = writes
         .of_kind(Kind::Enrollment)
         .filter_map(|(o, hash, new)| match o {
             Object::Enrollment(e) => Some(((e, hash), *new)),

@@ -57,6 +57,24 @@ impl<'a> AuditRow<'a> {
     }
 }
 
+/// An object's content hash as it is stored (`Object::content_hash`),
+/// kept inline: a first apply holds one for every object it writes, and a
+/// `String` each was a million allocations at a million objects.
+#[derive(Clone, Copy, Default)]
+pub(super) struct HexHash([u8; 32]);
+
+impl HexHash {
+    fn of(object: &Object) -> HexHash {
+        let mut hex = [0; 32];
+        hex::encode_to_slice(object.digest(), &mut hex).expect("16 bytes are 32 hex digits");
+        HexHash(hex)
+    }
+
+    pub(super) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+}
+
 /// What a plan writes, sorted out once for both backends.
 #[derive(Default)]
 pub(super) struct Writes<'a> {
@@ -64,7 +82,7 @@ pub(super) struct Writes<'a> {
     /// Objects to write with their content hashes, and whether each is new:
     /// new rows are plainly inserted (PostgreSQL: `COPY`ed), which is far
     /// cheaper than an upsert, and a racing insert fails the transaction.
-    pub(super) upserts: Vec<(&'a Object, String, bool)>,
+    pub(super) upserts: Vec<(&'a Object, HexHash, bool)>,
     pub(super) deletes: Vec<&'a Key>,
     /// The changes whose objects are written (creates, updates, corrected drift).
     pub(super) declared: Vec<&'a Change>,
@@ -97,7 +115,7 @@ impl<'a> Writes<'a> {
                 _ => {
                     if let Some(after) = &change.after {
                         let new = change.action == Action::Create;
-                        w.upserts.push((after, String::new(), new));
+                        w.upserts.push((after, HexHash::default(), new));
                         w.declared.push(change);
                     }
                 }
@@ -117,10 +135,10 @@ impl<'a> Writes<'a> {
             ))
         });
         w.audit = audited;
-        let hashed: Vec<String> = w
+        let hashed: Vec<HexHash> = w
             .upserts
             .par_iter()
-            .map(|(o, _, _)| o.content_hash())
+            .map(|(o, _, _)| HexHash::of(o))
             .collect();
         for ((_, hash, _), computed) in w.upserts.iter_mut().zip(hashed) {
             *hash = computed;
@@ -128,7 +146,7 @@ impl<'a> Writes<'a> {
         w
     }
 
-    pub(super) fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &(&'a Object, String, bool)> {
+    pub(super) fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &(&'a Object, HexHash, bool)> {
         self.upserts
             .iter()
             .filter(move |(o, _, _)| o.kind() == kind)
@@ -147,4 +165,22 @@ pub(super) fn group_keys<'a>(
             .push(&key.id);
     }
     groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HexHash;
+    use crate::model::{Object, Permit};
+
+    #[test]
+    fn an_inline_hash_is_the_stored_content_hash() {
+        let permit = Object::Permit(Permit {
+            id: "pay".into(),
+            app: "unnamed".into(),
+            permission_id: "payment-svc:process".into(),
+            slugs: vec!["order-service".into()],
+            roles: vec![],
+        });
+        assert_eq!(HexHash::of(&permit).as_str(), permit.content_hash());
+    }
 }
