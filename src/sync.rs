@@ -73,7 +73,7 @@ pub struct Settings {
     /// Keep the declarations in `Planned` once planned. A one-shot apply
     /// whose report shows only the changes lets them go before the write:
     /// the plan holds every object it writes, and a million declarations'
-    /// map is about 200 MB of the write's peak.
+    /// map was about 120 MB of the write's peak.
     pub keep_declarations: bool,
 }
 
