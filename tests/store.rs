@@ -50,6 +50,15 @@ async fn sync_with(
     (plan, record)
 }
 
+/// The ids of the plan's changes of `action`, in the plan's order.
+fn ids(plan: &Plan, action: Action) -> Vec<&str> {
+    plan.changes
+        .iter()
+        .filter(|c| c.action == action)
+        .map(|c| c.key.id.as_str())
+        .collect()
+}
+
 async fn sync(store: &AnyStore, desired: &DesiredState) -> (Plan, SyncRecord) {
     sync_with(store, desired, "git", DriftPolicy::Correct).await
 }
@@ -483,13 +492,7 @@ both_backends!(
         }
 
         let (plan, _) = sync(&store, &desired).await;
-        let drifted: Vec<&str> = plan
-            .changes
-            .iter()
-            .filter(|c| c.action == Action::Drift)
-            .map(|c| c.key.id.as_str())
-            .collect();
-        assert_eq!(drifted, expected);
+        assert_eq!(ids(&plan, Action::Drift), expected);
         assert!(plan_for(&store, &desired, "git").await.changes.is_empty());
     }
 );
@@ -1155,15 +1158,7 @@ both_backends!(
             .expect("edit");
         let corrected = sync_folder(&store, dir.path(), Some(ahead.expect("a change mark"))).await;
         assert!(!corrected.planned.preloaded);
-        let drift: Vec<&str> = corrected
-            .planned
-            .plan
-            .changes
-            .iter()
-            .filter(|c| c.action == Action::Drift)
-            .map(|c| c.key.id.as_str())
-            .collect();
-        assert_eq!(drift, ["pay"]);
+        assert_eq!(ids(&corrected.planned.plan, Action::Drift), ["pay"]);
         assert!(matches!(
             corrected.outcome,
             accord::sync::Outcome::Applied(_)
@@ -1178,14 +1173,6 @@ both_backends!(
         if backend == Backend::Sqlite {
             assert!(added.planned.preloaded);
         }
-        let created: Vec<&str> = added
-            .planned
-            .plan
-            .changes
-            .iter()
-            .filter(|c| c.action == Action::Create)
-            .map(|c| c.key.id.as_str())
-            .collect();
-        assert_eq!(created, ["audit"]);
+        assert_eq!(ids(&added.planned.plan, Action::Create), ["audit"]);
     }
 );

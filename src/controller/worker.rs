@@ -265,9 +265,10 @@ impl Worker {
         let preload = {
             let (store, name) = (self.state.store.clone(), self.config.name.clone());
             async move {
-                match ahead {
-                    true => sync::preload(store.as_ref(), &name).await,
-                    false => None,
+                if ahead {
+                    sync::preload(store.as_ref(), &name).await
+                } else {
+                    None
                 }
             }
         };
